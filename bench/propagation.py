@@ -1,0 +1,216 @@
+"""Propagation latency: one `ioc add` through the operator API -> applied on every agent.
+
+Prints JSON. The controller runs as `msspctl server run` (embedded nats-server, SQLite) in its own
+process; N real agents (recording backend, each with its own keys, certificate, NATS connection
+and credentials) run spread over worker processes. Latency = from just before the AddIoc call
+to the moment each agent applied the delta (CLOCK_MONOTONIC is shared by all processes).
+
+    python bench/propagation.py [--sizes 100 1000] [--rounds 5] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from controller.simulation import OperatorApi, SimulatedAgent, percentiles, wait_until
+from gateway_agent.backends.recording import RecordingBackend
+from gateway_agent.enroll import enroll
+from gateway_agent.runtime import GatewayAgent
+from gateway_agent.state import StateChange
+
+
+def raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def rss_kib() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+# ---- worker process ----------------------------------------------------------------------------
+
+
+async def worker_main() -> None:
+    config = json.loads(sys.stdin.readline())
+    baseline = rss_kib()
+    agents: list[SimulatedAgent] = []
+    sem = asyncio.Semaphore(16)
+
+    async def start_one(token: str, index: int) -> None:
+        state_dir = Path(config["state_root"]) / f"agent-{index}"
+        async with sem:
+            identity = await enroll(config["controller"], token, state_dir)
+        holder: dict[str, SimulatedAgent] = {}
+
+        def on_applied(change: StateChange, at: float) -> None:
+            holder["sim"].applied_at[(change.channel, change.seq)] = at
+
+        agent = GatewayAgent(identity, RecordingBackend(state_dir / "recording"),
+                             heartbeat_interval=300.0, on_applied=on_applied)
+        sim = SimulatedAgent(agent=agent, state_dir=state_dir)
+        holder["sim"] = sim
+        sim.start()
+        agents.append(sim)
+
+    await asyncio.gather(*(start_one(t, i) for i, t in enumerate(config["tokens"])))
+    await wait_until(lambda: all(a.agent.synced.is_set() and a.agent.nats_connected for a in agents),
+                     within=300)
+    print(json.dumps({"ready": len(agents), "rss_kib": rss_kib(), "baseline_kib": baseline}), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        cmd = json.loads(line)
+        if cmd["op"] == "stop":
+            break
+        key = ("global", cmd["seq"])
+        await wait_until(lambda k=key: all(k in a.applied_at for a in agents), within=120, interval=0.005)
+        latencies = [(a.applied_at[key] - cmd["t0"]) * 1000 for a in agents]
+        print(json.dumps({"latencies_ms": latencies, "rss_kib": rss_kib()}), flush=True)
+    for a in agents:
+        await a.stop()
+
+
+# ---- parent ------------------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def send(self, obj: dict[str, object]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def recv(self) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.proc.pid} exited")
+        return json.loads(line)
+
+
+def start_controller(data_dir: Path) -> subprocess.Popen[bytes]:
+    msspctl = Path(sys.executable).parent / "msspctl"
+    env = {**os.environ, "MSSP_LOG_LEVEL": "WARNING"}
+    proc = subprocess.Popen(
+        [str(msspctl), "server", "run", "--data-dir", str(data_dir), "--grpc-listen", "127.0.0.1:0",
+         "--gateway-listen", "127.0.0.1:0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (data_dir / "controller.json").exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"controller exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise RuntimeError("controller did not start within 60s")
+        time.sleep(0.1)
+    return proc
+
+
+async def measure(n: int, rounds: int, workers: int, root: Path) -> dict[str, object]:
+    data_dir = root / f"controller-{n}"
+    controller = start_controller(data_dir)
+    procs: list[Worker] = []
+    try:
+        info = json.loads((data_dir / "controller.json").read_text())
+        op = OperatorApi(info["grpc"], (data_dir / "pki" / "ca.crt").read_bytes(),
+                         (data_dir / "operator.token").read_text().strip())
+        tenants = max(1, n // 50)
+        for t in range(tenants):
+            await op.create_tenant(f"tenant-{t:03d}")
+        tokens = [await op.add_gateway(f"tenant-{i % tenants:03d}", f"gw-{i:04d}") for i in range(n)]
+        t_enroll = time.monotonic()
+        per = [tokens[i::workers] for i in range(workers)]
+        for w, chunk in enumerate(per):
+            if not chunk:
+                continue
+            proc = subprocess.Popen(
+                [sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                text=True, start_new_session=True,
+            )
+            worker = Worker(proc)
+            worker.send({"controller": info["grpc"], "tokens": chunk,
+                         "state_root": str(root / f"agents-{n}-{w}")})
+            procs.append(worker)
+        ready = [w.recv() for w in procs]
+        enroll_s = time.monotonic() - t_enroll
+        agent_kib = sum(int(r["rss_kib"]) - int(r["baseline_kib"]) for r in ready) / n
+        samples: list[float] = []
+        round_max: list[float] = []
+        for r in range(rounds):
+            await asyncio.sleep(0.5)
+            t0 = time.monotonic()
+            ioc = await op.add_ioc(f"198.51.100.{r + 1}")
+            for w in procs:
+                w.send({"op": "wait", "seq": ioc.seq, "t0": t0})
+            latencies = [x for w in procs for x in w.recv()["latencies_ms"]]  # type: ignore[union-attr]
+            samples += latencies
+            round_max.append(max(latencies))
+        await op.close()
+        return {
+            "agents": n,
+            "rounds": rounds,
+            "worker_processes": len(procs),
+            "enroll_and_sync_seconds": round(enroll_s, 2),
+            "latency_ms": {k: round(v, 1) for k, v in percentiles(samples).items()},
+            "round_max_ms": [round(x, 1) for x in round_max],
+            "agent_rss_kib_each": round(agent_kib),
+        }
+    finally:
+        for w in procs:
+            with contextlib.suppress(Exception):
+                w.send({"op": "stop"})
+        for w in procs:
+            try:
+                w.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.proc.pid, signal.SIGKILL)
+        controller.send_signal(signal.SIGTERM)
+        try:
+            controller.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(controller.pid, signal.SIGKILL)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[100, 1000])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit()
+    if args.worker:
+        asyncio.run(worker_main())
+        return
+    root = Path(tempfile.mkdtemp(prefix="mssp-bench-"))
+    try:
+        results = [asyncio.run(measure(n, args.rounds, args.workers, root)) for n in args.sizes]
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps({"benchmark": "propagation", "cpus": os.cpu_count(), "results": results}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,248 @@
+"""Composition root of `msspctl server run`: store, PKI, NATS, gRPC servers and the push publisher."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import secrets
+import signal
+import time
+from pathlib import Path
+
+import grpc
+import nats
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from nats.aio.client import Client as NatsClient
+
+from controller.config import Settings
+from controller.grpc_api.enrollment import EnrollmentServicer
+from controller.grpc_api.gateway import GatewayServicer
+from controller.grpc_api.operator import OperatorServicer, token_digest
+from controller.nats.auth import NatsIdentity, push_account_update
+from controller.nats.embedded import EmbeddedNats
+from controller.pki import CertificateAuthority, load_or_create_signing_key, write_private
+from controller.push_publisher import PushPublisher
+from controller.service import ControllerService
+from controller.store.db import Database
+from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc
+
+log = logging.getLogger("mssp.controller")
+
+GRPC_OPTIONS = [
+    ("grpc.max_receive_message_length", 4 * 1024 * 1024),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+]
+
+
+def _split(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def load_or_create_operator_token(path: Path) -> str:
+    if path.exists():
+        token = path.read_text().strip()
+        if token:
+            return token
+    token = "mssp_op_" + secrets.token_urlsafe(32)
+    write_private(path, (token + "\n").encode())
+    return token
+
+
+class ControllerApp:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.db: Database | None = None
+        self.service: ControllerService | None = None
+        self.embedded_nats: EmbeddedNats | None = None
+        self.nc: NatsClient | None = None
+        self.publisher: PushPublisher | None = None
+        self.servers: list[grpc.aio.Server] = []
+        self.grpc_address = ""
+        self.gateway_address = ""
+        self.nats_urls: list[str] = []
+
+    async def start(self) -> None:
+        s = self.settings
+        s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.db = Database(s.database_url)
+        await asyncio.to_thread(self.db.upgrade)
+        self.service = ControllerService(
+            self.db, token_ttl_seconds=s.token_ttl_seconds, online_window_seconds=s.online_window_seconds
+        )
+        ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)
+        signing_key = await asyncio.to_thread(load_or_create_signing_key, s.pki_dir / "signing.key")
+        self.identity = await asyncio.to_thread(NatsIdentity.load_or_create, s.nats_dir)
+        token = await asyncio.to_thread(load_or_create_operator_token, s.operator_token_file)
+        await self._start_nats()
+        assert self.nc is not None
+
+        grpc_host, grpc_port = _split(s.grpc_listen)
+        gw_host, gw_port = _split(s.gateway_listen)
+        advertise = s.advertise_host or (gw_host if gw_host not in ("0.0.0.0", "::") else "127.0.0.1")
+        hosts = list(dict.fromkeys([*s.server_cert_hosts, advertise]))
+        key_pem, chain_pem = await asyncio.to_thread(ca.server_credentials, s.pki_dir, hosts)
+
+        self.publisher = PushPublisher(
+            self.service, self.nc, signing_key, beacon_interval=s.beacon_interval_seconds
+        )
+        # Enrollment + operator API: server-authenticated TLS (agents have no certificate yet).
+        api = grpc.aio.server(options=GRPC_OPTIONS)
+        api_creds = grpc.ssl_server_credentials([(key_pem, chain_pem)])
+        bound_api = api.add_secure_port(f"{grpc_host}:{grpc_port}", api_creds)
+        # Gateway API: mutual TLS, client certificates from our CA only.
+        gw = grpc.aio.server(options=GRPC_OPTIONS)
+        gw_creds = grpc.ssl_server_credentials(
+            [(key_pem, chain_pem)], root_certificates=ca.cert_pem, require_client_auth=True
+        )
+        bound_gw = gw.add_secure_port(f"{gw_host}:{gw_port}", gw_creds)
+        self.grpc_address = f"{_display_host(grpc_host)}:{bound_api}"
+        self.gateway_address = f"{advertise}:{bound_gw}"
+
+        enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
+            EnrollmentServicer(
+                self.service, ca, signing_key,
+                gateway_endpoint=self.gateway_address,
+                nats_urls=[s.agent_nats_url] if s.agent_nats_url else self.nats_urls,
+                mint_gateway_jwt=self.identity.gateway_user_jwt,
+            ),
+            api,
+        )
+        operator_pb2_grpc.add_OperatorServiceServicer_to_server(
+            OperatorServicer(
+                self.service, ca, token_digest(token),
+                on_change=self.publisher.wake, on_revoke=self.revoke_nats_user,
+            ),
+            api,
+        )
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(self.service, signing_key), gw)
+        for server in (api, gw):
+            health_servicer = health.aio.HealthServicer()
+            await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+            await server.start()
+            self.servers.append(server)
+        self.publisher.start()
+        self.publisher.wake()  # anything committed but unpublished before a crash
+        await asyncio.to_thread(self._write_runtime_file)
+        log.info("controller up: api %s, gateways %s, nats %s", self.grpc_address, self.gateway_address,
+                 ",".join(self.nats_urls))
+
+    async def _start_nats(self) -> None:
+        s = self.settings
+        if s.nats_url:
+            self.nats_urls = s.nats_urls
+        else:
+            host, port = _split(s.nats_listen)
+            self.embedded_nats = EmbeddedNats(self.identity, s.nats_dir, host=host, port=port)
+            self.nats_urls = [await self.embedded_nats.start()]
+            revocations = await asyncio.to_thread(self._load_revocations)
+            if revocations:  # the preloaded account JWT does not carry them
+                await self._push_account(revocations)
+        creds = s.nats_dir / "controller.creds"
+        await asyncio.to_thread(write_private, creds, self.identity.controller_creds().encode())
+        self.nc = await nats.connect(
+            servers=self.nats_urls,
+            user_credentials=str(creds),
+            name="mssp-controller",
+            max_reconnect_attempts=-1,
+            reconnect_time_wait=0.5,
+            connect_timeout=5,
+        )
+
+    async def revoke_nats_user(self, public_key: str) -> None:
+        """Cut a revoked gateway off the broker: re-issue the account JWT with a revocation."""
+        revocations = await asyncio.to_thread(self._load_revocations)
+        revocations[public_key] = int(time.time())
+        await asyncio.to_thread(self._save_revocations, revocations)
+        await self._push_account(revocations)
+
+    def _load_revocations(self) -> dict[str, int]:
+        path = self.settings.nats_dir / "revocations.json"
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def _save_revocations(self, revocations: dict[str, int]) -> None:
+        path = self.settings.nats_dir / "revocations.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(revocations))
+        os.replace(tmp, path)
+
+    async def _push_account(self, revocations: dict[str, int]) -> None:
+        sys_creds = self.settings.nats_dir / "system.creds"
+        await asyncio.to_thread(write_private, sys_creds, self.identity.system_creds().encode())
+        try:
+            nc = await nats.connect(
+                servers=self.nats_urls, user_credentials=str(sys_creds), connect_timeout=5,
+                max_reconnect_attempts=1,
+            )
+            try:
+                await push_account_update(nc, self.identity.account_jwt(revocations))
+            finally:
+                await nc.close()
+        except Exception as exc:  # the gRPC side is revoked already; the NATS side is best effort
+            log.error("could not push the NATS account update: %s", exc)
+
+    def _write_runtime_file(self) -> None:
+        info = {
+            "grpc": self.grpc_address,
+            "gateway": self.gateway_address,
+            "nats_urls": self.nats_urls,
+            "pid": os.getpid(),
+        }
+        tmp = self.settings.runtime_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        os.replace(tmp, self.settings.runtime_file)
+
+    async def stop(self) -> None:
+        if self.publisher is not None:
+            await self.publisher.stop()
+        for server in self.servers:
+            await server.stop(grace=1.0)
+        self.servers = []
+        if self.nc is not None:
+            with contextlib.suppress(Exception):
+                await self.nc.close()
+        if self.embedded_nats is not None:
+            await self.embedded_nats.stop()
+        if self.db is not None:
+            self.db.dispose()
+        with contextlib.suppress(FileNotFoundError):
+            self.settings.runtime_file.unlink()
+
+
+def _display_host(host: str) -> str:
+    return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+async def serve(settings: Settings) -> None:
+    app = ControllerApp(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await app.start()
+        print(f"controller listening: api {app.grpc_address}, gateways {app.gateway_address}, "
+              f"nats {','.join(app.nats_urls)}; data dir {settings.data_dir}", flush=True)
+        await stop.wait()
+    finally:
+        await app.stop()
+
+
+def raise_fd_limit() -> None:
+    """Every gateway holds a connection open; the default soft limit (1024) is far too low."""
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    with contextlib.suppress(ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def run_server(settings: Settings) -> None:
+    raise_fd_limit()
+    logging.basicConfig(level=os.environ.get("MSSP_LOG_LEVEL", "INFO"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    asyncio.run(serve(settings))

@@ -1,0 +1,63 @@
+"""Controller settings: flags, then MSSP_* environment variables, then defaults.
+
+The data dir holds everything a controller owns on disk:
+  controller.db            SQLite store (when no db_url is given)
+  controller.json          where the running server listens (read by msspctl for defaults)
+  operator.token           the operator credential, mode 0600
+  pki/                     CA, server certificate, push-signing key
+  nats/                    NATS operator/account keys, generated nats.conf, JetStream storage
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "mssp"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MSSP_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    db_url: str | None = None
+    nats_url: str | None = None  # None: start the embedded nats-server child process
+    agent_nats_url: str | None = None  # what agents are told to use; default: nats_url / embedded URL
+    nats_listen: str = "127.0.0.1:0"  # embedded nats-server; port 0 picks a free port
+    grpc_listen: str = "127.0.0.1:7443"  # enrollment + operator API (server TLS)
+    gateway_listen: str = "127.0.0.1:7444"  # GatewayService (mTLS)
+    advertise_host: str | None = None  # host agents use to reach us; default: the listen host
+    token_ttl_seconds: int = 24 * 3600
+    beacon_interval_seconds: float = 5.0
+    online_window_seconds: float = 90.0
+    server_cert_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+
+    @property
+    def database_url(self) -> str:
+        return self.db_url or f"sqlite:///{self.data_dir / 'controller.db'}"
+
+    @property
+    def nats_urls(self) -> list[str]:
+        return [u.strip() for u in (self.nats_url or "").split(",") if u.strip()]
+
+    @property
+    def runtime_file(self) -> Path:
+        return self.data_dir / "controller.json"
+
+    @property
+    def operator_token_file(self) -> Path:
+        return self.data_dir / "operator.token"
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.data_dir / "nats"

@@ -1,0 +1,96 @@
+"""EnrollmentService: the only call an agent makes before it has a certificate."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+from collections.abc import Callable
+
+import grpc
+import nkeys
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.domain.errors import InvalidInput, Unauthenticated
+from controller.grpc_api.errors import maps_domain_errors
+from controller.pki import CertificateAuthority, load_gateway_csr
+from controller.service import ControllerService
+from mssp.v1 import enrollment_pb2, enrollment_pb2_grpc
+
+MAX_TOKEN_LEN = 256
+
+
+def enrollment_token(secret: str, ca: CertificateAuthority) -> str:
+    """What the operator hands to the router: the secret plus the CA pin for first contact."""
+    return f"{secret}.{ca.fingerprint}"
+
+
+def check_nats_public_key(value: str) -> str:
+    """A NATS user public nkey: base32 of prefix byte + 32-byte key + CRC16."""
+    message = "nats_public_key must be a NATS user public nkey (U..., 56 characters)"
+    if not value.startswith("U") or len(value) != 56:
+        raise InvalidInput(message)
+    try:
+        raw = base64.b32decode(value + "=" * (-len(value) % 8))
+    except binascii.Error as exc:
+        raise InvalidInput(message) from exc
+    if len(raw) != 35 or raw[0] != nkeys.PREFIX_BYTE_USER or nkeys.crc16_checksum(raw[:-2]) != raw[-2:]:
+        raise InvalidInput("nats_public_key is not a valid user nkey (bad prefix or checksum)")
+    return value
+
+
+class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
+    def __init__(
+        self,
+        service: ControllerService,
+        ca: CertificateAuthority,
+        signing_key: Ed25519PrivateKey,
+        *,
+        gateway_endpoint: str,
+        nats_urls: list[str],
+        mint_gateway_jwt: Callable[[str, str, str], str],
+    ) -> None:
+        self.service = service
+        self.ca = ca
+        self.signing_public = signing_key.public_key().public_bytes_raw()
+        self.gateway_endpoint = gateway_endpoint
+        self.nats_urls = nats_urls
+        self.mint_gateway_jwt = mint_gateway_jwt
+
+    @maps_domain_errors
+    async def Enroll(
+        self, request: enrollment_pb2.EnrollRequest, context: grpc.aio.ServicerContext
+    ) -> enrollment_pb2.EnrollResponse:
+        if not request.token or len(request.token) > MAX_TOKEN_LEN:
+            raise Unauthenticated("unknown enrollment token")
+        secret, _, pin = request.token.rpartition(".")
+        if pin != self.ca.fingerprint:
+            raise Unauthenticated("unknown enrollment token (it was issued by another controller)")
+        # Validate everything the agent sent before spending the token.
+        load_gateway_csr(request.csr_pem)
+        nats_key = check_nats_public_key(request.nats_public_key)
+        ticket = await asyncio.to_thread(self.service.redeem_enrollment_token, secret)
+        issued = self.ca.sign_gateway_csr(
+            request.csr_pem, tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id
+        )
+        user_jwt = self.mint_gateway_jwt(nats_key, ticket.tenant_id, ticket.gateway_id)
+        desired = await asyncio.to_thread(
+            self.service.complete_enrollment,
+            ticket.gateway_id,
+            cert_serial=issued.serial_hex,
+            nats_public_key=nats_key,
+            agent_version=request.agent_version[:64],
+        )
+        return enrollment_pb2.EnrollResponse(
+            tenant_id=ticket.tenant_id,
+            tenant_name=ticket.tenant_name,
+            gateway_id=ticket.gateway_id,
+            gateway_name=ticket.gateway_name,
+            client_cert_pem=issued.cert_pem,
+            ca_cert_pem=self.ca.cert_pem,
+            gateway_endpoint=self.gateway_endpoint,
+            nats_urls=self.nats_urls,
+            nats_user_jwt=user_jwt,
+            signing_public_key=self.signing_public,
+            desired=desired,
+        )

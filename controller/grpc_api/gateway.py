@@ -1,0 +1,63 @@
+"""GatewayService (mTLS): the gateway is whoever its certificate says, checked against revocation
+on every call. Nothing in a request body can name another gateway."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from controller.domain.errors import Unauthenticated
+from controller.grpc_api.errors import maps_domain_errors
+from controller.pki import serial_of_pem
+from controller.service import ControllerService, GatewayIdentity
+from gateway_agent.protocol import sign_push
+from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
+
+
+class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
+    def __init__(self, service: ControllerService, signing_key: Ed25519PrivateKey) -> None:
+        self.service = service
+        self.signing_key = signing_key
+
+    async def _identify(self, context: grpc.aio.ServicerContext) -> GatewayIdentity:
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            raise Unauthenticated("a gateway client certificate is required")
+        identity = await asyncio.to_thread(self.service.gateway_identity_by_serial, serial_of_pem(pems[0]))
+        if identity is None:
+            raise Unauthenticated("gateway certificate is revoked or unknown")
+        return identity
+
+    async def Sync(
+        self, request: gateway_pb2.SyncRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[push_pb2.SignedEnvelope]:
+        try:
+            identity = await self._identify(context)
+        except Unauthenticated as exc:
+            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        pushes = await asyncio.to_thread(
+            self.service.sync_pushes,
+            identity.tenant_id,
+            request.applied,
+            force_snapshot=request.force_snapshot,
+        )
+        for push in pushes:
+            yield sign_push(self.signing_key, push)
+
+    @maps_domain_errors
+    async def ReportStatus(
+        self, request: gateway_pb2.StatusReport, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.StatusAck:
+        identity = await self._identify(context)
+        desired = await asyncio.to_thread(
+            self.service.record_status,
+            identity.gateway_id,
+            request.applied,
+            agent_version=request.agent_version[:64],
+            backend=request.backend[:32],
+            last_error=request.last_error[:500],
+        )
+        return gateway_pb2.StatusAck(desired=desired)

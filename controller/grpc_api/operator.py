@@ -1,0 +1,157 @@
+"""OperatorService: what msspctl calls. Every call carries the operator credential; every
+change that alters desired state wakes the push publisher after its commit."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+
+from controller.domain.errors import Unauthenticated
+from controller.grpc_api.enrollment import enrollment_token
+from controller.grpc_api.errors import maps_domain_errors
+from controller.pki import CertificateAuthority
+from controller.service import ControllerService
+from mssp.v1 import operator_pb2, operator_pb2_grpc
+
+Ctx = grpc.aio.ServicerContext
+
+
+def token_digest(token: str) -> bytes:
+    return hashlib.sha256(token.encode()).digest()
+
+
+class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
+    def __init__(
+        self,
+        service: ControllerService,
+        ca: CertificateAuthority,
+        operator_token_digest: bytes,
+        *,
+        on_change: Callable[[], None],
+        on_revoke: Callable[[str], Awaitable[None]],
+    ) -> None:
+        self.service = service
+        self.ca = ca
+        self._digest = operator_token_digest
+        self.on_change = on_change
+        self.on_revoke = on_revoke
+
+    def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
+        for key, value in context.invocation_metadata() or ():
+            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+                if hmac.compare_digest(token_digest(value[7:].strip()), self._digest):
+                    return
+                raise Unauthenticated("operator credential rejected")
+        raise Unauthenticated("missing operator credential (authorization: Bearer <token>)")
+
+    async def _call(self, context: Ctx, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        self._authenticate(context)
+        return await asyncio.to_thread(fn, *args, **kwargs)
+
+    @maps_domain_errors
+    async def CreateTenant(
+        self, request: operator_pb2.CreateTenantRequest, context: Ctx
+    ) -> operator_pb2.Tenant:
+        return await self._call(context, self.service.create_tenant, request.name, request.plan)
+
+    @maps_domain_errors
+    async def ListTenants(
+        self, request: operator_pb2.ListTenantsRequest, context: Ctx
+    ) -> operator_pb2.ListTenantsResponse:
+        tenants = await self._call(context, self.service.list_tenants)
+        return operator_pb2.ListTenantsResponse(tenants=tenants)
+
+    @maps_domain_errors
+    async def GetTenant(
+        self, request: operator_pb2.TenantRef, context: Ctx
+    ) -> operator_pb2.Tenant:
+        return await self._call(context, self.service.get_tenant, request.name)
+
+    @maps_domain_errors
+    async def AddGateway(
+        self, request: operator_pb2.AddGatewayRequest, context: Ctx
+    ) -> operator_pb2.AddGatewayResponse:
+        gateway, secret, expires = await self._call(
+            context, self.service.add_gateway, request.tenant, request.name,
+            request.token_ttl_seconds or None,
+        )
+        return operator_pb2.AddGatewayResponse(
+            gateway=gateway, enrollment_token=enrollment_token(secret, self.ca), token_expires_at_ms=expires
+        )
+
+    @maps_domain_errors
+    async def ListGateways(
+        self, request: operator_pb2.ListGatewaysRequest, context: Ctx
+    ) -> operator_pb2.ListGatewaysResponse:
+        gateways = await self._call(context, self.service.list_gateways, request.tenant or None)
+        return operator_pb2.ListGatewaysResponse(gateways=gateways)
+
+    @maps_domain_errors
+    async def GetGateway(
+        self, request: operator_pb2.GatewayRef, context: Ctx
+    ) -> operator_pb2.Gateway:
+        return await self._call(context, self.service.get_gateway, request.tenant, request.name)
+
+    @maps_domain_errors
+    async def RevokeGateway(
+        self, request: operator_pb2.GatewayRef, context: Ctx
+    ) -> operator_pb2.Gateway:
+        gateway, nats_key = await self._call(
+            context, self.service.revoke_gateway, request.tenant, request.name
+        )
+        if nats_key:
+            await self.on_revoke(nats_key)
+        return gateway
+
+    @maps_domain_errors
+    async def SetPolicy(
+        self, request: operator_pb2.SetPolicyRequest, context: Ctx
+    ) -> operator_pb2.PolicyInfo:
+        info = await self._call(context, self.service.set_policy, request.tenant, request.yaml)
+        self.on_change()
+        return info
+
+    @maps_domain_errors
+    async def GetPolicy(
+        self, request: operator_pb2.TenantRef, context: Ctx
+    ) -> operator_pb2.PolicyInfo:
+        return await self._call(context, self.service.get_policy, request.name)
+
+    @maps_domain_errors
+    async def AddIoc(
+        self, request: operator_pb2.AddIocRequest, context: Ctx
+    ) -> operator_pb2.IocInfo:
+        info = await self._call(
+            context, self.service.add_ioc, request.value, request.scope or "global",
+            ttl_seconds=request.ttl_seconds,
+            source=request.source or None,
+            confidence=request.confidence if request.has_confidence else None,
+        )
+        self.on_change()
+        return info
+
+    @maps_domain_errors
+    async def RemoveIoc(
+        self, request: operator_pb2.RemoveIocRequest, context: Ctx
+    ) -> operator_pb2.RemoveIocResponse:
+        result = await self._call(context, self.service.remove_ioc, request.value, request.scope or "global")
+        self.on_change()
+        return result
+
+    @maps_domain_errors
+    async def ListIocs(
+        self, request: operator_pb2.ListIocsRequest, context: Ctx
+    ) -> operator_pb2.ListIocsResponse:
+        iocs = await self._call(context, self.service.list_iocs, request.scope or None)
+        return operator_pb2.ListIocsResponse(iocs=iocs)
+
+    @maps_domain_errors
+    async def FleetStatus(
+        self, request: operator_pb2.FleetStatusRequest, context: Ctx
+    ) -> operator_pb2.FleetStatusResponse:
+        return await self._call(context, self.service.fleet_status, request.tenant or None)

@@ -1,0 +1,215 @@
+"""The controller's certificate authority, its gRPC server certificate and the push-signing key.
+
+Made on first start in the data dir; private keys are written with mode 0600. Gateway client
+certificates are issued from CSRs: the gateway's private key never leaves the router.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import ipaddress
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from controller.domain.errors import InvalidInput
+
+CA_VALIDITY = dt.timedelta(days=3650)
+SERVER_VALIDITY = dt.timedelta(days=825)
+CLIENT_VALIDITY = dt.timedelta(days=397)
+MAX_CSR_BYTES = 16 * 1024
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create the file 0600 from the start, so the key is never readable by others."""
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
+    os.chmod(path, 0o600)
+
+
+def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def ca_fingerprint(ca_pem: bytes) -> str:
+    """SHA-256 of the CA certificate (DER): what enrollment tokens pin."""
+    cert = x509.load_pem_x509_certificate(ca_pem)
+    return hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedCertificate:
+    cert_pem: bytes
+    serial_hex: str
+    not_after: dt.datetime
+
+
+class CertificateAuthority:
+    def __init__(self, key: ec.EllipticCurvePrivateKey, cert: x509.Certificate) -> None:
+        self._key = key
+        self.cert = cert
+        self.cert_pem = cert.public_bytes(serialization.Encoding.PEM)
+        self.fingerprint = ca_fingerprint(self.cert_pem)
+
+    @classmethod
+    def load_or_create(cls, directory: Path) -> CertificateAuthority:
+        key_path, cert_path = directory / "ca.key", directory / "ca.crt"
+        if key_path.exists() and cert_path.exists():
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            if not isinstance(key, ec.EllipticCurvePrivateKey):
+                raise RuntimeError(f"{key_path} is not an EC private key")
+            return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+        key = ec.generate_private_key(ec.SECP256R1())
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MSSP controller CA")])
+        now = _now()
+        cert = (
+            x509.CertificateBuilder()
+            .subject_name(name)
+            .issuer_name(name)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + CA_VALIDITY)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+            .add_extension(
+                x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
+            )
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
+            .sign(key, hashes.SHA256())
+        )
+        write_private(key_path, _pem_key(key))
+        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        return cls(key, cert)
+
+    def _builder(
+        self, subject: x509.Name, public_key: object, validity: dt.timedelta
+    ) -> x509.CertificateBuilder:
+        now = _now()
+        return (
+            x509.CertificateBuilder()
+            .subject_name(subject)
+            .issuer_name(self.cert.subject)
+            .public_key(public_key)  # type: ignore[arg-type]
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_after(now + validity)
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self._key.public_key()), critical=False
+            )
+        )
+
+    def server_credentials(self, directory: Path, hosts: list[str]) -> tuple[bytes, bytes]:
+        """(key PEM, chain PEM) for the gRPC servers; reissued when the host list changes."""
+        key_path, cert_path = directory / "server.key", directory / "server.crt"
+        if key_path.exists() and cert_path.exists():
+            chain = cert_path.read_bytes()
+            current = x509.load_pem_x509_certificate(chain)
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+            names = {str(v) for v in san.get_values_for_type(x509.DNSName)}
+            names |= {str(v) for v in san.get_values_for_type(x509.IPAddress)}
+            fresh = current.not_valid_after_utc - _now() > dt.timedelta(days=30)
+            if names == {_normal_host(h) for h in hosts} and fresh:
+                return key_path.read_bytes(), chain
+        key = ec.generate_private_key(ec.SECP256R1())
+        alt_names: list[x509.GeneralName] = []
+        for host in hosts:
+            try:
+                alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
+            except ValueError:
+                alt_names.append(x509.DNSName(host))
+        cert = (
+            self._builder(
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mssp-controller")]),
+                key.public_key(),
+                SERVER_VALIDITY,
+            )
+            .add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        # The chain includes the CA so a first-contact agent can check it against its token's pin.
+        chain = cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem
+        write_private(key_path, _pem_key(key))
+        cert_path.write_bytes(chain)
+        return key_path.read_bytes(), chain
+
+    def sign_gateway_csr(self, csr_pem: bytes, *, tenant_id: str, gateway_id: str) -> IssuedCertificate:
+        """Only the CSR's public key is used: the identity is ours to set, never the requester's."""
+        public_key = load_gateway_csr(csr_pem).public_key()
+        cert = (
+            self._builder(
+                x509.Name([
+                    x509.NameAttribute(NameOID.COMMON_NAME, gateway_id),
+                    x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, tenant_id),
+                ]),
+                public_key,
+                CLIENT_VALIDITY,
+            )
+            .add_extension(
+                x509.SubjectAlternativeName(
+                    [x509.UniformResourceIdentifier(f"urn:mssp:tenant:{tenant_id}:gateway:{gateway_id}")]
+                ),
+                critical=False,
+            )
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]), critical=False)
+            .sign(self._key, hashes.SHA256())
+        )
+        return IssuedCertificate(
+            cert_pem=cert.public_bytes(serialization.Encoding.PEM),
+            serial_hex=format(cert.serial_number, "x"),
+            not_after=cert.not_valid_after_utc,
+        )
+
+
+def load_gateway_csr(csr_pem: bytes) -> x509.CertificateSigningRequest:
+    """Checked before an enrollment token is spent, so a bad CSR changes nothing."""
+    if not csr_pem or len(csr_pem) > MAX_CSR_BYTES:
+        raise InvalidInput("certificate signing request is empty or too large")
+    try:
+        csr = x509.load_pem_x509_csr(csr_pem)
+    except ValueError as exc:
+        raise InvalidInput("certificate signing request is not a valid PEM CSR") from exc
+    if not csr.is_signature_valid:
+        raise InvalidInput("certificate signing request signature is invalid")
+    public_key = csr.public_key()
+    if not isinstance(public_key, ec.EllipticCurvePublicKey) or public_key.curve.name != "secp256r1":
+        raise InvalidInput("certificate signing request must use an EC P-256 key")
+    return csr
+
+
+def _normal_host(host: str) -> str:
+    try:
+        return str(ipaddress.ip_address(host))
+    except ValueError:
+        return host
+
+
+def load_or_create_signing_key(path: Path) -> ed25519.Ed25519PrivateKey:
+    """The Ed25519 key that signs every push; agents get its public half at enrollment."""
+    if path.exists():
+        key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+        if not isinstance(key, ed25519.Ed25519PrivateKey):
+            raise RuntimeError(f"{path} is not an Ed25519 private key")
+        return key
+    key = ed25519.Ed25519PrivateKey.generate()
+    write_private(path, _pem_key(key))
+    return key
+
+
+def serial_of_pem(cert_pem: bytes) -> str:
+    return format(x509.load_pem_x509_certificate(cert_pem).serial_number, "x")

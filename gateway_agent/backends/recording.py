@@ -1,0 +1,65 @@
+"""A backend that enforces nothing and writes the compiled desired state to a file.
+
+Used for simulation (demo, benchmarks, tests without root): the file shows exactly what a
+kernel backend would have been asked to enforce.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from google.protobuf import json_format
+
+from gateway_agent.backends.base import EnforcementBackend
+from gateway_agent.state import DesiredState, StateChange
+from mssp.v1 import common_pb2
+
+
+def compile_state(state: DesiredState) -> dict[str, object]:
+    versions = state.versions()
+    iocs = sorted(state.live_iocs(), key=lambda i: (i.type, i.value))
+    return {
+        "versions": {"global_seq": versions.global_seq, "tenant_seq": versions.tenant_seq},
+        "policy": json_format.MessageToDict(state.policy, preserving_proto_field_name=True),
+        "iocs": [
+            {"type": common_pb2.IocType.Name(i.type), "value": i.value, "expires_at_ms": i.expires_at_ms}
+            for i in iocs
+        ],
+    }
+
+
+class RecordingBackend(EnforcementBackend):
+    name = "recording"
+
+    def __init__(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.path = directory / "desired.json"
+        self.applies = 0
+        self.deltas = 0
+
+    def _write(self, state: DesiredState) -> None:
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(compile_state(state), indent=1, sort_keys=True))
+        os.replace(tmp, self.path)
+
+    def apply_full(self, state: DesiredState) -> None:
+        self._write(state)
+        self.applies += 1
+
+    def apply_delta(self, state: DesiredState, change: StateChange) -> None:
+        self._write(state)
+        self.deltas += 1
+
+    def verify(self, state: DesiredState) -> bool:
+        try:
+            recorded = json.loads(self.path.read_text())["versions"]
+        except (OSError, ValueError, KeyError):
+            return False
+        v = state.versions()
+        return recorded == {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq}
+
+
+def read_recorded(directory: Path) -> dict[str, object]:
+    return json.loads((directory / "desired.json").read_text())

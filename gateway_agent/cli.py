@@ -1,0 +1,138 @@
+"""`mssp-agent`: enroll, run and inspect the router daemon. argparse keeps the router install lean."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+
+from gateway_agent.backends.base import EnforcementBackend
+from gateway_agent.backends.recording import RecordingBackend
+from gateway_agent.enroll import EnrollError, enroll
+from gateway_agent.identity import AgentIdentity, NotEnrolled
+from gateway_agent.runtime import STATUS_FILE, GatewayAgent
+from gateway_agent.statefile import StateFile, StateFileError
+
+BACKENDS = ("recording",)
+
+
+class CliError(Exception):
+    pass
+
+
+def make_backend(name: str, state_dir: Path) -> EnforcementBackend:
+    if name == "recording":
+        return RecordingBackend(state_dir / "recording")
+    raise CliError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    ca = None
+    if args.ca_cert:
+        try:
+            ca = Path(args.ca_cert).read_bytes()
+        except OSError as exc:
+            raise CliError(f"cannot read --ca-cert {args.ca_cert}: {exc.strerror}") from exc
+    identity = asyncio.run(
+        enroll(
+            args.controller, args.token, Path(args.state_dir), ca_cert=ca, server_name=args.tls_server_name
+        )
+    )
+    print(f"enrolled as {identity.label} (gateway id {identity.gateway_id}); state in {identity.state_dir}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    identity = AgentIdentity.load(state_dir)
+    agent = GatewayAgent(identity, make_backend(args.backend, state_dir), heartbeat_interval=args.heartbeat)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await agent.run(stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    state_dir = Path(args.state_dir)
+    identity = AgentIdentity.load(state_dir)
+    status: dict[str, object] = {}
+    status_path = state_dir / STATUS_FILE
+    if status_path.exists():
+        status = json.loads(status_path.read_text())
+    try:
+        state = StateFile(state_dir / "state").load(identity.tenant_channel)
+    except StateFileError as exc:
+        raise CliError(str(exc)) from exc
+    applied = state.versions() if state else None
+    status.update({
+        "tenant": identity.tenant_name,
+        "gateway": identity.gateway_name,
+        "gateway_id": identity.gateway_id,
+        "controller": identity.controller,
+        "gateway_endpoint": identity.gateway_endpoint,
+        "nats_urls": identity.nats_urls,
+        "applied": {"global_seq": applied.global_seq, "tenant_seq": applied.tenant_seq} if applied else None,
+        "ioc_count": state.ioc_count() if state else 0,
+        "policy_version": state.policy.version if state else 0,
+    })
+    if args.output == "json":
+        print(json.dumps(status, indent=2))
+        return 0
+    for key in ("tenant", "gateway", "gateway_id", "controller", "gateway_endpoint", "backend",
+                "applied", "policy_version", "ioc_count", "nats_connected", "controller_reachable",
+                "last_error", "counters"):
+        if key in status:
+            print(f"{key:>20}: {status[key]}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mssp-agent", description="MSSP gateway agent")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("enroll", help="enroll this router with the controller (once)")
+    p.add_argument("--controller", required=True, help="HOST:PORT of the controller's enrollment API")
+    p.add_argument("--token", required=True, help="one-time token from `msspctl gateway add`")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--ca-cert", help="controller CA certificate (default: trust the CA pinned in the token)")
+    p.add_argument("--tls-server-name", default="", help="override the TLS name checked on the controller")
+    p.set_defaults(func=cmd_enroll)
+
+    p = sub.add_parser("run", help="run the agent daemon")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("--backend", default="recording", choices=BACKENDS)
+    p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between status reports")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("status", help="show what this agent enforces")
+    p.add_argument("--state-dir", required=True)
+    p.add_argument("-o", "--output", default="table", choices=["table", "json"])
+    p.set_defaults(func=cmd_status)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.func(args))
+    except (CliError, EnrollError, NotEnrolled) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""The push protocol shared by controller and agent: channel names, NATS subjects, signed envelopes.
+
+Subjects (one NATS account; the broker enforces per-gateway permissions):
+  mssp.push.global                      global IOC channel
+  mssp.push.tenant.<tenant_id>          tenant channel: policy bundles and tenant IOCs
+  mssp.telemetry.<tenant_id>.<gateway_id>.>   what a gateway may publish
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from mssp.v1 import push_pb2
+
+GLOBAL_CHANNEL = "global"
+PUSH_PREFIX = "mssp.push"
+TELEMETRY_PREFIX = "mssp.telemetry"
+# Largest envelope an agent accepts (NATS default max_payload is 1 MiB).
+MAX_ENVELOPE_BYTES = 1024 * 1024
+# How long a signed push stays valid; older pushes are refused (freeze protection).
+PUSH_LIFETIME_MS = 24 * 3600 * 1000
+
+
+class PushRejected(Exception):
+    """A push that must not be applied: bad signature, wrong channel, expired, oversized."""
+
+
+def tenant_channel(tenant_id: str) -> str:
+    return f"tenant:{tenant_id}"
+
+
+def channel_subject(channel: str) -> str:
+    if channel == GLOBAL_CHANNEL:
+        return f"{PUSH_PREFIX}.global"
+    kind, _, ident = channel.partition(":")
+    if kind != "tenant" or not ident:
+        raise ValueError(f"unknown channel {channel!r}")
+    return f"{PUSH_PREFIX}.tenant.{ident}"
+
+
+def telemetry_subject_prefix(tenant_id: str, gateway_id: str) -> str:
+    return f"{TELEMETRY_PREFIX}.{tenant_id}.{gateway_id}"
+
+
+def key_id(public_key_raw: bytes) -> str:
+    return hashlib.sha256(public_key_raw).hexdigest()[:16]
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def sign_push(key: Ed25519PrivateKey, push: push_pb2.Push) -> push_pb2.SignedEnvelope:
+    """Stamp issue/expiry times and sign; the signature covers the exact payload bytes."""
+    issued = now_ms()
+    push.issued_at_ms = issued
+    push.expires_at_ms = issued + PUSH_LIFETIME_MS
+    payload = push.SerializeToString()
+    raw_pub = key.public_key().public_bytes_raw()
+    return push_pb2.SignedEnvelope(payload=payload, signature=key.sign(payload), key_id=key_id(raw_pub))
+
+
+def open_envelope(
+    public_key: Ed25519PublicKey, data: bytes, allowed_channels: set[str]
+) -> push_pb2.Push:
+    """Verify before parsing the content; refuse pushes for channels this gateway does not follow."""
+    if len(data) > MAX_ENVELOPE_BYTES:
+        raise PushRejected(f"envelope of {len(data)} bytes exceeds {MAX_ENVELOPE_BYTES}")
+    envelope = push_pb2.SignedEnvelope()
+    try:
+        envelope.ParseFromString(data)
+    except Exception as exc:  # protobuf raises DecodeError, but be strict about garbage
+        raise PushRejected("malformed envelope") from exc
+    return open_signed(public_key, envelope, allowed_channels)
+
+
+def open_signed(
+    public_key: Ed25519PublicKey, envelope: push_pb2.SignedEnvelope, allowed_channels: set[str]
+) -> push_pb2.Push:
+    try:
+        public_key.verify(envelope.signature, envelope.payload)
+    except InvalidSignature as exc:
+        raise PushRejected("bad signature") from exc
+    push = push_pb2.Push()
+    try:
+        push.ParseFromString(envelope.payload)
+    except Exception as exc:
+        raise PushRejected("malformed push payload") from exc
+    if push.channel not in allowed_channels:
+        raise PushRejected(f"push for channel {push.channel!r} is not for this gateway")
+    if push.expires_at_ms and push.expires_at_ms < now_ms():
+        raise PushRejected(f"push {push.channel}#{push.seq} expired")
+    return push

@@ -1,0 +1,356 @@
+"""The running agent: NATS pushes and gRPC resyncs in, enforcement and status reports out.
+
+Every push, from NATS or from a resync stream, goes through one queue and one worker, so state
+moves forward strictly in order. Signatures are checked before anything is parsed; the state is
+persisted only after the backend applied it, so what is on disk is what is in force.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import grpc
+import nats
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+
+from gateway_agent import __version__
+from gateway_agent.backends.base import ApplyError, EnforcementBackend
+from gateway_agent.identity import AgentIdentity
+from gateway_agent.protocol import PushRejected, channel_subject, now_ms, open_envelope, open_signed
+from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
+from gateway_agent.statefile import StateFile
+from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
+
+log = logging.getLogger("mssp.agent")
+
+RPC_TIMEOUT = 10.0
+SYNC_TIMEOUT = 120.0
+MAX_BACKOFF = 30.0
+STATUS_FILE = "status.json"
+
+
+@dataclass
+class Counters:
+    pushes_applied: int = 0
+    rejected: int = 0  # bad signature, wrong channel, expired, malformed
+    stale: int = 0  # older than applied (replays, late duplicates)
+    gaps: int = 0
+    resyncs: int = 0
+    apply_errors: int = 0
+
+
+_RESYNC = object()
+
+
+class GatewayAgent:
+    def __init__(
+        self,
+        identity: AgentIdentity,
+        backend: EnforcementBackend,
+        *,
+        heartbeat_interval: float = 30.0,
+        on_applied: Callable[[StateChange, float], None] | None = None,
+    ) -> None:
+        self.identity = identity
+        self.backend = backend
+        self.heartbeat_interval = heartbeat_interval
+        self.on_applied = on_applied
+        self.state = DesiredState(identity.tenant_channel)
+        self.statefile = StateFile(identity.state_dir / "state")
+        self.counters = Counters()
+        self.last_error = ""
+        self.last_rejection = ""
+        self.nats_connected = False
+        self.controller_reachable = False
+        self.synced = asyncio.Event()  # set after the first successful resync
+        self._key = identity.signing_key()
+        self._queue: asyncio.Queue[object] = asyncio.Queue()
+        self._resync_queued = False
+        self._resync_backoff = 0.5
+        self._report_pending = False
+        self._nc: NatsClient | None = None
+        self._channel: grpc.aio.Channel | None = None
+        self._stub: gateway_pb2_grpc.GatewayServiceStub | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ---- lifecycle -------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        await self.restore()
+        creds = await asyncio.to_thread(self._channel_credentials)
+        options = [("grpc.ssl_target_name_override", self.identity.tls_server_name)]
+        self._channel = grpc.aio.secure_channel(
+            self.identity.gateway_endpoint, creds, options=options if self.identity.tls_server_name else []
+        )
+        self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self._tasks = [
+            asyncio.create_task(self._worker(), name="push-worker"),
+            asyncio.create_task(self._nats_loop(), name="nats"),
+            asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+        ]
+        self.request_resync()
+        try:
+            await stop.wait()
+        finally:
+            await self.close()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        if self._nc is not None:
+            with contextlib.suppress(Exception):
+                await self._nc.close()
+        if self._channel is not None:
+            await self._channel.close()
+        await asyncio.to_thread(self.write_status)
+
+    async def restore(self) -> None:
+        """Fail-static: re-enforce the last applied state before talking to anyone."""
+        loaded = await asyncio.to_thread(self.statefile.load, self.identity.tenant_channel)
+        if loaded is None:
+            return
+        self.state = loaded
+        try:
+            await asyncio.to_thread(self.backend.apply_full, loaded)
+        except ApplyError as exc:
+            self._apply_failed(exc)
+        log.info("%s: restored applied state %s", self.identity.label, self._versions_text())
+
+    def _channel_credentials(self) -> grpc.ChannelCredentials:
+        ident = self.identity
+        return grpc.ssl_channel_credentials(
+            root_certificates=ident.ca_path.read_bytes(),
+            private_key=ident.key_path.read_bytes(),
+            certificate_chain=ident.cert_path.read_bytes(),
+        )
+
+    # ---- NATS ------------------------------------------------------------------------------
+
+    async def _nats_loop(self) -> None:
+        backoff = 0.5
+        while self._nc is None:
+            try:
+                self._nc = await nats.connect(
+                    servers=self.identity.nats_urls,
+                    user_credentials=str(self.identity.creds_path),
+                    inbox_prefix=f"_INBOX_{self.identity.gateway_id}",
+                    name=f"mssp-agent {self.identity.label}",
+                    allow_reconnect=True,
+                    max_reconnect_attempts=-1,
+                    reconnect_time_wait=0.5,
+                    connect_timeout=5,
+                    reconnected_cb=self._on_reconnected,
+                    disconnected_cb=self._on_disconnected,
+                    error_cb=self._on_nats_error,
+                )
+            except Exception as exc:
+                log.warning("%s: NATS unreachable (%s); retrying", self.identity.label, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+        for channel in sorted(self.state.channel_names):
+            await self._nc.subscribe(channel_subject(channel), cb=self._on_message)
+        await self._nc.flush()
+        self.nats_connected = True
+        self.request_resync()  # anything published before we subscribed
+
+    async def _on_message(self, msg: Msg) -> None:
+        self._queue.put_nowait(msg.data)
+
+    async def _on_reconnected(self) -> None:
+        self.nats_connected = True
+        log.info("%s: NATS reconnected; resyncing", self.identity.label)
+        self.request_resync()
+
+    async def _on_disconnected(self) -> None:
+        self.nats_connected = False
+
+    async def _on_nats_error(self, exc: Exception) -> None:
+        log.warning("%s: NATS error: %s", self.identity.label, exc)
+
+    # ---- applying pushes -------------------------------------------------------------------
+
+    def request_resync(self) -> None:
+        if not self._resync_queued:
+            self._resync_queued = True
+            self._queue.put_nowait(_RESYNC)
+
+    async def _worker(self) -> None:
+        while True:
+            item = await self._queue.get()
+            try:
+                if item is _RESYNC:
+                    self._resync_queued = False
+                    await self._resync()
+                elif isinstance(item, bytes):
+                    await self.handle_envelope_bytes(item)
+            except Exception:  # the worker must survive anything one message does
+                log.exception("%s: failed to process an update", self.identity.label)
+
+    async def handle_envelope_bytes(self, data: bytes) -> None:
+        try:
+            push = open_envelope(self._key, data, self.state.channel_names)
+        except PushRejected as exc:
+            self._rejected(str(exc))
+            return
+        await self._apply_push(push)
+
+    def _rejected(self, reason: str) -> None:
+        self.counters.rejected += 1
+        self.last_rejection = reason
+        log.warning("%s: push rejected: %s", self.identity.label, reason)
+
+    async def _apply_push(self, push: push_pb2.Push) -> bool:
+        """False when the push could not be applied (the caller may stop a resync stream)."""
+        try:
+            change = self.state.apply(push)
+        except Stale:
+            self.counters.stale += 1
+            return True
+        except Gap as exc:
+            self.counters.gaps += 1
+            log.info("%s: %s; resyncing", self.identity.label, exc)
+            self.request_resync()
+            return False
+        except Invalid as exc:
+            self._rejected(str(exc))
+            return False
+        if change is None or change.empty:
+            return True
+        try:
+            await asyncio.to_thread(self._enforce, change, push)
+        except ApplyError as exc:
+            self._apply_failed(exc)
+            self.state = await asyncio.to_thread(self._reload_applied)
+            self._schedule_report()
+            return False
+        self.counters.pushes_applied += 1
+        self.last_error = ""
+        if self.on_applied is not None:
+            self.on_applied(change, time.monotonic())
+        self._schedule_report()
+        return True
+
+    def _enforce(self, change: StateChange, push: push_pb2.Push) -> None:
+        if change.full:
+            self.backend.apply_full(self.state)
+            self.statefile.save_full(self.state)
+        else:
+            self.backend.apply_delta(self.state, change)
+            self.statefile.append(self.state, push)
+
+    def _reload_applied(self) -> DesiredState:
+        return self.statefile.load(self.identity.tenant_channel) or DesiredState(self.identity.tenant_channel)
+
+    def _apply_failed(self, exc: Exception) -> None:
+        self.counters.apply_errors += 1
+        self.last_error = f"apply failed: {exc}"
+        log.error("%s: %s", self.identity.label, self.last_error)
+
+    # ---- controller (gRPC) -----------------------------------------------------------------
+
+    async def _resync(self) -> None:
+        assert self._stub is not None
+        request = gateway_pb2.SyncRequest(applied=self.state.versions())
+        try:
+            async for envelope in self._stub.Sync(request, timeout=SYNC_TIMEOUT):
+                try:
+                    push = open_signed(self._key, envelope, self.state.channel_names)
+                except PushRejected as exc:
+                    self._rejected(f"resync: {exc}")
+                    raise
+                if not await self._apply_push(push):
+                    break
+        except (grpc.aio.AioRpcError, PushRejected) as exc:
+            self.controller_reachable = False
+            detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
+            log.warning("%s: resync failed (%s); retrying in %.1fs", self.identity.label, detail,
+                        self._resync_backoff)
+            asyncio.get_running_loop().call_later(self._resync_backoff, self.request_resync)
+            self._resync_backoff = min(self._resync_backoff * 2, MAX_BACKOFF)
+            return
+        self.controller_reachable = True
+        self._resync_backoff = 0.5
+        self.counters.resyncs += 1
+        self.synced.set()
+        self._schedule_report()
+
+    def _schedule_report(self) -> None:
+        if not self._report_pending:
+            self._report_pending = True
+            asyncio.get_running_loop().call_later(0.05, self._spawn_report)
+
+    def _spawn_report(self) -> None:
+        self._report_pending = False
+        task = asyncio.ensure_future(self.report())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
+
+    async def report(self) -> gateway_pb2.StatusAck | None:
+        assert self._stub is not None
+        report = gateway_pb2.StatusReport(
+            applied=self.state.versions(),
+            agent_version=__version__,
+            backend=self.backend.name,
+            last_error=self.last_error,
+            apply_errors=self.counters.apply_errors,
+        )
+        try:
+            ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)
+        except grpc.aio.AioRpcError as exc:
+            self.controller_reachable = False
+            log.debug("%s: status report failed: %s", self.identity.label, exc.details())
+            return None
+        finally:
+            await asyncio.to_thread(self.write_status)
+        self.controller_reachable = True
+        return ack
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_interval)
+            ack = await self.report()
+            if ack is not None and ack.desired != self.state.versions():
+                self.request_resync()
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def _versions_text(self) -> str:
+        v = self.state.versions()
+        return f"t{v.tenant_seq}/g{v.global_seq}"
+
+    def status(self) -> dict[str, object]:
+        v = self.state.versions()
+        return {
+            "tenant": self.identity.tenant_name,
+            "gateway": self.identity.gateway_name,
+            "gateway_id": self.identity.gateway_id,
+            "backend": self.backend.name,
+            "applied": {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq},
+            "policy_version": self.state.policy.version,
+            "ioc_count": self.state.ioc_count(),
+            "nats_connected": self.nats_connected,
+            "controller_reachable": self.controller_reachable,
+            "last_error": self.last_error,
+            "last_rejection": self.last_rejection,
+            "counters": asdict(self.counters),
+            "pid": os.getpid(),
+            "updated_at_ms": now_ms(),
+        }
+
+    def write_status(self) -> None:
+        path: Path = self.identity.state_dir / STATUS_FILE
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.status(), indent=2))
+        os.replace(tmp, path)

@@ -1,0 +1,222 @@
+from mssp.v1 import common_pb2 as _common_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TenantRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class GatewayRef(_message.Message):
+    __slots__ = ("tenant", "name")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class CreateTenantRequest(_message.Message):
+    __slots__ = ("name", "plan")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    plan: str
+    def __init__(self, name: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...
+
+class Tenant(_message.Message):
+    __slots__ = ("id", "name", "plan", "created_at_ms", "gateway_count", "policy_version", "tenant_seq", "ioc_count")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TENANT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    IOC_COUNT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    name: str
+    plan: str
+    created_at_ms: int
+    gateway_count: int
+    policy_version: int
+    tenant_seq: int
+    ioc_count: int
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., gateway_count: _Optional[int] = ..., policy_version: _Optional[int] = ..., tenant_seq: _Optional[int] = ..., ioc_count: _Optional[int] = ...) -> None: ...
+
+class ListTenantsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListTenantsResponse(_message.Message):
+    __slots__ = ("tenants",)
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    tenants: _containers.RepeatedCompositeFieldContainer[Tenant]
+    def __init__(self, tenants: _Optional[_Iterable[_Union[Tenant, _Mapping]]] = ...) -> None: ...
+
+class AddGatewayRequest(_message.Message):
+    __slots__ = ("tenant", "name", "token_ttl_seconds")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    token_ttl_seconds: int
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., token_ttl_seconds: _Optional[int] = ...) -> None: ...
+
+class AddGatewayResponse(_message.Message):
+    __slots__ = ("gateway", "enrollment_token", "token_expires_at_ms")
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    ENROLLMENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    gateway: Gateway
+    enrollment_token: str
+    token_expires_at_ms: int
+    def __init__(self, gateway: _Optional[_Union[Gateway, _Mapping]] = ..., enrollment_token: _Optional[str] = ..., token_expires_at_ms: _Optional[int] = ...) -> None: ...
+
+class ListGatewaysRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class ListGatewaysResponse(_message.Message):
+    __slots__ = ("gateways",)
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    gateways: _containers.RepeatedCompositeFieldContainer[Gateway]
+    def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ...) -> None: ...
+
+class Gateway(_message.Message):
+    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    ENROLLED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    DESIRED_FIELD_NUMBER: _ClassVar[int]
+    APPLIED_FIELD_NUMBER: _ClassVar[int]
+    CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    BACKEND_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    CERT_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    tenant: str
+    name: str
+    status: str
+    created_at_ms: int
+    enrolled_at_ms: int
+    last_seen_ms: int
+    online: bool
+    desired: _common_pb2.Versions
+    applied: _common_pb2.Versions
+    converged: bool
+    agent_version: str
+    backend: str
+    last_error: str
+    cert_serial: str
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ...) -> None: ...
+
+class SetPolicyRequest(_message.Message):
+    __slots__ = ("tenant", "yaml")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    YAML_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    yaml: str
+    def __init__(self, tenant: _Optional[str] = ..., yaml: _Optional[str] = ...) -> None: ...
+
+class PolicyInfo(_message.Message):
+    __slots__ = ("tenant", "version", "yaml", "bundle", "updated_at_ms")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    YAML_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    version: int
+    yaml: str
+    bundle: _common_pb2.PolicyBundle
+    updated_at_ms: int
+    def __init__(self, tenant: _Optional[str] = ..., version: _Optional[int] = ..., yaml: _Optional[str] = ..., bundle: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+
+class AddIocRequest(_message.Message):
+    __slots__ = ("value", "scope", "ttl_seconds", "source", "confidence", "has_confidence")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    HAS_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    scope: str
+    ttl_seconds: int
+    source: str
+    confidence: int
+    has_confidence: bool
+    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., source: _Optional[str] = ..., confidence: _Optional[int] = ..., has_confidence: _Optional[bool] = ...) -> None: ...
+
+class IocInfo(_message.Message):
+    __slots__ = ("ioc", "scope", "created_at_ms", "seq")
+    IOC_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ioc: _common_pb2.Ioc
+    scope: str
+    created_at_ms: int
+    seq: int
+    def __init__(self, ioc: _Optional[_Union[_common_pb2.Ioc, _Mapping]] = ..., scope: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class RemoveIocRequest(_message.Message):
+    __slots__ = ("value", "scope")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    scope: str
+    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class RemoveIocResponse(_message.Message):
+    __slots__ = ("removed", "seq")
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    seq: int
+    def __init__(self, removed: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
+
+class ListIocsRequest(_message.Message):
+    __slots__ = ("scope",)
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    def __init__(self, scope: _Optional[str] = ...) -> None: ...
+
+class ListIocsResponse(_message.Message):
+    __slots__ = ("iocs",)
+    IOCS_FIELD_NUMBER: _ClassVar[int]
+    iocs: _containers.RepeatedCompositeFieldContainer[IocInfo]
+    def __init__(self, iocs: _Optional[_Iterable[_Union[IocInfo, _Mapping]]] = ...) -> None: ...
+
+class FleetStatusRequest(_message.Message):
+    __slots__ = ("tenant",)
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    def __init__(self, tenant: _Optional[str] = ...) -> None: ...
+
+class FleetStatusResponse(_message.Message):
+    __slots__ = ("gateways", "total", "online", "converged")
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_FIELD_NUMBER: _ClassVar[int]
+    ONLINE_FIELD_NUMBER: _ClassVar[int]
+    CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    gateways: _containers.RepeatedCompositeFieldContainer[Gateway]
+    total: int
+    online: int
+    converged: int
+    def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ..., total: _Optional[int] = ..., online: _Optional[int] = ..., converged: _Optional[int] = ...) -> None: ...
