@@ -139,11 +139,11 @@ class ControllerApp:
             self.nats_urls = s.nats_urls
         else:
             host, port = _split(s.nats_listen)
-            self.embedded_nats = EmbeddedNats(self.identity, s.nats_dir, host=host, port=port)
-            self.nats_urls = [await self.embedded_nats.start()]
+            # Revoked gateways stay out after a restart: the preloaded account JWT carries them.
             revocations = await asyncio.to_thread(self._load_revocations)
-            if revocations:  # the preloaded account JWT does not carry them
-                await self._push_account(revocations)
+            self.embedded_nats = EmbeddedNats(self.identity, s.nats_dir, host=host, port=port,
+                                              revocations=revocations)
+            self.nats_urls = [await self.embedded_nats.start()]
         creds = s.nats_dir / "controller.creds"
         await asyncio.to_thread(write_private, creds, self.identity.controller_creds().encode())
         self.nc = await nats.connect(

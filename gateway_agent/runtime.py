@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -350,7 +351,8 @@ class GatewayAgent:
         }
 
     def write_status(self) -> None:
+        """Atomic replace; the status is taken on the loop, the write may overlap another one."""
         path: Path = self.identity.state_dir / STATUS_FILE
-        tmp = path.with_suffix(".tmp")
+        tmp = path.with_name(f".{STATUS_FILE}.{threading.get_ident()}.tmp")
         tmp.write_text(json.dumps(self.status(), indent=2))
         os.replace(tmp, path)

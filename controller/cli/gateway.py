@@ -1,0 +1,121 @@
+"""`msspctl gateway`: a tenant's routers, from one-time enrollment token to revocation."""
+
+from __future__ import annotations
+
+import typer
+from rich.panel import Panel
+from rich.text import Text
+
+from controller.cli import output
+from controller.cli.args import parse_gateway_ref, parse_ttl_seconds
+from controller.cli.client import call, controller_address
+from controller.cli.output import Format, Output
+from mssp.v1 import operator_pb2
+
+app = typer.Typer(help="Add, inspect and revoke gateways.", no_args_is_help=True)
+
+REF_HELP = "TENANT/NAME, e.g. acme/branch-1"
+
+
+@app.command("add")
+def add(
+    ctx: typer.Context,
+    tenant: str = typer.Argument(..., help="tenant name"),
+    name: str = typer.Argument(..., help="gateway name, unique within the tenant"),
+    token_ttl: str | None = typer.Option(
+        None, "--token-ttl", help="enrollment token lifetime, e.g. 30m, 24h, 7d (server default 24h)"
+    ),
+    fmt: Output = Format.table,
+) -> None:
+    """Register a gateway and print its one-time enrollment token."""
+    ttl = parse_ttl_seconds(token_ttl, "--token-ttl")
+    reply = call(ctx, "AddGateway", operator_pb2.AddGatewayRequest(
+        tenant=tenant, name=name, token_ttl_seconds=ttl,
+    ))
+    if fmt is Format.json:
+        output.print_json(reply)
+        return
+    address = controller_address(ctx)
+    gw = reply.gateway
+    con = output.console()
+    con.print(f"added gateway [bold]{output.esc(gw.tenant)}/{output.esc(gw.name)}[/bold] "
+              f"(status {gw.status})")
+    con.print(Panel(Text(reply.enrollment_token, style="bold yellow"), title="one-time enrollment token",
+                    subtitle="shown once: it cannot be displayed again", expand=False))
+    con.print(f"expires: {output.when(reply.token_expires_at_ms)}")
+    con.print("on the router, run:")
+    output.plain(
+        f"  mssp-agent enroll --controller {address} --token {reply.enrollment_token} "
+        "--state-dir /var/lib/mssp-agent"
+    )
+
+
+@app.command("list")
+def list_(
+    ctx: typer.Context,
+    tenant: str = typer.Option("", "--tenant", "-t", help="only this tenant's gateways"),
+    fmt: Output = Format.table,
+) -> None:
+    """List gateways, of all tenants or one."""
+    gateways = call(ctx, "ListGateways", operator_pb2.ListGatewaysRequest(tenant=tenant)).gateways
+    if fmt is Format.json:
+        output.print_json(gateways)
+        return
+    t = output.table("tenant", "name", "status", "online", "desired", "applied", "converged", "last seen")
+    for gw in gateways:
+        output.add_row(
+            t, gw.tenant, gw.name, gw.status, output.yes_no(gw.online), output.versions(gw.desired),
+            output.versions(gw.applied), output.yes_no(gw.converged), output.relative(gw.last_seen_ms),
+        )
+    con = output.console()
+    con.print(t)
+    con.print(f"{len(gateways)} gateway{'s' if len(gateways) != 1 else ''}")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, ref: str = typer.Argument(..., metavar="TENANT/NAME", help=REF_HELP),
+    fmt: Output = Format.table,
+) -> None:
+    """Show one gateway in detail."""
+    tenant, name = parse_gateway_ref(ref)
+    gw = call(ctx, "GetGateway", operator_pb2.GatewayRef(tenant=tenant, name=name))
+    if fmt is Format.json:
+        output.print_json(gw)
+    else:
+        output.console().print(gateway_details(gw))
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context, ref: str = typer.Argument(..., metavar="TENANT/NAME", help=REF_HELP),
+    fmt: Output = Format.table,
+) -> None:
+    """Revoke a gateway: its certificate and broker credentials stop working at once. No prompt."""
+    tenant, name = parse_gateway_ref(ref)
+    gw = call(ctx, "RevokeGateway", operator_pb2.GatewayRef(tenant=tenant, name=name))
+    if fmt is Format.json:
+        output.print_json(gw)
+    else:
+        output.console().print(
+            f"revoked gateway {output.esc(gw.tenant)}/{output.esc(gw.name)} (status {gw.status})"
+        )
+
+
+def gateway_details(gw: operator_pb2.Gateway) -> object:
+    return output.details(
+        ("gateway", f"{gw.tenant}/{gw.name}"),
+        ("id", gw.id),
+        ("status", gw.status),
+        ("online", output.yes_no(gw.online)),
+        ("converged", output.yes_no(gw.converged)),
+        ("desired", output.versions(gw.desired)),
+        ("applied", output.versions(gw.applied)),
+        ("created", output.when(gw.created_at_ms)),
+        ("enrolled", output.when(gw.enrolled_at_ms, never="not yet")),
+        ("last seen", output.when(gw.last_seen_ms)),
+        ("agent version", gw.agent_version or "-"),
+        ("backend", gw.backend or "-"),
+        ("cert serial", gw.cert_serial or "-"),
+        ("last error", gw.last_error or "-"),
+    )

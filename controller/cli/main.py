@@ -1,0 +1,89 @@
+"""`msspctl`: the MSSP operator's CLI. It talks to the controller's OperatorService over gRPC only.
+
+main() is the one place errors turn into output: one `error: ...` line on stderr and a non-zero
+exit, never a traceback (MSSP_DEBUG=1 re-raises for developers).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+from controller.cli import fleet, gateway, ioc, policy, server, tenant
+from controller.cli.client import CliError, Options
+
+app = typer.Typer(
+    name="msspctl",
+    help="Operate the managed-gateway fleet: tenants, gateways, policies, IOCs, fleet health.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    data_dir: Path | None = typer.Option(
+        None, "--data-dir", help="controller data dir (env MSSP_DATA_DIR): controller.json, token, CA"
+    ),
+    controller: str | None = typer.Option(
+        None, "--controller", help="controller API HOST:PORT (env MSSP_CONTROLLER; default: controller.json)"
+    ),
+    timeout: float | None = typer.Option(
+        None, "--timeout", help="seconds to wait for each call (env MSSP_TIMEOUT, default 15)"
+    ),
+) -> None:
+    ctx.obj = Options(data_dir=data_dir, controller=controller, timeout=timeout)
+
+
+app.add_typer(tenant.app, name="tenant")
+app.add_typer(gateway.app, name="gateway")
+app.add_typer(policy.app, name="policy")
+app.add_typer(ioc.app, name="ioc")
+app.add_typer(fleet.app, name="fleet")
+app.add_typer(server.server_app, name="server")
+app.add_typer(server.nats_app, name="nats")
+app.command("demo")(server.demo)
+
+
+def fail(message: str, code: int = 1) -> None:
+    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.flush()
+    raise SystemExit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    command = typer.main.get_command(app)
+    try:
+        code = command.main(args=argv, prog_name="msspctl", standalone_mode=False)
+    except CliError as exc:
+        fail(str(exc))
+    except typer.TyperException as exc:
+        fail(_usage_message(exc), getattr(exc, "exit_code", 2))
+    except typer.Abort:
+        fail("aborted", 130)
+    except KeyboardInterrupt:
+        fail("interrupted", 130)
+    except Exception as exc:
+        if os.environ.get("MSSP_DEBUG"):
+            raise
+        fail(f"unexpected {type(exc).__name__}: {exc} (rerun with MSSP_DEBUG=1 for a traceback)")
+    raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _usage_message(exc: typer.TyperException) -> str:
+    """Bad arguments: click's message plus where to read the usage, on one line."""
+    ctx = getattr(exc, "ctx", None)
+    if type(exc).__name__ == "NoArgsIsHelpError":
+        # Typer's rich help prints itself while the error is built; plain help comes as the message.
+        if exc.format_message().strip():
+            sys.stdout.write(exc.format_message() + "\n")
+        raise SystemExit(2)
+    message = exc.format_message()
+    if ctx is not None:
+        message += f" (see `{ctx.command_path} --help`)"
+    return message

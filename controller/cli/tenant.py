@@ -1,0 +1,67 @@
+"""`msspctl tenant`: the customers an MSSP serves."""
+
+from __future__ import annotations
+
+import typer
+
+from controller.cli import output
+from controller.cli.client import call
+from controller.cli.output import Format, Output
+from mssp.v1 import operator_pb2
+
+app = typer.Typer(help="Create and inspect tenants.", no_args_is_help=True)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="tenant name, e.g. acme"),
+    plan: str = typer.Option("", "--plan", help="billing plan (server default when omitted)"),
+    fmt: Output = Format.table,
+) -> None:
+    """Create a tenant."""
+    tenant = call(ctx, "CreateTenant", operator_pb2.CreateTenantRequest(name=name, plan=plan))
+    if fmt is Format.json:
+        output.print_json(tenant)
+    else:
+        output.console().print(
+            f"created tenant [bold]{output.esc(tenant.name)}[/bold] (plan {output.esc(tenant.plan or '-')})"
+        )
+
+
+@app.command("list")
+def list_(ctx: typer.Context, fmt: Output = Format.table) -> None:
+    """List all tenants."""
+    tenants = call(ctx, "ListTenants", operator_pb2.ListTenantsRequest()).tenants
+    if fmt is Format.json:
+        output.print_json(tenants)
+        return
+    t = output.table("name", "plan", "gateways", "iocs", "policy", "created")
+    for tenant in tenants:
+        output.add_row(
+            t, tenant.name, tenant.plan or "-", str(tenant.gateway_count), str(tenant.ioc_count),
+            f"v{tenant.policy_version}", output.relative(tenant.created_at_ms),
+        )
+    output.console().print(t)
+    output.console().print(f"{len(tenants)} tenant{'s' if len(tenants) != 1 else ''}")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context, name: str = typer.Argument(..., help="tenant name"), fmt: Output = Format.table
+) -> None:
+    """Show one tenant."""
+    tenant = call(ctx, "GetTenant", operator_pb2.TenantRef(name=name))
+    if fmt is Format.json:
+        output.print_json(tenant)
+        return
+    output.console().print(output.details(
+        ("name", tenant.name),
+        ("id", tenant.id),
+        ("plan", tenant.plan or "-"),
+        ("created", output.when(tenant.created_at_ms)),
+        ("gateways", str(tenant.gateway_count)),
+        ("tenant IOCs", str(tenant.ioc_count)),
+        ("policy version", str(tenant.policy_version)),
+        ("tenant channel seq", str(tenant.tenant_seq)),
+    ))

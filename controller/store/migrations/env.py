@@ -1,0 +1,14 @@
+"""Alembic environment: runs on the engine the Database hands over (no alembic.ini)."""
+
+from __future__ import annotations
+
+from alembic import context
+from sqlmodel import SQLModel
+
+import controller.store.models  # noqa: F401 - registers the tables
+
+engine = context.config.attributes["engine"]
+with engine.begin() as connection:
+    context.configure(connection=connection, target_metadata=SQLModel.metadata,
+                      render_as_batch=engine.dialect.name == "sqlite")
+    context.run_migrations()

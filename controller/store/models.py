@@ -1,0 +1,80 @@
+"""SQL tables (SQLModel). Times are epoch milliseconds; ids are uuid4 hex strings.
+
+`push_log` is both the transactional outbox (rows committed with the change they carry,
+published after the commit) and the delta log that resyncs serve from.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+class Tenant(SQLModel, table=True):
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(unique=True, index=True, max_length=63)
+    plan: str = Field(max_length=63)
+    created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    policy_version: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    policy_yaml: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    policy_bundle: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
+    policy_updated_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class Gateway(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("tenant_id", "name", name="uq_gateway_tenant_name"),)
+
+    id: str = Field(primary_key=True, max_length=32)
+    tenant_id: str = Field(foreign_key="tenant.id", index=True, max_length=32)
+    name: str = Field(max_length=63)
+    status: str = Field(default="pending", max_length=16)  # pending, enrolled, revoked
+    created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    enrolled_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    last_seen_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    cert_serial: str | None = Field(default=None, unique=True, max_length=64)
+    nats_public_key: str = Field(default="", max_length=64)
+    agent_version: str = Field(default="", max_length=64)
+    backend: str = Field(default="", max_length=32)
+    last_error: str = Field(default="", max_length=500)
+    applied_global_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    applied_tenant_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class EnrollmentToken(SQLModel, table=True):
+    __tablename__ = "enrollment_token"
+
+    token_hash: str = Field(primary_key=True, max_length=64)  # sha256 hex; the secret is never stored
+    gateway_id: str = Field(foreign_key="gateway.id", index=True, max_length=32)
+    expires_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    used_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class Ioc(SQLModel, table=True):
+    __table_args__ = (UniqueConstraint("channel", "type", "value", name="uq_ioc_channel_value"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(index=True, max_length=48)  # "global" or "tenant:<tenant id>"
+    type: int
+    value: str = Field(max_length=253)
+    source: str = Field(max_length=64)
+    confidence: int
+    created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    expires_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, index=True))
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class Channel(SQLModel, table=True):
+    name: str = Field(primary_key=True, max_length=48)
+    seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+
+
+class PushLog(SQLModel, table=True):
+    __tablename__ = "push_log"
+    __table_args__ = (UniqueConstraint("channel", "seq", name="uq_push_channel_seq"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=48)
+    seq: int = Field(sa_column=Column(BigInteger, nullable=False))
+    payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # a serialized, unsigned Push
+    created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    published: bool = Field(default=False, index=True)
