@@ -285,8 +285,9 @@ class ControllerService:
             tenant.policy_bundle = bundle.SerializeToString(deterministic=True)
             tenant.policy_updated_at_ms = now_ms()
             s.add(tenant)
-            self._append_push(s, tenant_channel(tenant.id), policy=bundle)
-            return self._policy_info(tenant)
+            info = self._policy_info(tenant)
+            info.seq = self._append_push(s, tenant_channel(tenant.id), policy=bundle)
+            return info
 
     def get_policy(self, tenant_name: str) -> operator_pb2.PolicyInfo:
         with self.db.session() as s:

@@ -134,18 +134,20 @@ class SetPolicyRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., yaml: _Optional[str] = ...) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("tenant", "version", "yaml", "bundle", "updated_at_ms")
+    __slots__ = ("tenant", "version", "yaml", "bundle", "updated_at_ms", "seq")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     YAML_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     version: int
     yaml: str
     bundle: _common_pb2.PolicyBundle
     updated_at_ms: int
-    def __init__(self, tenant: _Optional[str] = ..., version: _Optional[int] = ..., yaml: _Optional[str] = ..., bundle: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., updated_at_ms: _Optional[int] = ...) -> None: ...
+    seq: int
+    def __init__(self, tenant: _Optional[str] = ..., version: _Optional[int] = ..., yaml: _Optional[str] = ..., bundle: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., updated_at_ms: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class AddIocRequest(_message.Message):
     __slots__ = ("value", "scope", "ttl_seconds", "source", "confidence", "has_confidence")
