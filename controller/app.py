@@ -11,6 +11,7 @@ import resource
 import secrets
 import signal
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -27,6 +28,7 @@ from controller.nats.embedded import EmbeddedNats
 from controller.pki import CertificateAuthority, load_or_create_signing_key, write_private
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
+from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
 from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc
 
@@ -62,6 +64,8 @@ class ControllerApp:
         self.embedded_nats: EmbeddedNats | None = None
         self.nc: NatsClient | None = None
         self.publisher: PushPublisher | None = None
+        self.status_recorder: StatusRecorder | None = None
+        self.gateway_executor: ThreadPoolExecutor | None = None
         self.servers: list[grpc.aio.Server] = []
         self.grpc_address = ""
         self.gateway_address = ""
@@ -120,7 +124,11 @@ class ControllerApp:
             ),
             api,
         )
-        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(GatewayServicer(self.service, signing_key), gw)
+        self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
+        self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
+            GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder), gw
+        )
         for server in (api, gw):
             health_servicer = health.aio.HealthServicer()
             await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
@@ -128,6 +136,7 @@ class ControllerApp:
             await server.start()
             self.servers.append(server)
         self.publisher.start()
+        self.status_recorder.start()
         self.publisher.wake()  # anything committed but unpublished before a crash
         await asyncio.to_thread(self._write_runtime_file)
         log.info("controller up: api %s, gateways %s, nats %s", self.grpc_address, self.gateway_address,
@@ -204,6 +213,10 @@ class ControllerApp:
         for server in self.servers:
             await server.stop(grace=1.0)
         self.servers = []
+        if self.status_recorder is not None:
+            await self.status_recorder.stop()
+        if self.gateway_executor is not None:
+            self.gateway_executor.shutdown(wait=True)
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -104,6 +104,10 @@ async def run(console: Console) -> None:
             for a in agents:  # report now rather than at the next heartbeat
                 await a.agent.report()
             fleet = await op.fleet()
+            deadline = time.monotonic() + 5.0  # reports are written in batches every 0.25 s
+            while fleet.converged < fleet.total and time.monotonic() < deadline:
+                await asyncio.sleep(0.1)
+                fleet = await op.fleet()
             table = Table(title="fleet status")
             for col in ("tenant", "gateway", "online", "desired", "applied", "converged", "IOCs", "policy"):
                 table.add_column(col)

@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import bindparam, delete, func, update
 from sqlmodel import Session, col, select
 
 from controller.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthenticated
@@ -51,6 +51,16 @@ class EnrollmentTicket:
     gateway_name: str
     tenant_id: str
     tenant_name: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    gateway_id: str
+    applied: common_pb2.Versions
+    agent_version: str
+    backend: str
+    last_error: str
+    seen_at_ms: int
 
 
 @dataclass(frozen=True)
@@ -233,6 +243,25 @@ class ControllerService:
             gateway.last_seen_ms = now_ms()
             s.add(gateway)
             return self._desired(s, gateway.tenant_id)
+
+    def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
+        """Many reports in one transaction (see StatusRecorder)."""
+        if not updates:
+            return
+        rows = [
+            {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq, "v": u.agent_version,
+             "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms}
+            for u in updates
+        ]
+        statement = (
+            update(Gateway).where(col(Gateway.id) == bindparam("gid")).values(
+                applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
+                agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
+                last_seen_ms=bindparam("seen"),
+            )
+        )
+        with self.db.session() as s:
+            s.connection().execute(statement, rows)
 
     def fleet_status(self, tenant_name: str | None = None) -> operator_pb2.FleetStatusResponse:
         with self.db.session() as s:

@@ -17,7 +17,7 @@ from gateway_agent.identity import AgentIdentity, NotEnrolled
 from gateway_agent.runtime import STATUS_FILE, GatewayAgent
 from gateway_agent.statefile import StateFile, StateFileError
 
-BACKENDS = ("recording",)
+BACKENDS = ("recording", "nft")
 
 
 class CliError(Exception):
@@ -27,6 +27,14 @@ class CliError(Exception):
 def make_backend(name: str, state_dir: Path) -> EnforcementBackend:
     if name == "recording":
         return RecordingBackend(state_dir / "recording")
+    if name == "nft":
+        # Imported on demand: only a Linux router with nftables needs it.
+        from gateway_agent.backends.nft import make_nft_backend
+
+        try:
+            return make_nft_backend(state_dir)
+        except ValueError as exc:
+            raise CliError(f"nft backend: {exc}") from exc
     raise CliError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
 
 

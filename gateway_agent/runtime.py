@@ -12,6 +12,7 @@ import contextlib
 import json
 import logging
 import os
+import random
 import threading
 import time
 from collections.abc import Callable
@@ -59,11 +60,13 @@ class GatewayAgent:
         backend: EnforcementBackend,
         *,
         heartbeat_interval: float = 30.0,
+        report_jitter: float = 1.0,
         on_applied: Callable[[StateChange, float], None] | None = None,
     ) -> None:
         self.identity = identity
         self.backend = backend
         self.heartbeat_interval = heartbeat_interval
+        self.report_jitter = report_jitter
         self.on_applied = on_applied
         self.state = DesiredState(identity.tenant_channel)
         self.statefile = StateFile(identity.state_dir / "state")
@@ -291,7 +294,9 @@ class GatewayAgent:
     def _schedule_report(self) -> None:
         if not self._report_pending:
             self._report_pending = True
-            asyncio.get_running_loop().call_later(0.05, self._spawn_report)
+            # Spread the reports: a global push makes every gateway report at once (thundering herd).
+            delay = 0.05 + random.uniform(0.0, self.report_jitter)
+            asyncio.get_running_loop().call_later(delay, self._spawn_report)
 
     def _spawn_report(self) -> None:
         self._report_pending = False

@@ -39,7 +39,8 @@ def outbox(svc: ControllerService) -> list[push_pb2.Push]:
 def test_upgrade_is_idempotent_and_creates_the_schema(db: Database) -> None:
     db.upgrade()
     tables = set(inspect(db.engine).get_table_names())
-    assert {"tenant", "gateway", "enrollment_token", "ioc", "channel", "push_log", "alembic_version"} <= tables
+    expected = {"tenant", "gateway", "enrollment_token", "ioc", "channel", "push_log", "alembic_version"}
+    assert expected <= tables
 
 
 def test_tenants_create_list_show_and_duplicates(svc: ControllerService) -> None:

@@ -4,7 +4,10 @@ on every call. Nothing in a request body can name another gateway."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import functools
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import Executor
+from typing import TypeVar
 
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -12,21 +15,35 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.domain.errors import Unauthenticated
 from controller.grpc_api.errors import maps_domain_errors
 from controller.pki import serial_of_pem
-from controller.service import ControllerService, GatewayIdentity
-from gateway_agent.protocol import sign_push
+from controller.service import ControllerService, GatewayIdentity, StatusUpdate
+from controller.status_recorder import StatusRecorder
+from gateway_agent.protocol import now_ms, sign_push
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
+
+T = TypeVar("T")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
-    def __init__(self, service: ControllerService, signing_key: Ed25519PrivateKey) -> None:
+    """Runs its database work on its own executor: a fleet-wide burst of gateway calls must not
+    queue in front of operator calls and the push publisher."""
+
+    def __init__(
+        self, service: ControllerService, signing_key: Ed25519PrivateKey, executor: Executor,
+        recorder: StatusRecorder,
+    ) -> None:
         self.service = service
         self.signing_key = signing_key
+        self.executor = executor
+        self.recorder = recorder
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _identify(self, context: grpc.aio.ServicerContext) -> GatewayIdentity:
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             raise Unauthenticated("a gateway client certificate is required")
-        identity = await asyncio.to_thread(self.service.gateway_identity_by_serial, serial_of_pem(pems[0]))
+        identity = await self._run(self.service.gateway_identity_by_serial, serial_of_pem(pems[0]))
         if identity is None:
             raise Unauthenticated("gateway certificate is revoked or unknown")
         return identity
@@ -38,11 +55,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             identity = await self._identify(context)
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        pushes = await asyncio.to_thread(
-            self.service.sync_pushes,
-            identity.tenant_id,
-            request.applied,
-            force_snapshot=request.force_snapshot,
+        pushes = await self._run(
+            functools.partial(self.service.sync_pushes, force_snapshot=request.force_snapshot),
+            identity.tenant_id, request.applied,
         )
         for push in pushes:
             yield sign_push(self.signing_key, push)
@@ -52,12 +67,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.StatusReport, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.StatusAck:
         identity = await self._identify(context)
-        desired = await asyncio.to_thread(
-            self.service.record_status,
-            identity.gateway_id,
-            request.applied,
-            agent_version=request.agent_version[:64],
-            backend=request.backend[:32],
-            last_error=request.last_error[:500],
-        )
-        return gateway_pb2.StatusAck(desired=desired)
+        self.recorder.submit(StatusUpdate(
+            gateway_id=identity.gateway_id, applied=request.applied, agent_version=request.agent_version[:64],
+            backend=request.backend[:32], last_error=request.last_error[:500], seen_at_ms=now_ms(),
+        ))
+        return gateway_pb2.StatusAck(desired=await self.recorder.desired(identity.tenant_id))

@@ -1,0 +1,72 @@
+"""Gateway status reports, coalesced. After a global push every gateway reports within a second or
+two; one transaction per report would queue the whole fleet's writes in front of the next push.
+Reports are kept in memory (the latest per gateway wins) and written in one batch per interval,
+and the desired versions sent back come from one read of the channel heads per interval."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from concurrent.futures import Executor
+
+from controller.service import ControllerService, StatusUpdate
+from gateway_agent.protocol import GLOBAL_CHANNEL, tenant_channel
+from mssp.v1 import common_pb2
+
+log = logging.getLogger("mssp.controller.status")
+
+
+class StatusRecorder:
+    def __init__(self, service: ControllerService, executor: Executor, *, interval: float = 0.25) -> None:
+        self.service = service
+        self.executor = executor
+        self.interval = interval
+        self._pending: dict[str, StatusUpdate] = {}
+        self._heads: dict[str, int] = {}
+        self._heads_at = 0.0
+        self._heads_lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._flush_loop(), name="status-recorder")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        await self.flush()
+
+    def submit(self, update: StatusUpdate) -> None:
+        self._pending[update.gateway_id] = update
+
+    async def desired(self, tenant_id: str) -> common_pb2.Versions:
+        """What the gateway should be at; at most `interval` old (a newer push also reaches it by NATS)."""
+        async with self._heads_lock:
+            if time.monotonic() - self._heads_at > self.interval:
+                loop = asyncio.get_running_loop()
+                self._heads = await loop.run_in_executor(self.executor, self.service.channel_heads)
+                self._heads_at = time.monotonic()
+        return common_pb2.Versions(
+            global_seq=self._heads.get(GLOBAL_CHANNEL, 0),
+            tenant_seq=self._heads.get(tenant_channel(tenant_id), 0),
+        )
+
+    async def flush(self) -> None:
+        if not self._pending:
+            return
+        batch, self._pending = list(self._pending.values()), {}
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(self.executor, self.service.record_statuses, batch)
+        except Exception:
+            log.exception("writing %d gateway status reports failed; they are retried", len(batch))
+            for update in batch:
+                self._pending.setdefault(update.gateway_id, update)
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            await self.flush()

@@ -1,0 +1,413 @@
+"""The controller's telemetry consumer: JetStream stream -> durable pull consumer -> SQL rollups.
+
+Several controller processes can run this side by side on the same durable consumer: JetStream hands
+each message to one of them at a time, and if one dies holding messages they are redelivered after
+`ack_wait` to whoever is left. Messages are acked only after their transaction committed; the
+database's idempotency key (see ingest.py) makes the redelivery of a committed-but-unacked batch
+harmless. Malformed batches are counted and terminated (never redelivered); a database that is down
+gets the chunk naked and retried with backoff, so nothing is dropped for a transient fault.
+
+The event loop only moves messages: parsing, folding and SQL run in worker threads. Two workers by
+default, so that one sums its chunk in Python while the other waits for the database (their
+transactions serialize only on the rows they share). Under load chunks grow (see `linger`), and a
+gateway's consecutive batches in one chunk update each rollup row once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+
+import nats.errors
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import api
+from nats.js.client import JetStreamContext
+from nats.js.errors import BadRequestError
+
+from controller.store.db import Database
+from controller.telemetry.ingest import (
+    BatchRejected,
+    FoldResult,
+    Thresholds,
+    ingest,
+    is_transient,
+    purge,
+    validate_batch,
+)
+from gateway_agent.protocol import TELEMETRY_PREFIX
+from mssp.v1 import telemetry_pb2
+
+log = logging.getLogger("mssp.controller.telemetry")
+
+STREAM = "TELEMETRY"
+DURABLE = "telemetry-ingest"
+SUBJECT = f"{TELEMETRY_PREFIX}.>"
+
+
+class Outcome(Enum):
+    DONE = "done"  # committed (or already counted): ack
+    REJECTED = "rejected"  # never valid: term
+    RETRY = "retry"  # transient failure: nak, redelivered later
+
+
+@dataclass
+class ConsumerStats:
+    received: int = 0
+    batches: int = 0  # folded for the first time
+    duplicates: int = 0  # already counted (redelivery, replay, double publish)
+    records: int = 0
+    rejected: int = 0  # malformed, forged or insane: terminated
+    alerts: int = 0
+    retries: int = 0  # messages naked after a database failure
+    chunks: int = 0
+    last_rejection: str = ""
+    last_error: str = ""
+
+
+class CachedThresholds:
+    """Upload thresholds change with policies, rarely; ask the store at most every `ttl` seconds per
+    tenant instead of once per chunk."""
+
+    def __init__(self, source: Thresholds, ttl: float = 30.0) -> None:
+        self.source = source
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, list[tuple[str, int]]]] = {}
+        self._lock = threading.Lock()
+
+    def __call__(self, tenant_id: str) -> list[tuple[str, int]]:
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(tenant_id)
+            if hit is not None and hit[0] > now:
+                return hit[1]
+        value = list(self.source(tenant_id))
+        with self._lock:
+            self._cache[tenant_id] = (now + self.ttl, value)
+        return value
+
+
+class _Buffer:
+    """Fetched messages waiting for a worker, bounded by message count (not by fetch calls, which
+    return anything from one message to a full batch)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._msgs: deque[Msg] = deque()
+        self._changed = asyncio.Condition()
+
+    async def put(self, msgs: list[Msg]) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: len(self._msgs) < self.limit)
+            self._msgs.extend(msgs)
+            self._changed.notify_all()
+
+    async def wait_nonempty(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._msgs))
+
+    async def take(self, most: int, linger: float) -> list[Msg]:
+        """Up to `most` messages, waiting up to `linger` seconds for the chunk to fill."""
+        async with self._changed:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(linger):
+                    await self._changed.wait_for(lambda: len(self._msgs) >= most)
+            out = [self._msgs.popleft() for _ in range(min(most, len(self._msgs)))]
+            self._changed.notify_all()
+            return out
+
+    def drain(self) -> list[Msg]:
+        out = list(self._msgs)
+        self._msgs.clear()
+        return out
+
+
+class TelemetryConsumer:
+    def __init__(
+        self,
+        db: Database,
+        nc: NatsClient,
+        *,
+        thresholds_of: Thresholds | None = None,
+        stream: str = STREAM,
+        durable: str = DURABLE,
+        fetch_batch: int = 1000,
+        max_chunk: int = 8000,
+        fetch_timeout: float = 1.0,
+        ack_wait: float = 30.0,
+        max_ack_pending: int = 20_000,
+        duplicate_window: float = 120.0,
+        max_age: float = 7 * 86400.0,
+        max_bytes: int = 8 * 1024**3,
+        retry_delay: float = 2.0,
+        purge_interval: float = 3600.0,
+        workers: int = 2,
+        linger: float = 0.5,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
+        self.db = db
+        self.nc = nc
+        self.thresholds_of = CachedThresholds(thresholds_of) if thresholds_of is not None else None
+        self.stream = stream
+        self.durable = durable
+        self.fetch_batch = fetch_batch
+        self.max_chunk = max_chunk
+        self.fetch_timeout = fetch_timeout
+        self.ack_wait = ack_wait
+        self.max_ack_pending = max_ack_pending
+        self.duplicate_window = duplicate_window
+        self.max_age = max_age
+        self.max_bytes = max_bytes
+        self.retry_delay = retry_delay
+        self.purge_interval = purge_interval
+        self.workers = max(1, workers)
+        self.linger = linger
+        self._stats_lock = threading.Lock()
+        self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.stats = ConsumerStats()
+        self._js: JetStreamContext = nc.jetstream(timeout=10.0)
+        self._psub: JetStreamContext.PullSubscription | None = None
+        self._buffer = _Buffer(limit=2 * max_chunk)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = False
+        self._next_purge = time.monotonic() + min(60.0, purge_interval)
+
+    # ---- setup -----------------------------------------------------------------------------
+
+    def stream_config(self) -> api.StreamConfig:
+        return api.StreamConfig(
+            name=self.stream,
+            subjects=[SUBJECT],
+            storage=api.StorageType.FILE,
+            retention=api.RetentionPolicy.LIMITS,
+            discard=api.DiscardPolicy.OLD,
+            duplicate_window=self.duplicate_window,
+            max_age=self.max_age,
+            max_bytes=self.max_bytes,
+            max_msg_size=1024 * 1024,
+        )
+
+    def consumer_config(self) -> api.ConsumerConfig:
+        return api.ConsumerConfig(
+            name=self.durable,
+            durable_name=self.durable,
+            ack_policy=api.AckPolicy.EXPLICIT,
+            deliver_policy=api.DeliverPolicy.ALL,
+            ack_wait=self.ack_wait,
+            max_deliver=-1,
+            max_ack_pending=self.max_ack_pending,
+            max_waiting=512,
+            filter_subject=SUBJECT,
+        )
+
+    async def ensure(self) -> None:
+        """Create or update the stream and the durable consumer; safe to race with other controllers."""
+        config = self.stream_config()
+        try:
+            await self._js.add_stream(config)
+        except BadRequestError:  # exists with another configuration: bring it to ours
+            await self._js.update_stream(config)
+        await self._js.add_consumer(self.stream, self.consumer_config())
+
+    async def start(self) -> None:
+        await self.ensure()
+        self._psub = await self._js.pull_subscribe_bind(
+            durable=self.durable, stream=self.stream, pending_msgs_limit=4 * self.max_chunk
+        )
+        self._stopping = False
+        self._tasks = [asyncio.create_task(self._fetch_loop(), name="telemetry-fetch")]
+        self._tasks += [asyncio.create_task(self._process_loop(), name=f"telemetry-worker-{i}")
+                        for i in range(self.workers)]
+
+    async def stop(self) -> None:
+        """Finish the chunk in hand, give back what was fetched but not started (nak), unsubscribe."""
+        self._stopping = True
+        if not self._tasks:
+            return
+        fetch, *workers = self._tasks
+        fetch.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await fetch
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self.ack_wait):
+                await self._idle.wait()
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks = []
+        for msg in self._buffer.drain():
+            with contextlib.suppress(Exception):
+                await msg.nak()
+        if self._psub is not None:
+            with contextlib.suppress(Exception):
+                await self._psub.unsubscribe()
+            self._psub = None
+
+    async def lag(self) -> int:
+        """Messages in the stream not yet acked by this durable (pending + in flight)."""
+        info = await self._js.consumer_info(self.stream, self.durable)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    # ---- loops -----------------------------------------------------------------------------
+
+    async def _fetch_loop(self) -> None:
+        assert self._psub is not None
+        backoff = 0.1
+        while not self._stopping:
+            try:
+                msgs = await self._psub.fetch(self.fetch_batch, timeout=self.fetch_timeout)
+            except (nats.errors.TimeoutError, TimeoutError):
+                continue
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker restarting, connection closed: try again shortly
+                self.stats.last_error = f"fetch: {type(exc).__name__}: {exc}"
+                log.debug("telemetry fetch failed: %s", exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            if msgs:
+                await self._buffer.put(msgs)
+
+    async def _process_loop(self) -> None:
+        backoff = self.retry_delay
+        while True:
+            await self._buffer.wait_nonempty()
+            self._busy += 1
+            self._idle.clear()
+            try:
+                # Grow the chunk for up to `linger` (or to max_chunk): a gateway's consecutive batches
+                # in one chunk share rollup rows, so under load bigger chunks mean fewer rows written
+                # per record. Without load it costs a moment of latency on 30-second telemetry.
+                msgs = await self._buffer.take(self.max_chunk, 0.0 if self._stopping else self.linger)
+                if not msgs:
+                    continue
+                retry = await self.process(msgs)
+                if time.monotonic() >= self._next_purge:
+                    self._next_purge = time.monotonic() + self.purge_interval
+                    await self._purge()
+            finally:
+                self._busy -= 1
+                if not self._busy:
+                    self._idle.set()
+            if retry:
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 30.0)
+            else:
+                backoff = self.retry_delay
+
+    async def process(self, msgs: list[Msg]) -> bool:
+        """Fold and settle one chunk; True when some messages must be retried later."""
+        items = [(m.subject, m.data) for m in msgs]
+        keepalive = asyncio.create_task(self._keep_alive(msgs))
+        try:
+            outcomes = await asyncio.to_thread(self._work, items)
+        finally:
+            keepalive.cancel()
+        await self._settle(msgs, outcomes)
+        return any(o is Outcome.RETRY for o in outcomes)
+
+    async def _keep_alive(self, msgs: list[Msg]) -> None:
+        """A big chunk on a slow database may take a while: tell JetStream we are still at it (+WPI)
+        so it does not redeliver the chunk to another controller meanwhile."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            for msg in msgs:
+                with contextlib.suppress(Exception):
+                    await msg.in_progress()
+
+    async def _settle(self, msgs: list[Msg], outcomes: list[Outcome]) -> None:
+        for msg, outcome in zip(msgs, outcomes, strict=True):
+            try:
+                if outcome is Outcome.DONE:
+                    await msg.ack()
+                elif outcome is Outcome.REJECTED:
+                    await msg.term()
+                else:
+                    await msg.nak(delay=self.retry_delay)
+            except Exception as exc:  # a lost ack means a redelivery, which the idempotency key absorbs
+                log.debug("could not settle a telemetry message: %s", exc)
+
+    async def _purge(self) -> None:
+        try:
+            removed = await asyncio.to_thread(purge, self.db, self.clock_ms())
+            log.info("telemetry retention: %s", removed)
+        except Exception as exc:
+            log.warning("telemetry retention failed: %s", exc)
+
+    # ---- the worker thread -----------------------------------------------------------------
+
+    def _work(self, items: list[tuple[str, bytes]]) -> list[Outcome]:
+        now = self.clock_ms()
+        outcomes = [Outcome.DONE] * len(items)
+        valid: list[tuple[int, telemetry_pb2.TelemetryBatch]] = []
+        for i, (subject, data) in enumerate(items):
+            try:
+                valid.append((i, validate_batch(subject, data, now)))
+            except BatchRejected as exc:
+                outcomes[i] = Outcome.REJECTED
+                self._rejected(subject, str(exc))
+        with self._stats_lock:
+            self.stats.received += len(items)
+            self.stats.chunks += 1
+        if not valid:
+            return outcomes
+        try:
+            self._count(ingest(self.db, [b for _, b in valid], self.thresholds_of, now_ms=now))
+            return outcomes
+        except Exception as exc:
+            self.stats.last_error = f"fold: {type(exc).__name__}: {exc}"
+            if is_transient(exc) or len(valid) == 1:
+                return self._failed(outcomes, valid, exc)
+            log.warning("telemetry chunk of %d failed (%s); retrying batch by batch", len(valid), exc)
+        for i, batch in valid:  # find the one bad batch instead of retrying the chunk forever
+            try:
+                self._count(ingest(self.db, [batch], self.thresholds_of, now_ms=now))
+            except Exception as exc:
+                self._failed(outcomes, [(i, batch)], exc)
+        return outcomes
+
+    def _failed(
+        self, outcomes: list[Outcome], batches: list[tuple[int, telemetry_pb2.TelemetryBatch]], exc: Exception
+    ) -> list[Outcome]:
+        if is_transient(exc):
+            log.warning("telemetry: database unavailable (%s); %d batches will be retried", exc, len(batches))
+            for i, _ in batches:
+                outcomes[i] = Outcome.RETRY
+            with self._stats_lock:
+                self.stats.retries += len(batches)
+            return outcomes
+        for i, batch in batches:  # valid protobuf the database will never accept: poison
+            outcomes[i] = Outcome.REJECTED
+            self._rejected(f"{batch.tenant_id}/{batch.gateway_id}#{batch.batch_seq}",
+                           f"database refused it: {type(exc).__name__}")
+        log.error("telemetry batch refused by the database: %s", exc)
+        return outcomes
+
+    def _count(self, result: FoldResult) -> None:
+        with self._stats_lock:
+            self.stats.batches += result.new
+            self.stats.duplicates += result.duplicates
+            self.stats.records += result.records
+            self.stats.alerts += result.alerts
+
+    def _rejected(self, where: str, reason: str) -> None:
+        with self._stats_lock:
+            self.stats.rejected += 1
+            self.stats.last_rejection = f"{where}: {reason}"
+        if self.stats.rejected <= 20 or self.stats.rejected % 1000 == 0:
+            log.warning("telemetry batch rejected (%d so far): %s: %s",
+                        self.stats.rejected, where[:200], reason)

@@ -1,0 +1,1 @@
+"""DNS enforcement through a dnsmasq child: sinkholed IOC domains, category domains fed to nft sets."""

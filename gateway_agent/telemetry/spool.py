@@ -1,0 +1,177 @@
+"""A bounded on-disk outbox for telemetry batches, in the agent's state dir.
+
+Every batch goes through here before it is published, so a broker outage, an agent restart or a
+power cut loses nothing that fits. One file per batch, named by its seq so a directory listing is
+the replay order. Files are written to a temp name, fsynced and renamed, so a crash leaves either
+the whole batch or none of it; a checksum catches what the flash corrupts later. When full, the
+oldest batches go first (the newest are worth more) and the drops are counted, persistently, so
+the controller learns about the gap from the agent's health.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import struct
+import zlib
+from bisect import insort
+from collections.abc import Iterator
+from pathlib import Path
+
+log = logging.getLogger("mssp.agent.telemetry")
+
+DEFAULT_MAX_BATCHES = 2880  # a day at the default 30 s interval
+DEFAULT_MAX_BYTES = 16 * 1024 * 1024
+_SUFFIX = ".batch"
+_MAGIC = b"MSP1"
+_HEADER = struct.Struct(">4sI")  # magic, crc32 of the payload
+_DROPS_FILE = "drops"
+
+
+class TelemetrySpool:
+    def __init__(
+        self,
+        directory: Path,
+        *,
+        max_batches: int = DEFAULT_MAX_BATCHES,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+    ) -> None:
+        if max_batches < 1 or max_bytes < 1:
+            raise ValueError("spool bounds must be positive")
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self.corrupt = 0
+        self._sizes: dict[int, int] = {}
+        self._order: list[int] = []
+        self._bytes = 0
+        self.drops = self._read_drops()
+        self._scan()
+
+    # ---- state -----------------------------------------------------------------------------
+
+    def _scan(self) -> None:
+        for entry in os.scandir(self.directory):
+            name = entry.name
+            if name.endswith(".tmp"):  # a write the crash interrupted: never renamed, never counted
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(entry.path)
+                continue
+            if not name.endswith(_SUFFIX):
+                continue
+            try:
+                seq = int(name[: -len(_SUFFIX)])
+            except ValueError:
+                continue
+            size = entry.stat().st_size
+            self._sizes[seq] = size
+            self._bytes += size
+        self._order = sorted(self._sizes)
+
+    def _read_drops(self) -> int:
+        try:
+            return int((self.directory / _DROPS_FILE).read_text().strip() or 0)
+        except (FileNotFoundError, ValueError):
+            return 0
+
+    def _write_drops(self) -> None:
+        _atomic_write(self.directory / _DROPS_FILE, str(self.drops).encode(), sync_dir=False)
+
+    def _path(self, seq: int) -> Path:
+        return self.directory / f"{seq:020d}{_SUFFIX}"
+
+    def __len__(self) -> int:
+        return len(self._order)
+
+    @property
+    def size_bytes(self) -> int:
+        return self._bytes
+
+    def seqs(self) -> list[int]:
+        return list(self._order)
+
+    # ---- operations ------------------------------------------------------------------------
+
+    def append(self, seq: int, payload: bytes) -> int:
+        """Store batch `seq` durably (replacing an unsent copy of the same seq); returns how many of
+        the oldest batches were dropped to stay within bounds."""
+        data = _HEADER.pack(_MAGIC, zlib.crc32(payload)) + payload
+        _atomic_write(self._path(seq), data, sync_dir=True)
+        old = self._sizes.get(seq)
+        if old is None:
+            insort(self._order, seq)
+        else:
+            self._bytes -= old
+        self._sizes[seq] = len(data)
+        self._bytes += len(data)
+        dropped = 0
+        while len(self._order) > 1 and (len(self._order) > self.max_batches or self._bytes > self.max_bytes):
+            oldest = self._order[0]
+            if oldest == seq:
+                break
+            self._forget(oldest)
+            dropped += 1
+        if dropped:
+            self.drops += dropped
+            self._write_drops()
+            log.warning("telemetry spool full: dropped %d oldest batches (%d in total)", dropped, self.drops)
+        return dropped
+
+    def read(self, seq: int) -> bytes | None:
+        """The payload of batch `seq`; None (and the file removed) when it is gone or corrupt."""
+        try:
+            data = self._path(seq).read_bytes()
+        except FileNotFoundError:
+            self._drop_index(seq)
+            return None
+        magic, crc = _HEADER.unpack_from(data) if len(data) >= _HEADER.size else (b"", 0)
+        payload = data[_HEADER.size :]
+        if magic != _MAGIC or zlib.crc32(payload) != crc:
+            self.corrupt += 1
+            log.error("telemetry spool: batch %d is corrupt; discarding it", seq)
+            self._forget(seq)
+            return None
+        return payload
+
+    def remove(self, seq: int) -> None:
+        """The batch is safely with the broker."""
+        self._forget(seq)
+
+    def __iter__(self) -> Iterator[tuple[int, bytes]]:
+        """(seq, payload) oldest first; skips batches that vanished or are corrupt."""
+        for seq in list(self._order):
+            payload = self.read(seq)
+            if payload is not None:
+                yield seq, payload
+
+    def _forget(self, seq: int) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._path(seq))
+        self._drop_index(seq)
+
+    def _drop_index(self, seq: int) -> None:
+        size = self._sizes.pop(seq, None)
+        if size is not None:
+            self._bytes -= size
+            self._order.remove(seq)
+
+
+def _atomic_write(path: Path, data: bytes, *, sync_dir: bool) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    if sync_dir:  # the rename itself must survive a power cut
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
