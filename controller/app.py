@@ -23,6 +23,7 @@ from controller.config import Settings
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
+from controller.grpc_api.telemetry import TelemetryServicer
 from controller.nats.auth import NatsIdentity, push_account_update
 from controller.nats.embedded import EmbeddedNats
 from controller.pki import CertificateAuthority, load_or_create_signing_key, write_private
@@ -30,7 +31,8 @@ from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
 from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
-from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc
+from controller.telemetry.consumer import TelemetryConsumer
+from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc, telemetry_pb2_grpc
 
 log = logging.getLogger("mssp.controller")
 
@@ -65,6 +67,7 @@ class ControllerApp:
         self.nc: NatsClient | None = None
         self.publisher: PushPublisher | None = None
         self.status_recorder: StatusRecorder | None = None
+        self.telemetry: TelemetryConsumer | None = None
         self.gateway_executor: ThreadPoolExecutor | None = None
         self.servers: list[grpc.aio.Server] = []
         self.grpc_address = ""
@@ -126,6 +129,18 @@ class ControllerApp:
         )
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
+        self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds)
+        await self.telemetry.start()  # stream + durable consumer, created idempotently
+        service = self.service
+        telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
+            TelemetryServicer(
+                self.db, token_digest(token),
+                resolve_tenant=lambda name: service.get_tenant(name).id,
+                tenant_names=lambda: {t.id: t.name for t in service.list_tenants()},
+                gateway_names=lambda: {g.id: g.name for g in service.list_gateways()},
+            ),
+            api,
+        )
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder), gw
         )
@@ -217,6 +232,8 @@ class ControllerApp:
             await self.status_recorder.stop()
         if self.gateway_executor is not None:
             self.gateway_executor.shutdown(wait=True)
+        if self.telemetry is not None:
+            await self.telemetry.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

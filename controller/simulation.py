@@ -17,6 +17,7 @@ from typing import Any
 
 import grpc
 
+from gateway_agent.backends.base import EnforcementBackend
 from gateway_agent.backends.recording import RecordingBackend
 from gateway_agent.enroll import enroll
 from gateway_agent.runtime import GatewayAgent
@@ -102,6 +103,7 @@ async def enroll_agent(
     *,
     heartbeat_interval: float = 30.0,
     start: bool = True,
+    backend: EnforcementBackend | None = None,
 ) -> SimulatedAgent:
     token = await op.add_gateway(tenant, name)
     identity = await enroll(op.address, token, state_dir)
@@ -112,7 +114,7 @@ async def enroll_agent(
 
     agent = GatewayAgent(
         identity,
-        RecordingBackend(state_dir / "recording"),
+        backend or RecordingBackend(state_dir / "recording"),
         heartbeat_interval=heartbeat_interval,
         on_applied=on_applied,
     )

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from gateway_agent.backends.base import EnforcementBackend
+from gateway_agent.backends.nft import nft_available
 from gateway_agent.backends.recording import RecordingBackend
 from gateway_agent.enroll import EnrollError, enroll
 from gateway_agent.identity import AgentIdentity, NotEnrolled
@@ -119,7 +120,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the agent daemon")
     p.add_argument("--state-dir", required=True)
-    p.add_argument("--backend", default="recording", choices=BACKENDS)
+    p.add_argument("--backend", default="nft" if nft_available() else "recording", choices=BACKENDS,
+                   help="nft (default when nft is installed and we are root) or recording")
     p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between status reports")
     p.set_defaults(func=cmd_run)
 

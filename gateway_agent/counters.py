@@ -7,7 +7,7 @@ The nft backend reads them from its table; telemetry turns successive reads into
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 # Metric names shared by the backend (producer) and telemetry (consumer).
 HOST_EGRESS = "host_egress"        # dimension: LAN host address
@@ -26,5 +26,6 @@ class CounterSample:
     bytes: int
 
 
+@runtime_checkable
 class CounterSource(Protocol):
     def read_counters(self) -> list[CounterSample]: ...

@@ -26,10 +26,12 @@ from nats.aio.msg import Msg
 
 from gateway_agent import __version__
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
+from gateway_agent.counters import CounterSource
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.protocol import PushRejected, channel_subject, now_ms, open_envelope, open_signed
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile
+from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 log = logging.getLogger("mssp.agent")
@@ -61,6 +63,7 @@ class GatewayAgent:
         *,
         heartbeat_interval: float = 30.0,
         report_jitter: float = 1.0,
+        telemetry_interval: float | None = 30.0,
         on_applied: Callable[[StateChange, float], None] | None = None,
     ) -> None:
         self.identity = identity
@@ -85,6 +88,17 @@ class GatewayAgent:
         self._channel: grpc.aio.Channel | None = None
         self._stub: gateway_pb2_grpc.GatewayServiceStub | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.telemetry: TelemetryPublisher | None = None
+        if telemetry_interval is not None:
+            dns = getattr(backend, "dns", None)
+            self.telemetry = create_publisher(
+                identity.state_dir, tenant_id=identity.tenant_id, gateway_id=identity.gateway_id,
+                connection=lambda: self._nc if self.nats_connected else None,
+                source=backend if isinstance(backend, CounterSource) else None,  # nft: kernel counters
+                dns_log=getattr(getattr(dns, "settings", None), "query_log", None),
+                applied=lambda: self.state.versions(), apply_errors=lambda: self.counters.apply_errors,
+                interval=telemetry_interval,
+            )
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -101,6 +115,8 @@ class GatewayAgent:
             asyncio.create_task(self._nats_loop(), name="nats"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
         ]
+        if self.telemetry is not None:
+            self.telemetry.start()
         self.request_resync()
         try:
             await stop.wait()
@@ -108,6 +124,8 @@ class GatewayAgent:
             await self.close()
 
     async def close(self) -> None:
+        if self.telemetry is not None:
+            await self.telemetry.stop()
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
@@ -169,6 +187,8 @@ class GatewayAgent:
         await self._nc.flush()
         self.nats_connected = True
         self.request_resync()  # anything published before we subscribed
+        if self.telemetry is not None:
+            self.telemetry.wake()  # replay what was spooled while the broker was away
 
     async def _on_message(self, msg: Msg) -> None:
         self._queue.put_nowait(msg.data)
@@ -177,6 +197,8 @@ class GatewayAgent:
         self.nats_connected = True
         log.info("%s: NATS reconnected; resyncing", self.identity.label)
         self.request_resync()
+        if self.telemetry is not None:
+            self.telemetry.wake()
 
     async def _on_disconnected(self) -> None:
         self.nats_connected = False

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import fleet, gateway, ioc, policy, server, tenant
+from controller.cli import fleet, gateway, ioc, policy, server, telemetry, tenant
 from controller.cli.client import CliError, Options
 
 app = typer.Typer(
@@ -45,6 +45,9 @@ app.add_typer(gateway.app, name="gateway")
 app.add_typer(policy.app, name="policy")
 app.add_typer(ioc.app, name="ioc")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(telemetry.alerts_app, name="alerts")
+app.add_typer(telemetry.telemetry_app, name="telemetry")
+app.command("usage")(telemetry.usage)
 app.add_typer(server.server_app, name="server")
 app.add_typer(server.nats_app, name="nats")
 app.command("demo")(server.demo)

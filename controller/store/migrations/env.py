@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import controller.store.models  # noqa: F401 - registers the tables
+import controller.store.models
+import controller.telemetry.models  # noqa: F401
 
 engine = context.config.attributes["engine"]
 with engine.begin() as connection:
