@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -90,7 +91,9 @@ class TelemetryPublisher:
         self._wake.set()
 
     async def run(self) -> None:
-        next_tick = time.monotonic() + self.interval
+        # A random phase: gateways started together (a fleet after an outage, a bench) must not
+        # all publish in the same instant, interval after interval.
+        next_tick = time.monotonic() + self.interval * random.uniform(0.5, 1.5)
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - time.monotonic()))
