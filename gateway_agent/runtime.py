@@ -40,6 +40,7 @@ RPC_TIMEOUT = 10.0
 SYNC_TIMEOUT = 120.0
 MAX_BACKOFF = 30.0
 STATUS_FILE = "status.json"
+STATUS_WRITE_DELAY = 1.0
 
 
 @dataclass
@@ -84,6 +85,7 @@ class GatewayAgent:
         self._resync_queued = False
         self._resync_backoff = 0.5
         self._report_pending = False
+        self._status_write_pending = False
         self._nc: NatsClient | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: gateway_pb2_grpc.GatewayServiceStub | None = None
@@ -341,9 +343,20 @@ class GatewayAgent:
             log.debug("%s: status report failed: %s", self.identity.label, exc.details())
             return None
         finally:
-            await asyncio.to_thread(self.write_status)
+            self._schedule_status_write()
         self.controller_reachable = True
         return ack
+
+    def _schedule_status_write(self) -> None:
+        """status.json is for humans and `mssp-agent status`: written at most once a second."""
+        if not self._status_write_pending:
+            self._status_write_pending = True
+            asyncio.get_running_loop().call_later(STATUS_WRITE_DELAY, self._spawn_status_write)
+
+    def _spawn_status_write(self) -> None:
+        self._status_write_pending = False
+        task = asyncio.ensure_future(asyncio.to_thread(self.write_status))
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _heartbeat_loop(self) -> None:
         while True:
