@@ -59,6 +59,8 @@ async def test_global_ioc_reaches_every_tenant_and_fleet_converges(controller: R
     assert info.seq == 1
     await converge(everyone, has_ioc("198.51.100.7"))
     for sim in everyone:
+        path = sim.state_dir / "recording" / "desired.json"
+        await wait_until(lambda p=path: p.exists() and "198.51.100.7" in p.read_text())  # written after
         recorded = read_recorded(sim.state_dir / "recording")
         assert {"type": "IOC_TYPE_IPV4", "value": "198.51.100.7", "expires_at_ms": 0} in recorded["iocs"]
 
@@ -81,9 +83,12 @@ async def test_tenant_ioc_and_policy_never_reach_another_tenant(controller: Runn
     await controller.op.add_ioc("203.0.113.99")
     await converge(acme + globex, has_ioc("203.0.113.99"))
     for sim in globex:
+        recorded = sim.state_dir / "recording" / "desired.json"
+        # The in-memory state moves first; the backend's write follows in a thread.
+        await wait_until(lambda r=recorded: r.exists() and "203.0.113.99" in r.read_text())
         assert "evil.example.com" not in sim.ioc_values()
         assert sim.agent.state.policy.version == 0
-        assert "evil.example.com" not in (sim.state_dir / "recording" / "desired.json").read_text()
+        assert "evil.example.com" not in recorded.read_text()
     policy = acme[0].agent.state.policy
     assert policy.default_action == common_pb2.ACTION_DENY
     assert [r.name for r in policy.rules] == ["web"]
