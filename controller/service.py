@@ -165,7 +165,8 @@ class ControllerService:
 
     def list_gateways(self, tenant_name: str | None = None) -> list[operator_pb2.Gateway]:
         with self.db.session() as s:
-            return [self._gateway_proto(s, g, t) for g, t in self._gateways(s, tenant_name)]
+            heads = self._heads(s)
+            return [self._gateway_proto(s, g, t, heads) for g, t in self._gateways(s, tenant_name)]
 
     def get_gateway(self, tenant_name: str, name: str) -> operator_pb2.Gateway:
         with self.db.session() as s:
@@ -227,23 +228,6 @@ class ControllerService:
             ).first()
             return None if gateway is None else GatewayIdentity(gateway.id, gateway.tenant_id)
 
-    def record_status(
-        self, gateway_id: str, applied: common_pb2.Versions, *, agent_version: str, backend: str,
-        last_error: str,
-    ) -> common_pb2.Versions:
-        with self.db.session() as s:
-            gateway = s.get(Gateway, gateway_id)
-            if gateway is None:
-                raise NotFound("unknown gateway")
-            gateway.applied_global_seq = applied.global_seq
-            gateway.applied_tenant_seq = applied.tenant_seq
-            gateway.agent_version = agent_version
-            gateway.backend = backend
-            gateway.last_error = last_error
-            gateway.last_seen_ms = now_ms()
-            s.add(gateway)
-            return self._desired(s, gateway.tenant_id)
-
     def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         """Many reports in one transaction (see StatusRecorder)."""
         if not updates:
@@ -265,8 +249,9 @@ class ControllerService:
 
     def fleet_status(self, tenant_name: str | None = None) -> operator_pb2.FleetStatusResponse:
         with self.db.session() as s:
+            heads = self._heads(s)
             gateways = [
-                self._gateway_proto(s, g, t)
+                self._gateway_proto(s, g, t, heads)
                 for g, t in self._gateways(s, tenant_name)
                 if g.status != "revoked"
             ]
@@ -289,8 +274,15 @@ class ControllerService:
             raise NotFound(f"unknown gateway {tenant.name}/{name}")
         return tenant, gateway
 
-    def _gateway_proto(self, s: Session, g: Gateway, t: Tenant) -> operator_pb2.Gateway:
-        desired = self._desired(s, t.id)
+    def _gateway_proto(
+        self, s: Session, g: Gateway, t: Tenant, heads: dict[str, int] | None = None
+    ) -> operator_pb2.Gateway:
+        """`heads`: the channel heads read once for a whole listing (else read for this gateway)."""
+        if heads is None:
+            desired = self._desired(s, t.id)
+        else:
+            desired = common_pb2.Versions(global_seq=heads.get(GLOBAL_CHANNEL, 0),
+                                          tenant_seq=heads.get(tenant_channel(t.id), 0))
         applied = common_pb2.Versions(global_seq=g.applied_global_seq, tenant_seq=g.applied_tenant_seq)
         return operator_pb2.Gateway(
             id=g.id, tenant=t.name, name=g.name, status=g.status, created_at_ms=g.created_at_ms,
@@ -451,7 +443,11 @@ class ControllerService:
 
     def channel_heads(self) -> dict[str, int]:
         with self.db.session() as s:
-            return {c.name: c.seq for c in s.exec(select(Channel)) if c.seq > 0}
+            return {name: seq for name, seq in self._heads(s).items() if seq > 0}
+
+    @staticmethod
+    def _heads(s: Session) -> dict[str, int]:
+        return {name: seq for name, seq in s.exec(select(Channel.name, Channel.seq))}
 
     def unpublished_outbox(self, limit: int = 1000) -> list[tuple[int, push_pb2.Push]]:
         with self.db.session() as s:

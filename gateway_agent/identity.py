@@ -53,6 +53,7 @@ def make_nats_user_seed() -> tuple[bytes, str]:
 
 
 def creds_file_text(user_jwt: str, seed: bytes) -> str:
+    """The standard .creds format read by nats-py's `user_credentials=` and the nats CLI."""
     return (
         "-----BEGIN NATS USER JWT-----\n"
         f"{user_jwt}\n"

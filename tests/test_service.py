@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from sqlalchemy import inspect
 
 from controller.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthenticated
-from controller.service import ControllerService
+from controller.service import ControllerService, StatusUpdate
 from controller.store.db import Database
-from gateway_agent.protocol import GLOBAL_CHANNEL, tenant_channel
+from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms, tenant_channel
 from gateway_agent.state import DesiredState
 from mssp.v1 import common_pb2, push_pb2
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    database.upgrade()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 @pytest.fixture
@@ -205,9 +194,9 @@ def test_fleet_status_tracks_desired_applied_and_online(svc: ControllerService) 
     svc.add_ioc("198.51.100.7")
     fleet = svc.fleet_status("acme")
     assert (fleet.total, fleet.online, fleet.converged) == (1, 1, 0)
-    desired = svc.record_status(ticket.gateway_id, common_pb2.Versions(global_seq=1), agent_version="1",
-                                backend="recording", last_error="")
-    assert desired.global_seq == 1
+    svc.record_statuses([StatusUpdate(ticket.gateway_id, common_pb2.Versions(global_seq=1), agent_version="1",
+                                      backend="recording", last_error="", seen_at_ms=now_ms())])
+    assert svc.desired_versions(ticket.tenant_id).global_seq == 1
     gw = svc.fleet_status().gateways[0]
     assert gw.converged and gw.online and gw.backend == "recording"
 

@@ -8,7 +8,7 @@ Totals at the controller must equal what the agents' counters measured, through 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,16 +66,6 @@ class Agent:
 
     def measured(self) -> Totals:
         return {(self.gateway_id, m, d): (p, b, 0) for (m, d), (p, b) in self.counters.values.items()}
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    database.upgrade()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 async def make_agent(broker: NatsBroker, tmp: Path, tenant: str, gateway: str, **spool_kw: int) -> Agent:

@@ -8,7 +8,7 @@ import asyncio
 import json
 import threading
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -53,16 +53,6 @@ from tests.support.nats import NatsBroker
 TA, TB = "tenantA", "tenantB"
 NOW = int(time.time() * 1000)
 Totals = dict[tuple[str, str, str], tuple[int, int, int]]
-
-
-@pytest.fixture
-def db(db_url: str) -> Iterator[Database]:
-    database = Database(db_url)
-    database.upgrade()
-    try:
-        yield database
-    finally:
-        database.dispose()
 
 
 def make_batch(

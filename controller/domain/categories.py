@@ -1,137 +1,19 @@
-"""Built-in destination categories for egress policy.
+"""Destination categories for egress policy: validation on the controller side.
 
-The agent resolves category domains through dnsmasq (nftset) so a domain here also covers
-its subdomains. Lists are curated, canonical (lower-case, no trailing dot) and shipped with
-the agent; a tenant policy may extend them (``categories:`` in the policy YAML), and only
-those extensions travel in the policy bundle.
+The lists themselves ship with the agent (gateway_agent/categories.py, the one source); a tenant
+policy may extend them (``categories:`` in the policy YAML) and only those extensions travel in
+the policy bundle.
 """
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 from controller.domain.errors import InvalidInput
 from controller.domain.names import show, type_name
+from gateway_agent.categories import BUILTIN_CATEGORIES, CATEGORY_NAME_RE
 
-CATEGORY_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
-
-BUILTIN_CATEGORIES: dict[str, tuple[str, ...]] = {
-    "cloud_storage": (
-        "dropbox.com",
-        "dropboxusercontent.com",
-        "box.com",
-        "boxcloud.com",
-        "drive.google.com",
-        "docs.google.com",
-        "onedrive.live.com",
-        "1drv.ms",
-        "mega.nz",
-        "mega.io",
-        "wetransfer.com",
-        "icloud.com",
-        "pcloud.com",
-        "sync.com",
-        "mediafire.com",
-        "tresorit.com",
-        "idrive.com",
-        "backblazeb2.com",
-    ),
-    "ai_tools": (
-        "openai.com",
-        "chatgpt.com",
-        "oaiusercontent.com",
-        "claude.ai",
-        "anthropic.com",
-        "gemini.google.com",
-        "bard.google.com",
-        "aistudio.google.com",
-        "perplexity.ai",
-        "copilot.microsoft.com",
-        "mistral.ai",
-        "chat.mistral.ai",
-        "deepseek.com",
-        "poe.com",
-        "character.ai",
-        "huggingface.co",
-        "you.com",
-        "x.ai",
-        "grok.com",
-    ),
-    "file_sharing": (
-        "wetransfer.com",
-        "we.tl",
-        "sendspace.com",
-        "transfer.sh",
-        "file.io",
-        "gofile.io",
-        "anonfiles.com",
-        "zippyshare.com",
-        "4shared.com",
-        "rapidgator.net",
-        "pixeldrain.com",
-        "filemail.com",
-        "fromsmash.com",
-        "pastebin.com",
-        "ghostbin.com",
-        "catbox.moe",
-    ),
-    "social_media": (
-        "facebook.com",
-        "fbcdn.net",
-        "instagram.com",
-        "cdninstagram.com",
-        "twitter.com",
-        "x.com",
-        "twimg.com",
-        "tiktok.com",
-        "tiktokcdn.com",
-        "linkedin.com",
-        "reddit.com",
-        "snapchat.com",
-        "pinterest.com",
-        "tumblr.com",
-        "threads.net",
-        "bsky.app",
-        "vk.com",
-    ),
-    "remote_access": (
-        "anydesk.com",
-        "teamviewer.com",
-        "logmein.com",
-        "gotomypc.com",
-        "splashtop.com",
-        "rustdesk.com",
-        "remotedesktop.google.com",
-        "screenconnect.com",
-        "remoteutilities.com",
-        "parsec.app",
-        "realvnc.com",
-        "assist.zoho.com",
-        "supremocontrol.com",
-        "ammyy.com",
-        "ngrok.com",
-        "ngrok.io",
-    ),
-    "crypto_mining": (
-        "coinhive.com",
-        "coin-hive.com",
-        "cryptoloot.pro",
-        "minergate.com",
-        "nanopool.org",
-        "2miners.com",
-        "f2pool.com",
-        "ethermine.org",
-        "nicehash.com",
-        "supportxmr.com",
-        "moneroocean.stream",
-        "hashvault.pro",
-        "minexmr.com",
-        "herominers.com",
-        "unmineable.com",
-        "c3pool.com",
-    ),
-}
+__all__ = ["BUILTIN_CATEGORIES", "CATEGORY_NAME_RE", "category_names", "validate_category_name"]
 
 
 def category_names() -> set[str]:

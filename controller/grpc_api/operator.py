@@ -25,6 +25,16 @@ def token_digest(token: str) -> bytes:
     return hashlib.sha256(token.encode()).digest()
 
 
+def authenticate_operator(context: Ctx, digest: bytes) -> None:
+    """Every operator-facing call: `authorization: Bearer <token>`, compared in constant time."""
+    for key, value in context.invocation_metadata() or ():
+        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
+            if hmac.compare_digest(token_digest(value[7:].strip()), digest):
+                return
+            raise Unauthenticated("operator credential rejected")
+    raise Unauthenticated("missing operator credential (authorization: Bearer <token>)")
+
+
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     def __init__(
         self,
@@ -41,16 +51,8 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         self.on_change = on_change
         self.on_revoke = on_revoke
 
-    def _authenticate(self, context: grpc.aio.ServicerContext) -> None:
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                if hmac.compare_digest(token_digest(value[7:].strip()), self._digest):
-                    return
-                raise Unauthenticated("operator credential rejected")
-        raise Unauthenticated("missing operator credential (authorization: Bearer <token>)")
-
     async def _call(self, context: Ctx, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        self._authenticate(context)
+        authenticate_operator(context, self._digest)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     @maps_domain_errors

@@ -8,7 +8,6 @@ callable so this adapter does not depend on the fleet service, and ids are shown
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
 import time
 from collections.abc import Callable
@@ -17,9 +16,9 @@ from typing import Any
 
 import grpc
 
-from controller.domain.errors import InvalidInput, Unauthenticated
+from controller.domain.errors import InvalidInput
 from controller.grpc_api.errors import maps_domain_errors
-from controller.grpc_api.operator import token_digest
+from controller.grpc_api.operator import authenticate_operator
 from controller.store.db import Database
 from controller.telemetry import queries
 from mssp.v1 import telemetry_pb2, telemetry_pb2_grpc
@@ -54,16 +53,8 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         self.gateway_names = gateway_names
         self.clock_ms = clock_ms
 
-    def _authenticate(self, context: Ctx) -> None:
-        for key, value in context.invocation_metadata() or ():
-            if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-                if hmac.compare_digest(token_digest(value[7:].strip()), self._digest):
-                    return
-                raise Unauthenticated("operator credential rejected")
-        raise Unauthenticated("missing operator credential (authorization: Bearer <token>)")
-
     async def _call(self, context: Ctx, fn: Callable[..., Any], *args: Any) -> Any:
-        self._authenticate(context)
+        authenticate_operator(context, self._digest)
         return await asyncio.to_thread(fn, *args)
 
     def _since(self, seconds: int, default: int) -> int:

@@ -28,6 +28,7 @@ import nkeys
 from nats.aio.client import Client as NatsClient
 
 from controller.domain.errors import DomainError, InvalidInput
+from gateway_agent.identity import creds_file_text
 from gateway_agent.protocol import PUSH_PREFIX, TELEMETRY_PREFIX, channel_subject, tenant_channel
 
 ACCOUNT_NAME = "MSSP"
@@ -121,22 +122,6 @@ def check_subject_token(value: str, what: str) -> str:
 def gateway_inbox_prefix(gateway_id: str) -> str:
     """The gateway's private reply-inbox prefix; the agent passes it as nats.connect(inbox_prefix=...)."""
     return f"_INBOX_{check_subject_token(gateway_id, 'gateway id')}"
-
-
-def creds_file_text(jwt: str, seed: bytes) -> str:
-    """The standard .creds format read by nats-py's `user_credentials=` and the nats CLI."""
-    return (
-        "-----BEGIN NATS USER JWT-----\n"
-        f"{jwt}\n"
-        "------END NATS USER JWT------\n\n"
-        "************************* IMPORTANT *************************\n"
-        "NKEY Seed printed below can be used to sign and prove identity.\n"
-        "NKEYs are sensitive and should be treated as secrets.\n\n"
-        "-----BEGIN USER NKEY SEED-----\n"
-        f"{seed.decode()}\n"
-        "------END USER NKEY SEED------\n\n"
-        "*************************************************************\n"
-    )
 
 
 def _write_private(path: Path, data: bytes) -> None:

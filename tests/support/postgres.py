@@ -13,7 +13,7 @@ import psycopg
 import pytest
 from sqlalchemy.engine import make_url
 
-from controller.store.db import normalize_url
+from controller.store.db import Database, normalize_url
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +50,14 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'store.db'}"
     return create_database(request.getfixturevalue("postgres_server"))
+
+
+@pytest.fixture
+def db(db_url: str) -> Iterator[Database]:
+    """A migrated store on `db_url` (so on SQLite and on PostgreSQL)."""
+    database = Database(db_url)
+    database.upgrade()
+    try:
+        yield database
+    finally:
+        database.dispose()
