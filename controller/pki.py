@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
@@ -115,26 +116,40 @@ class CertificateAuthority:
 
     def server_credentials(self, directory: Path, hosts: list[str]) -> tuple[bytes, bytes]:
         """(key PEM, chain PEM) for the gRPC servers; reissued when the host list changes."""
-        key_path, cert_path = directory / "server.key", directory / "server.crt"
+        key_path, cert_path = self._server_files(directory, "server", "mssp-controller", hosts)
+        return key_path.read_bytes(), cert_path.read_bytes()
+
+    def broker_credentials(self, directory: Path, hosts: list[str]) -> tuple[Path, Path]:
+        """(key file, chain file) for nats-server's TLS: agents pin this CA, so the broker's
+        certificate must chain to it. nats-server reads files, hence paths."""
+        return self._server_files(directory, "nats-server", "mssp-nats", hosts)
+
+    def _server_files(
+        self, directory: Path, stem: str, common_name: str, hosts: list[str]
+    ) -> tuple[Path, Path]:
+        """A server certificate with `hosts` as SANs, kept while the SANs, the issuer and 30 days of
+        validity still hold."""
+        if not hosts:
+            raise InvalidInput(f"{stem} certificate needs at least one host name or address")
+        key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.crt"
         if key_path.exists() and cert_path.exists():
-            chain = cert_path.read_bytes()
-            current = x509.load_pem_x509_certificate(chain)
+            current = x509.load_pem_x509_certificate(cert_path.read_bytes())
             san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
             names = {str(v) for v in san.get_values_for_type(x509.DNSName)}
             names |= {str(v) for v in san.get_values_for_type(x509.IPAddress)}
             fresh = current.not_valid_after_utc - _now() > dt.timedelta(days=30)
-            if names == {_normal_host(h) for h in hosts} and fresh:
-                return key_path.read_bytes(), chain
+            if names == {_normal_host(h) for h in hosts} and fresh and self._issued(current):
+                return key_path, cert_path
         key = ec.generate_private_key(ec.SECP256R1())
         alt_names: list[x509.GeneralName] = []
-        for host in hosts:
+        for host in dict.fromkeys(hosts):
             try:
                 alt_names.append(x509.IPAddress(ipaddress.ip_address(host)))
             except ValueError:
                 alt_names.append(x509.DNSName(host))
         cert = (
             self._builder(
-                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "mssp-controller")]),
+                x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]),
                 key.public_key(),
                 SERVER_VALIDITY,
             )
@@ -146,7 +161,14 @@ class CertificateAuthority:
         chain = cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem
         write_private(key_path, _pem_key(key))
         cert_path.write_bytes(chain)
-        return key_path.read_bytes(), chain
+        return key_path, cert_path
+
+    def _issued(self, cert: x509.Certificate) -> bool:
+        try:
+            cert.verify_directly_issued_by(self.cert)
+        except (ValueError, TypeError, InvalidSignature):
+            return False
+        return True
 
     def sign_gateway_csr(self, csr_pem: bytes, *, tenant_id: str, gateway_id: str) -> IssuedCertificate:
         """Only the CSR's public key is used: the identity is ours to set, never the requester's."""

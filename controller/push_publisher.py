@@ -1,23 +1,40 @@
 """Outbox -> NATS. Changes are committed with their push in one transaction (the outbox); this loop
 signs and publishes them in order after the commit and marks them sent only once the broker has
-them. Beacons announce each channel's head so that an idle agent that missed a push notices."""
+them. Beacons announce each channel's head so that an idle agent that missed a push notices.
+
+A push too large for one broker message goes out in parts (mssp.common.parts). One too large even
+for that is taken out of the outbox with its error recorded and logged: it never blocks the rows
+behind it, and agents get it by resync (the next push or beacon shows them the gap). Parsing and
+signing run in a worker thread, never on the event loop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client as NatsClient
 
+from controller import outbox
 from controller.service import ControllerService
-from gateway_agent.protocol import channel_subject, sign_push
+from gateway_agent.protocol import MAX_ENVELOPE_BYTES, channel_subject, sign_push, sign_split
+from mssp.common.parts import MAX_PUSH_BYTES, PushTooLarge
 from mssp.v1 import push_pb2
 
 log = logging.getLogger("mssp.controller.push")
 
 FLUSH_TIMEOUT = 5.0
+
+
+@dataclass
+class _Batch:
+    """One outbox read, signed: what to publish, which rows it covers, which rows cannot go."""
+
+    messages: list[tuple[str, bytes]] = field(default_factory=list)
+    sent: list[int] = field(default_factory=list)
+    failed: list[tuple[int, str]] = field(default_factory=list)
 
 
 class PushPublisher:
@@ -38,6 +55,7 @@ class PushPublisher:
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
+        self.unpublishable = 0
 
     def wake(self) -> None:
         self._wake.set()
@@ -67,31 +85,65 @@ class PushPublisher:
                 log.warning("publishing pushes failed: %s", exc)
                 await asyncio.sleep(0.5)
 
+    def max_envelope(self) -> int:
+        """The broker's payload limit as it announced it (never above what agents accept)."""
+        announced = getattr(self.nc, "max_payload", 0) or MAX_ENVELOPE_BYTES
+        return min(int(announced), MAX_ENVELOPE_BYTES)
+
     async def publish_pending(self) -> int:
         total = 0
         while True:
-            rows = await asyncio.to_thread(self.service.unpublished_outbox, 1000)
+            rows = await asyncio.to_thread(outbox.pending, self.service.db, 1000)
             if not rows:
                 return total
-            for _, push in rows:
-                envelope = sign_push(self.signing_key, push)
-                await self.nc.publish(channel_subject(push.channel), envelope.SerializeToString())
+            batch = await asyncio.to_thread(self._prepare, rows, self.max_envelope())
+            if batch.failed:  # first: a broker error below must not leave these to be retried
+                await asyncio.to_thread(outbox.mark_unpublishable, self.service.db, batch.failed)
+                self.unpublishable += len(batch.failed)
+            for subject, data in batch.messages:
+                await self.nc.publish(subject, data)
             await self.nc.flush(timeout=FLUSH_TIMEOUT)
-            await asyncio.to_thread(self.service.mark_published, [row_id for row_id, _ in rows])
-            total += len(rows)
-            self.published += len(rows)
+            await asyncio.to_thread(self.service.mark_published, batch.sent)
+            total += len(batch.sent)
+            self.published += len(batch.sent)
+
+    def _prepare(self, rows: list[outbox.OutboxRow], max_envelope: int) -> _Batch:
+        """Parse, split and sign (in a worker thread). Rows that cannot travel are set aside."""
+        batch = _Batch()
+        for row in rows:
+            try:
+                if row.size > MAX_PUSH_BYTES:  # not even loaded
+                    raise PushTooLarge(f"push {row.channel}#{row.seq} is {row.size} bytes, "
+                                       f"over the {MAX_PUSH_BYTES} bytes a push may take in parts")
+                push = push_pb2.Push.FromString(row.payload)
+                envelopes = sign_split(self.signing_key, push, max_envelope)
+            except Exception as exc:  # PushTooLarge, or a row that does not parse: never retried
+                error = f"not published on NATS, gateways get it by resync: {exc}"
+                log.warning("outbox row %d (%s#%d): %s", row.id, row.channel, row.seq, error)
+                batch.failed.append((row.id, error))
+                continue
+            subject = channel_subject(push.channel)
+            batch.messages.extend((subject, e.SerializeToString()) for e in envelopes)
+            batch.sent.append(row.id)
+        return batch
 
     async def _beacon_loop(self) -> None:
         while True:
             await asyncio.sleep(self.beacon_interval)
             try:
                 heads = await asyncio.to_thread(self.service.channel_heads)
-                for channel, seq in heads.items():
-                    push = push_pb2.Push(channel=channel, seq=seq, beacon=push_pb2.Beacon())
-                    await self.nc.publish(channel_subject(channel), sign_push(self.signing_key, push)
-                                          .SerializeToString())
+                beacons = await asyncio.to_thread(self._sign_beacons, heads)
+                for subject, data in beacons:
+                    await self.nc.publish(subject, data)
             except Exception as exc:
                 log.debug("beacon failed: %s", exc)
+
+    def _sign_beacons(self, heads: dict[str, int]) -> list[tuple[str, bytes]]:
+        return [
+            (channel_subject(channel), sign_push(self.signing_key, push_pb2.Push(
+                channel=channel, seq=seq, beacon=push_pb2.Beacon())).SerializeToString())
+            for channel, seq in heads.items()
+        ]
 
     async def _expiry_loop(self) -> None:
         while True:

@@ -10,7 +10,6 @@ SQLite and PostgreSQL, so seqs are dense and several controllers may share one d
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import uuid
 from collections.abc import Sequence
@@ -19,7 +18,8 @@ from dataclasses import dataclass
 from sqlalchemy import bindparam, delete, func, update
 from sqlmodel import Session, col, select
 
-from controller.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthenticated
+from controller import enrollment, refusals, resync
+from controller.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound
 from controller.domain.ioc import (
     DEFAULT_CONFIDENCE,
     GLOBAL_SCOPE,
@@ -32,25 +32,16 @@ from controller.domain.ioc import (
 )
 from controller.domain.names import validate_gateway_name, validate_plan, validate_tenant_name
 from controller.domain.policy import DEFAULT_POLICY_YAML, parse_policy_yaml, policy_to_bundle
+from controller.enrollment import EnrollmentTicket, hash_token
 from controller.store.db import Database
 from controller.store.models import Channel, EnrollmentToken, Gateway, Ioc, PushLog, Tenant
 from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms, tenant_channel
+from mssp.common.limits import MAX_TTL_SECONDS
 from mssp.v1 import common_pb2, operator_pb2, push_pb2
 
 TOKEN_PREFIX = "mssp_enr_"
-MAX_TTL_SECONDS = 10 * 365 * 24 * 3600
-# IOCs per snapshot part: ~60 bytes each keeps a part far below the 1 MiB envelope limit.
-SNAPSHOT_PART_IOCS = 5000
 # Deltas kept for resyncs; an agent further behind gets a snapshot instead.
 PUSH_LOG_KEEP = 20_000
-
-
-@dataclass(frozen=True)
-class EnrollmentTicket:
-    gateway_id: str
-    gateway_name: str
-    tenant_id: str
-    tenant_name: str
 
 
 @dataclass(frozen=True)
@@ -61,16 +52,14 @@ class StatusUpdate:
     backend: str
     last_error: str
     seen_at_ms: int
+    refusals: tuple[tuple[str, str, str], ...] = ()  # (kind, value, reason), see controller/refusals.py
+    refusals_total: int = 0
 
 
 @dataclass(frozen=True)
 class GatewayIdentity:
     gateway_id: str
     tenant_id: str
-
-
-def hash_token(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 def _new_id() -> str:
@@ -127,8 +116,9 @@ class ControllerService:
         )
 
     def upload_thresholds(self, tenant_id: str) -> list[tuple[str, int]]:
-        """(category, bytes per day) from the tenant's policy; read by the telemetry alerting."""
-        with self.db.session() as s:
+        """(category, bytes per day) from the tenant's policy; read by the telemetry alerting, inside
+        the fold's write transaction: read-only, or on SQLite it would wait for its own caller's lock."""
+        with self.db.session(readonly=True) as s:
             tenant = s.get(Tenant, tenant_id)
             if tenant is None or not tenant.policy_bundle:
                 return []
@@ -179,50 +169,37 @@ class ControllerService:
             tenant, gateway = self._gateway(s, tenant_name, name)
             if gateway.status == "revoked":
                 raise Conflict(f"gateway {tenant.name}/{gateway.name} is already revoked")
-            gateway.status = "revoked"
+            # Once, as a conditional UPDATE: of concurrent revokes one wins, and the row is re-read
+            # under its lock, so an enrollment that committed meanwhile has its NATS key revoked too.
+            moved = s.exec(  # type: ignore[call-overload]
+                update(Gateway).where(col(Gateway.id) == gateway.id, col(Gateway.status) != "revoked")
+                .values(status="revoked")
+            )
+            if moved.rowcount != 1:
+                raise Conflict(f"gateway {tenant.name}/{gateway.name} is already revoked")
+            s.refresh(gateway)
+            gateway.status, gateway.revoked_at_ms = "revoked", now_ms()  # see store/revoked.py
             s.add(gateway)
             s.exec(delete(EnrollmentToken).where(col(EnrollmentToken.gateway_id) == gateway.id))
             s.flush()
             return self._gateway_proto(s, gateway, tenant), gateway.nats_public_key
 
     def redeem_enrollment_token(self, secret: str) -> EnrollmentTicket:
-        """Spend a one-time token. Unknown, used and expired tokens are all refused."""
+        """Spend a one-time token (see controller/enrollment.py). It commits before the caller
+        signs anything, so a racer that loses never holds a certificate or a NATS credential."""
         with self.db.session() as s:
-            token = s.get(EnrollmentToken, hash_token(secret), with_for_update=True)
-            if token is None:
-                raise Unauthenticated("unknown enrollment token")
-            if token.used_at_ms:
-                raise Unauthenticated("enrollment token was already used; ask the operator for a new one")
-            if token.expires_at_ms <= now_ms():
-                raise Unauthenticated("enrollment token expired; ask the operator for a new one")
-            gateway = s.get(Gateway, token.gateway_id)
-            if gateway is None or gateway.status != "pending":
-                raise Unauthenticated("enrollment token is for a gateway that can no longer enroll")
-            tenant = s.get(Tenant, gateway.tenant_id)
-            assert tenant is not None
-            token.used_at_ms = now_ms()
-            s.add(token)
-            return EnrollmentTicket(gateway.id, gateway.name, tenant.id, tenant.name)
+            return enrollment.spend_token(s, secret)
 
     def complete_enrollment(
         self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str
     ) -> common_pb2.Versions:
         with self.db.session() as s:
-            gateway = s.get(Gateway, gateway_id)
-            if gateway is None or gateway.status != "pending":
-                raise Conflict("gateway can no longer enroll")
-            now = now_ms()
-            gateway.status = "enrolled"
-            gateway.cert_serial = cert_serial
-            gateway.nats_public_key = nats_public_key
-            gateway.agent_version = agent_version
-            gateway.enrolled_at_ms = now
-            gateway.last_seen_ms = now
-            s.add(gateway)
-            return self._desired(s, gateway.tenant_id)
+            tenant_id = enrollment.mark_enrolled(s, gateway_id, cert_serial=cert_serial,
+                                                 nats_public_key=nats_public_key, agent_version=agent_version)
+            return self._desired(s, tenant_id)
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:  # on every gateway call: must not queue behind writers
             gateway = s.exec(
                 select(Gateway).where(Gateway.cert_serial == serial, Gateway.status == "enrolled")
             ).first()
@@ -234,14 +211,15 @@ class ControllerService:
             return
         rows = [
             {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq, "v": u.agent_version,
-             "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms}
+             "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
+             "rt": u.refusals_total}
             for u in updates
         ]
         statement = (
             update(Gateway).where(col(Gateway.id) == bindparam("gid")).values(
                 applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
                 agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
-                last_seen_ms=bindparam("seen"),
+                last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
             )
         )
         with self.db.session() as s:
@@ -288,9 +266,11 @@ class ControllerService:
             id=g.id, tenant=t.name, name=g.name, status=g.status, created_at_ms=g.created_at_ms,
             enrolled_at_ms=g.enrolled_at_ms, last_seen_ms=g.last_seen_ms,
             online=g.status == "enrolled" and now_ms() - g.last_seen_ms <= self.online_window_ms,
-            desired=desired, applied=applied, converged=g.status == "enrolled" and desired == applied,
+            desired=desired, applied=applied,
+            converged=g.status == "enrolled" and desired == applied and not g.refusals_total,
             agent_version=g.agent_version, backend=g.backend, last_error=g.last_error,
-            cert_serial=g.cert_serial or "",
+            cert_serial=g.cert_serial or "", refusals=refusals.decode(g.refusals),
+            refusals_total=g.refusals_total,
         )
 
     # -- policy --------------------------------------------------------------------------------
@@ -299,7 +279,15 @@ class ControllerService:
         policy = parse_policy_yaml(text)  # before any write: a bad document changes nothing
         with self.db.session() as s:
             tenant = self._tenant(s, tenant_name)
-            version = tenant.policy_version + 1
+            # The version is a counter on the tenant row, taken like a channel seq: the UPDATE holds
+            # the row until commit, so concurrent writers get distinct versions and the stored document
+            # is the one pushed last (the tenant row is always locked before its channel row).
+            s.exec(  # type: ignore[call-overload]
+                update(Tenant).where(col(Tenant.id) == tenant.id)
+                .values(policy_version=col(Tenant.policy_version) + 1)
+            )
+            s.refresh(tenant)
+            version = tenant.policy_version
             bundle = policy_to_bundle(policy, version)
             tenant.policy_version = version
             tenant.policy_yaml = text
@@ -341,6 +329,7 @@ class ControllerService:
         wire = to_proto(parsed, expires_at_ms=expires, confidence=confidence, source=source)
         with self.db.session() as s:
             channel = self._scope_channel(s, where)
+            self._lock_channel(s, channel)  # else two adds of a new indicator both insert it
             row = s.exec(
                 select(Ioc).where(Ioc.channel == channel, Ioc.type == wire.type, Ioc.value == wire.value)
             ).first()
@@ -359,6 +348,7 @@ class ControllerService:
         where = parse_scope(scope)
         with self.db.session() as s:
             channel = self._scope_channel(s, where)
+            self._lock_channel(s, channel)  # else two removes both push the removal
             row = s.exec(
                 select(Ioc)
                 .where(Ioc.channel == channel, Ioc.type == int(parsed.kind), Ioc.value == parsed.value)
@@ -381,9 +371,15 @@ class ControllerService:
 
     def expire_iocs(self) -> int:
         """Drop indicators past their expiry and push the removals (the kernel already stopped them)."""
+        now = now_ms()
+        expired = (col(Ioc.expires_at_ms) > 0, col(Ioc.expires_at_ms) <= now)
         with self.db.session() as s:
+            channels = sorted(set(s.exec(select(Ioc.channel).where(*expired)).all()))
+            for channel in channels:  # sorted: controllers expiring at once lock in one order
+                self._lock_channel(s, channel)
+            # Read under the locks: what another expirer already removed is not removed (pushed) again.
             rows = s.exec(
-                select(Ioc).where(Ioc.expires_at_ms > 0, Ioc.expires_at_ms <= now_ms()).order_by(Ioc.channel)
+                select(Ioc).where(*expired, col(Ioc.channel).in_(channels)).order_by(Ioc.channel)
             ).all()
             by_channel: dict[str, list[common_pb2.Ioc]] = {}
             for row in rows:
@@ -397,6 +393,13 @@ class ControllerService:
         if scope == GLOBAL_SCOPE or scope.tenant is None:
             return GLOBAL_CHANNEL
         return tenant_channel(self._tenant(s, scope.tenant).id)
+
+    @staticmethod
+    def _lock_channel(s: Session, channel: str) -> None:
+        """Hold the channel row until commit BEFORE reading what a change depends on (PostgreSQL;
+        a SQLite session already holds the write lock). Lock order everywhere: tenant row, channel
+        row, then indicator rows, so concurrent writers serialize instead of deadlocking."""
+        s.exec(select(Channel.name).where(Channel.name == channel).with_for_update()).first()
 
     @staticmethod
     def _ioc_info(row: Ioc, scope: str) -> operator_pb2.IocInfo:
@@ -438,11 +441,11 @@ class ControllerService:
         )
 
     def desired_versions(self, tenant_id: str) -> common_pb2.Versions:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             return self._desired(s, tenant_id)
 
     def channel_heads(self) -> dict[str, int]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:  # polled by the publisher and the status recorder
             return {name: seq for name, seq in self._heads(s).items() if seq > 0}
 
     @staticmethod
@@ -479,55 +482,5 @@ class ControllerService:
     def sync_pushes(
         self, tenant_id: str, applied: common_pb2.Versions, *, force_snapshot: bool = False
     ) -> list[push_pb2.Push]:
-        """What brings a gateway from `applied` to now: the missing deltas, or a channel snapshot
-        when they are gone, when the agent claims a seq we never issued, or when asked to."""
-        pushes: list[push_pb2.Push] = []
-        with self.db.session() as s:
-            for channel, have in ((GLOBAL_CHANNEL, applied.global_seq),
-                                  (tenant_channel(tenant_id), applied.tenant_seq)):
-                head = self._head(s, channel)
-                if not force_snapshot and have == head:
-                    continue
-                deltas = None if force_snapshot or have > head else self._deltas(s, channel, have, head)
-                pushes.extend(deltas if deltas is not None else self._snapshot(s, channel, head))
-        return pushes
-
-    def _deltas(self, s: Session, channel: str, have: int, head: int) -> list[push_pb2.Push] | None:
-        rows = s.exec(
-            select(PushLog.payload).where(PushLog.channel == channel, PushLog.seq > have, PushLog.seq <= head)
-            .order_by(col(PushLog.seq))
-        ).all()
-        if len(rows) != head - have:
-            return None
-        return [push_pb2.Push.FromString(payload) for payload in rows]
-
-    def _snapshot(self, s: Session, channel: str, seq: int) -> list[push_pb2.Push]:
-        """The channel at `seq`. The head is read before the content: content that is newer than
-        `seq` is harmless (its deltas are idempotent upserts/removes and follow anyway)."""
-        now = now_ms()
-        iocs = [
-            common_pb2.Ioc(type=r.type, value=r.value, expires_at_ms=r.expires_at_ms, confidence=r.confidence,
-                           source=r.source)
-            for r in s.exec(select(Ioc).where(Ioc.channel == channel).order_by(Ioc.type, Ioc.value))
-            if not r.expires_at_ms or r.expires_at_ms > now
-        ]
-        chunks: list[list[common_pb2.Ioc]] = [
-            iocs[i : i + SNAPSHOT_PART_IOCS] for i in range(0, len(iocs), SNAPSHOT_PART_IOCS)
-        ] or [[]]
-        parts = []
-        for index, chunk in enumerate(chunks):
-            part = push_pb2.SnapshotPart(index=index, last=index == len(chunks) - 1, iocs=chunk)
-            if index == 0 and channel != GLOBAL_CHANNEL:
-                bundle = self._tenant_bundle(s, channel)
-                if bundle is not None:
-                    part.policy.CopyFrom(bundle)
-            parts.append(push_pb2.Push(channel=channel, seq=seq, snapshot=part))
-        return parts
-
-    @staticmethod
-    def _tenant_bundle(s: Session, channel: str) -> common_pb2.PolicyBundle | None:
-        tenant = s.get(Tenant, channel.partition(":")[2])
-        if tenant is None or not tenant.policy_bundle:
-            return None
-        return common_pb2.PolicyBundle.FromString(tenant.policy_bundle)
-
+        """What brings a gateway from `applied` to now: deltas or a snapshot (see controller.resync)."""
+        return resync.sync_pushes(self.db, tenant_id, applied, force_snapshot=force_snapshot)

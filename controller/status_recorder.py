@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from concurrent.futures import Executor
 
 from controller.service import ControllerService, StatusUpdate
 from gateway_agent.protocol import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.text import clean_line, has_unsafe
 from mssp.v1 import common_pb2
 
 log = logging.getLogger("mssp.controller.status")
@@ -40,7 +42,7 @@ class StatusRecorder:
         await self.flush()
 
     def submit(self, update: StatusUpdate) -> None:
-        self._pending[update.gateway_id] = update
+        self._pending[update.gateway_id] = inert(update)
 
     async def desired(self, tenant_id: str) -> common_pb2.Versions:
         """What the gateway should be at; at most `interval` old (a newer push also reaches it by NATS)."""
@@ -70,3 +72,16 @@ class StatusRecorder:
         while True:
             await asyncio.sleep(self.interval)
             await self.flush()
+
+
+def inert(update: StatusUpdate) -> StatusUpdate:
+    """Every text a gateway reports, with terminal controls escaped before it is stored (an operator's
+    `gateway show` must not run them), cut again to its column's size: escaping makes text longer."""
+    changes = {
+        f.name: clean_line(value, _TEXT_LIMITS.get(f.name)) for f in dataclasses.fields(update)
+        if isinstance(value := getattr(update, f.name), str) and has_unsafe(value)
+    }
+    return dataclasses.replace(update, **changes) if changes else update
+
+
+_TEXT_LIMITS = {"agent_version": 64, "backend": 32, "last_error": 500}  # the Gateway columns

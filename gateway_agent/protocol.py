@@ -14,13 +14,13 @@ import time
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from mssp.common.parts import MAX_ENVELOPE_BYTES, split_push
 from mssp.v1 import push_pb2
 
 GLOBAL_CHANNEL = "global"
 PUSH_PREFIX = "mssp.push"
 TELEMETRY_PREFIX = "mssp.telemetry"
-# Largest envelope an agent accepts (NATS default max_payload is 1 MiB).
-MAX_ENVELOPE_BYTES = 1024 * 1024
+# MAX_ENVELOPE_BYTES (the largest envelope an agent accepts) is NATS' default max_payload, 1 MiB.
 # How long a signed push stays valid; older pushes are refused (freeze protection).
 PUSH_LIFETIME_MS = 24 * 3600 * 1000
 
@@ -62,6 +62,14 @@ def sign_push(key: Ed25519PrivateKey, push: push_pb2.Push) -> push_pb2.SignedEnv
     payload = push.SerializeToString()
     raw_pub = key.public_key().public_bytes_raw()
     return push_pb2.SignedEnvelope(payload=payload, signature=key.sign(payload), key_id=key_id(raw_pub))
+
+
+def sign_split(
+    key: Ed25519PrivateKey, push: push_pb2.Push, max_envelope: int = MAX_ENVELOPE_BYTES
+) -> list[push_pb2.SignedEnvelope]:
+    """The push's envelopes: one, or one per part when it is too large for one broker message.
+    Raises mssp.common.parts.PushTooLarge when even parts cannot carry it (it goes by resync)."""
+    return [sign_push(key, part) for part in split_push(push, max_envelope)]
 
 
 def open_envelope(

@@ -29,9 +29,12 @@ from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.counters import CounterSource
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.protocol import PushRejected, channel_subject, now_ms, open_envelope, open_signed
+from gateway_agent.recovery import Recovery, reload_applied, restore
+from gateway_agent.refusals import report_fields
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
-from gateway_agent.statefile import StateFile
+from gateway_agent.statefile import StateFile, StateFileError
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
+from mssp.common.natstls import pinned_options
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 log = logging.getLogger("mssp.agent")
@@ -74,6 +77,7 @@ class GatewayAgent:
         self.on_applied = on_applied
         self.state = DesiredState(identity.tenant_channel)
         self.statefile = StateFile(identity.state_dir / "state")
+        self.recovery = Recovery()  # holds enforcement back when the state file was unusable
         self.counters = Counters()
         self.last_error = ""
         self.last_rejection = ""
@@ -142,16 +146,8 @@ class GatewayAgent:
         await asyncio.to_thread(self.write_status)
 
     async def restore(self) -> None:
-        """Fail-static: re-enforce the last applied state before talking to anyone."""
-        loaded = await asyncio.to_thread(self.statefile.load, self.identity.tenant_channel)
-        if loaded is None:
-            return
-        self.state = loaded
-        try:
-            await asyncio.to_thread(self.backend.apply_full, loaded)
-        except ApplyError as exc:
-            self._apply_failed(exc)
-        log.info("%s: restored applied state %s", self.identity.label, self._versions_text())
+        """Fail-static: re-enforce the last applied state (recovery.py) before talking to anyone."""
+        await restore(self)
 
     def _channel_credentials(self) -> grpc.ChannelCredentials:
         ident = self.identity
@@ -167,8 +163,10 @@ class GatewayAgent:
         backoff = 0.5
         while self._nc is None:
             try:
+                ident = self.identity  # tls:// URLs: the broker must chain to the CA pinned at enrollment
+                servers, tls = await asyncio.to_thread(pinned_options, ident.nats_urls, ident.ca_path)
                 self._nc = await nats.connect(
-                    servers=self.identity.nats_urls,
+                    servers=servers, **tls,
                     user_credentials=str(self.identity.creds_path),
                     inbox_prefix=f"_INBOX_{self.identity.gateway_id}",
                     name=f"mssp-agent {self.identity.label}",
@@ -272,15 +270,20 @@ class GatewayAgent:
         return True
 
     def _enforce(self, change: StateChange, push: push_pb2.Push) -> None:
-        if change.full:
-            self.backend.apply_full(self.state)
-            self.statefile.save_full(self.state)
-        else:
-            self.backend.apply_delta(self.state, change)
-            self.statefile.append(self.state, push)
+        if self.recovery.holds(self.state, change, push):
+            return  # the state file was unusable: the kernel keeps its ruleset until a whole state is in
+        try:
+            if change.full:
+                self.backend.apply_full(self.state)
+                self.statefile.save_full(self.state)
+            else:
+                self.backend.apply_delta(self.state, change)
+                self.statefile.append(self.state, change.push or push)  # whole, not its last part
+        except StateFileError as exc:  # enforced but not persisted; the next change writes it whole
+            log.error("%s: %s", self.identity.label, exc)
 
     def _reload_applied(self) -> DesiredState:
-        return self.statefile.load(self.identity.tenant_channel) or DesiredState(self.identity.tenant_channel)
+        return reload_applied(self)
 
     def _apply_failed(self, exc: Exception) -> None:
         self.counters.apply_errors += 1
@@ -291,7 +294,7 @@ class GatewayAgent:
 
     async def _resync(self) -> None:
         assert self._stub is not None
-        request = gateway_pb2.SyncRequest(applied=self.state.versions())
+        request = gateway_pb2.SyncRequest(applied=self.state.versions(), force_snapshot=self.recovery.holding)
         try:
             async for envelope in self._stub.Sync(request, timeout=SYNC_TIMEOUT):
                 try:
@@ -334,7 +337,7 @@ class GatewayAgent:
             agent_version=__version__,
             backend=self.backend.name,
             last_error=self.last_error,
-            apply_errors=self.counters.apply_errors,
+            apply_errors=self.counters.apply_errors, **report_fields(self.backend.refusals()),
         )
         try:
             ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)

@@ -3,7 +3,8 @@
 A gateway follows two channels, "global" and "tenant:<id>". Each push names its channel and
 seq: seq N applies only on top of N-1 (a larger one is a gap -> resync), an older or equal one is
 a replay and is refused (rollback protection). Snapshots replace a channel whole and may come in
-several parts that take effect together.
+several parts that take effect together. Any push too large for one broker message may come as
+`part`s of one seq (mssp.common.parts); it is applied once, when its last part is in.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms
+from mssp.common.parts import PartAssembler, PartError
 from mssp.v1 import common_pb2, push_pb2
 
 IocKey = tuple[int, str]
@@ -47,6 +49,8 @@ class StateChange:
     full: bool = False
     added: list[common_pb2.Ioc] = field(default_factory=list)
     removed: list[common_pb2.Ioc] = field(default_factory=list)
+    # The whole push applied when it came in parts (what the journal must record), else None.
+    push: push_pb2.Push | None = None
 
     @property
     def empty(self) -> bool:
@@ -59,6 +63,7 @@ class DesiredState:
     channels: dict[str, ChannelState] = field(default_factory=dict)
     policy: common_pb2.PolicyBundle = field(default_factory=common_pb2.PolicyBundle)
     _pending: dict[str, list[push_pb2.Push]] = field(default_factory=dict, repr=False)
+    _parts: PartAssembler = field(default_factory=PartAssembler, repr=False)
 
     def __post_init__(self) -> None:
         for name in (GLOBAL_CHANNEL, self.tenant_channel):
@@ -99,6 +104,8 @@ class DesiredState:
             return None
         if kind == "snapshot":
             return self._apply_snapshot_part(push, channel)
+        if kind == "part":
+            return self._apply_part(push, channel)
         if push.seq <= channel.seq:
             raise Stale(f"{push.channel}#{push.seq} is not newer than applied #{channel.seq}")
         if push.seq != channel.seq + 1:
@@ -125,6 +132,24 @@ class DesiredState:
             channel.seq = push.seq
             return change
         raise Invalid(f"push {push.channel}#{push.seq} has no body")
+
+    def _apply_part(self, push: push_pb2.Push, channel: ChannelState) -> StateChange | None:
+        """Buffer one part; apply the whole push when it completes. Parts at or below the applied seq
+        are still collected (a snapshot may restate the applied seq); the whole push decides."""
+        if push.seq < channel.seq:
+            raise Stale(f"part of {push.channel}#{push.seq} is older than applied #{channel.seq}")
+        try:
+            whole = self._parts.add(push)
+        except PartError as exc:
+            if push.seq <= channel.seq:  # the rest of a push we already have by another way
+                raise Stale(str(exc)) from exc
+            raise Gap(str(exc)) from exc
+        if whole is None:
+            return None
+        change = self.apply(whole)
+        if change is not None:
+            change.push = whole
+        return change
 
     def _apply_snapshot_part(self, push: push_pb2.Push, channel: ChannelState) -> StateChange | None:
         if push.seq < channel.seq:

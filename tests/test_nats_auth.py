@@ -379,11 +379,12 @@ def test_jwt_format_matches_nats_jwt_v2(tmp_path: Path) -> None:
     claims = decode_jwt_claims(token)
     assert claims["iss"] == identity.account_public_key and claims["sub"] == public
     assert claims["nats"]["type"] == "user" and claims["nats"]["version"] == 2
-    assert claims["nats"]["pub"] == {"allow": [f"mssp.telemetry.{TA}.gw1.>"]}
+    # Exactly the agent's one telemetry subject: the stream's per-subject limit counts per gateway.
+    assert claims["nats"]["pub"] == {"allow": [f"mssp.telemetry.{TA}.gw1.batch"]}
     assert sorted(claims["nats"]["sub"]["allow"]) == sorted(
         ["mssp.push.global", f"mssp.push.tenant.{TA}", "_INBOX_gw1.>"]
     )
-    base = {k: claims[k] for k in ("iat", "iss", "name", "sub")}
+    base = {k: claims[k] for k in ("exp", "iat", "iss", "name", "sub")}  # Go's field order
     digest = hashlib.new("sha512_256", json.dumps(base, separators=(",", ":")).encode()).digest()
     assert claims["jti"] == base64.b32encode(digest).decode().rstrip("=")
     signature = base64.urlsafe_b64decode(sig_b64 + "=" * (-len(sig_b64) % 4))

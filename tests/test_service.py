@@ -164,7 +164,7 @@ def test_sync_serves_deltas_then_snapshots_when_the_log_is_pruned(svc: Controlle
 
 
 def test_large_snapshots_come_in_parts(svc: ControllerService, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("controller.service.SNAPSHOT_PART_IOCS", 3)
+    monkeypatch.setattr("controller.resync.SNAPSHOT_PART_IOCS", 3)
     acme = svc.create_tenant("acme")
     for i in range(7):
         svc.add_ioc(f"203.0.113.{i + 1}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,11 +98,11 @@ def test_spool_drops_oldest_when_full_and_counts_drops_persistently(tmp_path: Pa
 
 
 def test_spool_byte_bound_keeps_the_newest(tmp_path: Path) -> None:
-    spool = TelemetrySpool(tmp_path / "spool", max_bytes=350)
+    spool = TelemetrySpool(tmp_path / "spool", max_bytes=400)
     for seq in range(1, 6):
-        spool.append(seq, b"y" * 100)  # 108 bytes on disk each with the header
+        spool.append(seq, b"y" * 100)  # 124 bytes on disk each with the header (magic, crc, nonce)
     assert spool.seqs() == [3, 4, 5]
-    assert spool.size_bytes <= 350
+    assert spool.size_bytes <= 400
     assert spool.drops == 2
     # A single batch larger than the bound is still kept (dropping it would lose the newest data).
     spool.append(9, b"z" * 1000)
@@ -413,7 +414,10 @@ async def test_publisher_spools_while_offline_and_replays_in_order(tmp_path: Pat
     assert len(spool) == 0
     assert [seq for _, seq, _ in js.log] == seqs
     assert {subject for subject, _, _ in js.log} == {batch_subject(TENANT, GATEWAY)}
-    assert [msg_id for _, _, msg_id in js.log] == [f"{GATEWAY}:{seq}" for seq in seqs]
+    ids = [msg_id for _, _, msg_id in js.log]
+    assert [i.rpartition(":")[0] for i in ids] == [f"{GATEWAY}:{seq}" for seq in seqs]
+    assert all(re.fullmatch(r"[0-9a-f]{32}", i.rpartition(":")[2]) for i in ids)  # the spooled nonce
+    assert len({i.rpartition(":")[2] for i in ids}) == len(ids)
     assert publisher.stats.published == 4 and publisher.stats.failures == 1
 
 

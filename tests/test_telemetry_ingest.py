@@ -339,7 +339,7 @@ async def drained(consumer: TelemetryConsumer) -> bool:
 
 async def publish(gw: NatsClient, batch: telemetry_pb2.TelemetryBatch, message_id: str | None = None) -> Any:
     js = gw.jetstream(timeout=5)
-    headers = {"Nats-Msg-Id": message_id or msg_id(batch.gateway_id, batch.batch_seq)}
+    headers = {"Nats-Msg-Id": message_id or msg_id(batch.gateway_id, batch.batch_seq, "test-nonce")}
     return await js.publish(subject_of(batch), batch.SerializeToString(), headers=headers)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import typer
+from rich.text import Text
 
 from controller.cli import output
 from controller.cli.client import call
@@ -10,6 +11,21 @@ from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
 app = typer.Typer(help="Watch fleet health and convergence.", no_args_is_help=True)
+
+
+def converged_cell(gw: operator_pb2.Gateway) -> Text:
+    """yes / no; "no (N refused)" when the gateway does not enforce part of what it was sent."""
+    if gw.refusals_total and not gw.converged:
+        return Text(f"no ({gw.refusals_total} refused)", style="red")
+    return output.yes_no(gw.converged)
+
+
+def refusal_lines(gw: operator_pb2.Gateway) -> list[str]:
+    """One line per reported refusal ("ioc 'x': why"), then how many more the gateway counted."""
+    lines = [f"{r.kind} {r.value!r}: {r.reason}" for r in gw.refusals]
+    if gw.refusals_total > len(gw.refusals):
+        lines.append(f"... and {gw.refusals_total - len(gw.refusals)} more")
+    return lines
 
 
 @app.command("status")
@@ -29,9 +45,19 @@ def status(
     for gw in reply.gateways:
         output.add_row(
             t, gw.tenant, gw.name, output.yes_no(gw.online), output.versions(gw.desired),
-            output.versions(gw.applied), output.yes_no(gw.converged), output.relative(gw.last_seen_ms),
+            output.versions(gw.applied), converged_cell(gw), output.relative(gw.last_seen_ms),
             gw.agent_version or "-",
         )
     con = output.console()
     con.print(t)
     con.print(f"{reply.total} gateways, {reply.online} online, {reply.converged} converged")
+    refused = [gw for gw in reply.gateways if gw.refusals_total]
+    if refused:  # why those are not converged: what each does not enforce
+        r = output.table("gateway", "not enforced", title="refused by the gateway")
+        for gw in refused:
+            for line in refusal_lines(gw):
+                output.add_row(r, f"{gw.tenant}/{gw.name}", line)
+        con.print(r)
+    for err in reply.push_errors:  # a push that never went out on NATS: only resyncs carry it
+        con.print(f"[yellow]warning:[/] push {output.esc(err.channel)}#{err.seq} "
+                  f"({output.relative(err.created_at_ms)}): {output.esc(err.error)}")

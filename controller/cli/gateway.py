@@ -9,6 +9,7 @@ from rich.text import Text
 from controller.cli import output
 from controller.cli.args import parse_gateway_ref, parse_ttl_seconds
 from controller.cli.client import call, controller_address
+from controller.cli.fleet import converged_cell, refusal_lines
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
@@ -108,7 +109,7 @@ def gateway_details(gw: operator_pb2.Gateway) -> object:
         ("id", gw.id),
         ("status", gw.status),
         ("online", output.yes_no(gw.online)),
-        ("converged", output.yes_no(gw.converged)),
+        ("converged", converged_cell(gw)),
         ("desired", output.versions(gw.desired)),
         ("applied", output.versions(gw.applied)),
         ("created", output.when(gw.created_at_ms)),
@@ -118,4 +119,5 @@ def gateway_details(gw: operator_pb2.Gateway) -> object:
         ("backend", gw.backend or "-"),
         ("cert serial", gw.cert_serial or "-"),
         ("last error", gw.last_error or "-"),
+        *(("refused" if i == 0 else "", line) for i, line in enumerate(refusal_lines(gw))),
     )

@@ -14,6 +14,7 @@ import typer
 
 from controller.cli import fleet, gateway, ioc, policy, server, telemetry, tenant
 from controller.cli.client import CliError, Options
+from mssp.common.text import clean_line
 
 app = typer.Typer(
     name="msspctl",
@@ -54,7 +55,7 @@ app.command("demo")(server.demo)
 
 
 def fail(message: str, code: int = 1) -> None:
-    sys.stderr.write(f"error: {' '.join(message.split())}\n")
+    sys.stderr.write(f"error: {clean_line(' '.join(message.split()))}\n")  # server text may quote a gateway
     sys.stderr.flush()
     raise SystemExit(code)
 

@@ -1,4 +1,9 @@
-"""How msspctl prints: Rich tables for people, canonical protobuf JSON for scripts."""
+"""How msspctl prints: Rich tables for people, canonical protobuf JSON for scripts.
+
+Everything msspctl writes to stdout goes through this module, and all of it is made inert first
+(mssp.common.text): a gateway controls last_error, agent_version, telemetry hosts and dimensions,
+and a terminal obeys the escape sequences it prints. Rich alone strips only a few control codes.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from mssp.common.text import clean_line, clean_text, has_unsafe
 from mssp.v1 import common_pb2
 
 PIPE_WIDTH = 240
@@ -34,11 +40,34 @@ Output = Annotated[
 ]
 
 
+class SafeConsole(Console):
+    """A Console whose print() makes str and Text arguments inert (tables are cleaned cell by cell in
+    add_row). Markup in a str argument is the caller's; data inside markup goes through esc()."""
+
+    def print(self, *objects: Any, **kwargs: Any) -> None:
+        super().print(*(_inert(o) for o in objects), **kwargs)
+
+
+def _inert(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return clean_text(obj)
+    if isinstance(obj, Text):
+        return safe_text(obj)
+    return obj
+
+
+def safe_text(text: Text) -> Text:
+    """A Text without terminal controls (its spans are dropped only when something was escaped)."""
+    if not has_unsafe(text.plain):
+        return text
+    return Text(clean_line(text.plain), style=text.style, justify=text.justify, overflow=text.overflow)
+
+
 def console() -> Console:
     """A fresh console each time so output follows whatever sys.stdout is now (tests swap it)."""
     # Piped into grep or a log, a table must not fold cells at a guessed 80 columns.
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else PIPE_WIDTH
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
+    return SafeConsole(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
@@ -53,17 +82,20 @@ def print_json(data: Message | Iterable[Message] | dict[str, Any]) -> None:
         obj = data
     else:
         obj = [to_dict(m) for m in data]
-    sys.stdout.write(json.dumps(obj, indent=2) + "\n")
+    # ensure_ascii escapes every C0 and non-ASCII character (C1, bidi); DEL is ASCII: escape it too.
+    sys.stdout.write(json.dumps(obj, indent=2).replace("\x7f", "\\u007f") + "\n")
 
 
 def plain(text: str) -> None:
-    """Print text that must reach the terminal verbatim (YAML, tokens): no markup, no wrapping."""
+    """Print text that must reach the terminal as is (YAML, tokens): no markup, no wrapping; only
+    terminal controls are escaped (newlines and tabs stay)."""
+    text = clean_text(text)
     sys.stdout.write(text if text.endswith("\n") else text + "\n")
 
 
 def esc(value: object) -> str:
-    """User data inside a markup string."""
-    return escape(str(value))
+    """User data inside a markup string: markup-escaped and made inert."""
+    return escape(clean_line(str(value)))
 
 
 def table(*columns: str, title: str | None = None) -> Table:
@@ -82,8 +114,9 @@ def yes_no(flag: bool) -> Text:
 
 
 def add_row(t: Table, *cells: str | Text) -> None:
-    """Cells are data, never markup: a '[' in a tenant name or an error must print as itself."""
-    t.add_row(*(Text(c) if isinstance(c, str) else c for c in cells))
+    """Cells are data, never markup: a '[' in a tenant name or an error must print as itself, and an
+    escape sequence in it prints as `\\x1b[...`, never as a command to the terminal."""
+    t.add_row(*(Text(clean_line(c)) if isinstance(c, str) else safe_text(c) for c in cells))
 
 
 def iso(ms: int) -> str:

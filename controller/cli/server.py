@@ -65,13 +65,38 @@ def nats_config(
     port: int = typer.Option(4222, "--port", min=1, max=65535),
     store_dir: Path | None = typer.Option(None, "--store-dir", help="JetStream storage directory"),
     resolver_dir: Path | None = typer.Option(None, "--resolver-dir", help="account JWT resolver directory"),
+    tls: str | None = typer.Option(
+        None, "--tls", help="auto|on|off (env MSSP_NATS_TLS; auto: on unless every host is loopback)"
+    ),
+    tls_dir: Path | None = typer.Option(
+        None, "--tls-dir", help="where the broker certificate is written (default: <data dir>/nats/tls)"
+    ),
+    tls_hosts: list[str] = typer.Option(
+        [], "--tls-host", help="name or address clients use to reach the broker (repeatable)"
+    ),
+    sync_interval: str | None = typer.Option(
+        None, "--sync-interval",
+        help="JetStream fsync: always (the default), a duration like 10s, or default (2m); "
+        "env MSSP_NATS_SYNC_INTERVAL",
+    ),
 ) -> None:
-    """Print a nats-server config trusting this controller's operator, for an external broker."""
-    settings = settings_from(ctx, data_dir=data_dir)
+    """Print a nats-server config trusting this controller's operator, for an external broker.
+
+    With TLS it also issues the broker a certificate from the controller's CA (the one agents pin)."""
+    settings = settings_from(ctx, data_dir=data_dir, nats_tls=tls, nats_sync_interval=sync_interval)
     from controller.nats.auth import NatsIdentity
+    from controller.nats.tls import broker_hosts, issue_broker_tls, tls_wanted
+    from controller.pki import CertificateAuthority
 
     identity = NatsIdentity.load_or_create(settings.nats_dir)
-    extra = {k: v for k, v in (("store_dir", store_dir), ("resolver_dir", resolver_dir)) if v is not None}
+    extra: dict[str, Any] = {
+        k: v for k, v in (("store_dir", store_dir), ("resolver_dir", resolver_dir)) if v is not None
+    }
+    if tls_wanted(settings.nats_tls, [host, *tls_hosts]):
+        ca = CertificateAuthority.load_or_create(settings.pki_dir)
+        hosts = broker_hosts(listen_host=host, extra=[*tls_hosts, *settings.nats_cert_hosts])
+        extra["tls_block"] = issue_broker_tls(ca, tls_dir or settings.nats_dir / "tls", hosts).server_block()
+    extra["sync_interval"] = settings.jetstream_sync_interval
     text = identity.server_config(host=host, port=port, **extra)
     typer.echo(text.rstrip("\n"))
 

@@ -7,9 +7,10 @@ from datetime import timedelta
 
 from controller.domain.errors import InvalidInput
 from controller.domain.names import show, type_name
+from mssp.common.limits import MAX_TTL_SECONDS
 
 UNIT_SECONDS: dict[str, int] = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-MAX_DURATION = timedelta(days=3650)
+MAX_DURATION = timedelta(seconds=MAX_TTL_SECONDS)
 
 _TOKEN_RE = re.compile(r"(\d+)([a-zA-Z]*)")
 _SHAPE_RE = re.compile(r"[0-9a-zA-Z]+")

@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 
 from controller.domain.errors import InvalidInput
 from controller.domain.names import show, type_name, validate_tenant_name
+from mssp.common.names import LABEL_RE, MAX_DOMAIN_LEN, MAX_LABEL_LEN, TLD_RE, domain_problem
 from mssp.v1 import common_pb2
 
 
@@ -49,8 +50,6 @@ DEFAULT_CONFIDENCE = 80
 DEFAULT_SOURCE = "operator"
 
 MAX_INPUT_LEN = 1024
-MAX_DOMAIN_LEN = 253
-MAX_LABEL_LEN = 63
 MIN_PREFIX_V4 = 8
 MIN_PREFIX_V6 = 16
 
@@ -73,9 +72,10 @@ _V4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
 
 # Label separators IDNA recognises (ASCII dot, ideographic and full-width dots).
 _DOTS_RE = re.compile("[\u002e\u3002\uff0e\uff61]")
-# LDH plus '_', which real-world hostnames (and malware domains) use; safe in dnsmasq syntax.
-_LABEL_RE = re.compile(r"[a-z0-9_](?:[a-z0-9_-]*[a-z0-9_])?")
-_TLD_RE = re.compile(r"[a-z]{2,63}|xn--[a-z0-9-]{1,59}")
+# LDH plus '_' (real-world hostnames and malware domains use it): the agent's rule too, see
+# mssp.common.names.
+_LABEL_RE = LABEL_RE
+_TLD_RE = TLD_RE
 _IPV4ISH_RE = re.compile(r"[0-9.]+")
 _HOSTPORT_RE = re.compile(r"([^:]+):(\d{1,5})")
 _HASH_RE = re.compile(r"[0-9a-fA-F]{32}|[0-9a-fA-F]{40}|[0-9a-fA-F]{64}|[0-9a-fA-F]{128}")
@@ -293,6 +293,9 @@ def parse_domain(raw: str) -> str:
         raise InvalidInput(
             f"domain {show(text)}: top-level label {show(tld)} must be letters or an xn-- IDN label"
         )
+    problem = domain_problem(canonical)  # the agent's check: never store a name it would drop
+    if problem is not None:
+        raise InvalidInput(f"domain {show(text)} is not enforceable: {problem}")
     return canonical
 
 

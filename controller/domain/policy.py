@@ -34,13 +34,14 @@ from controller.domain.categories import category_names, validate_category_name
 from controller.domain.errors import InvalidInput
 from controller.domain.ioc import canonical_network, parse_domain
 from controller.domain.names import show, type_name
+from mssp.common.names import RULE_NAME_HELP, RULE_NAME_RE
+from mssp.common.parts import MAX_POLICY_BUNDLE_BYTES
 from mssp.v1 import common_pb2
 
 MAX_RULES = 1000
 MAX_POLICY_BYTES = 1 << 20
 MAX_YAML_DEPTH = 16
 MAX_BYTES_PER_DAY = 10**15  # 1 PB: anything above is a typo, not a threshold
-RULE_NAME_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 
 DEFAULT_POLICY_YAML = "default_action: allow\nrules: []\n"
 
@@ -115,7 +116,7 @@ def _rule_name(value: Any) -> Any:
         return None
     name = _expect_str(value, "a rule name")
     if not RULE_NAME_RE.fullmatch(name):
-        raise ValueError(f"invalid rule name {show(name)}: use 1-64 of A-Z, a-z, 0-9, '_', '.', '-'")
+        raise ValueError(f"invalid rule name {show(name)}: use {RULE_NAME_HELP}")
     return name
 
 
@@ -562,4 +563,17 @@ def policy_to_bundle(policy: Policy, version: int) -> common_pb2.PolicyBundle:
         )
     for name in sorted(policy.categories):
         bundle.categories[name].domains.extend(policy.categories[name])
+    check_bundle_size(bundle)
     return bundle
+
+
+def check_bundle_size(bundle: common_pb2.PolicyBundle) -> None:
+    """A policy travels whole in one push (and in part 0 of a tenant snapshot): its bundle must fit
+    one broker message with room for the envelope. A YAML under MAX_POLICY_BYTES can compile larger."""
+    size = bundle.ByteSize()
+    if size > MAX_POLICY_BUNDLE_BYTES:
+        raise InvalidInput(
+            f"policy compiles to a {size:,}-byte bundle, over the {MAX_POLICY_BUNDLE_BYTES:,}-byte limit "
+            "(a policy push must fit one 1 MiB broker message); use fewer or wider CIDRs, fewer domains, "
+            "or put bulk indicators in IOCs (they travel in parts)"
+        )

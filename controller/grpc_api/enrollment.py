@@ -69,9 +69,13 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         # Validate everything the agent sent before spending the token.
         load_gateway_csr(request.csr_pem)
         nats_key = check_nats_public_key(request.nats_public_key)
+        # The spend commits first and exactly one concurrent caller wins it: the others are refused
+        # ("already used") before anything is signed. If the gateway is revoked before the winner's
+        # pending -> enrolled commits, complete_enrollment refuses and what was signed is dropped unsent.
         ticket = await asyncio.to_thread(self.service.redeem_enrollment_token, secret)
-        issued = self.ca.sign_gateway_csr(
-            request.csr_pem, tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id
+        issued = await asyncio.to_thread(
+            self.ca.sign_gateway_csr, request.csr_pem,
+            tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id,
         )
         user_jwt = self.mint_gateway_jwt(nats_key, ticket.tenant_id, ticket.gateway_id)
         desired = await asyncio.to_thread(

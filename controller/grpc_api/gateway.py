@@ -1,5 +1,9 @@
 """GatewayService (mTLS): the gateway is whoever its certificate says, checked against revocation
-on every call. Nothing in a request body can name another gateway."""
+on every call. Nothing in a request body can name another gateway.
+
+Sync is rate-limited per gateway and its answer is bounded by the channel state (controller.resync);
+its pushes are split into parts that fit one broker message and signed on the executor, never on
+the event loop."""
 
 from __future__ import annotations
 
@@ -12,15 +16,25 @@ from typing import TypeVar
 import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller import refusals
 from controller.domain.errors import Unauthenticated
 from controller.grpc_api.errors import maps_domain_errors
 from controller.pki import serial_of_pem
+from controller.ratelimit import KeyedRateLimiter, RateLimited
 from controller.service import ControllerService, GatewayIdentity, StatusUpdate
 from controller.status_recorder import StatusRecorder
-from gateway_agent.protocol import now_ms, sign_push
+from gateway_agent.protocol import now_ms, sign_split
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 T = TypeVar("T")
+
+# Resyncs per gateway: a burst covers start, reconnects and gaps; a loop is refused.
+SYNC_BURST = 20
+SYNC_PER_SECOND = 0.5
+
+
+def sync_limiter() -> KeyedRateLimiter:
+    return KeyedRateLimiter(burst=SYNC_BURST, per_second=SYNC_PER_SECOND, what="resyncs from this gateway")
 
 
 class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
@@ -29,12 +43,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
 
     def __init__(
         self, service: ControllerService, signing_key: Ed25519PrivateKey, executor: Executor,
-        recorder: StatusRecorder,
+        recorder: StatusRecorder, limiter: KeyedRateLimiter | None = None,
     ) -> None:
         self.service = service
         self.signing_key = signing_key
         self.executor = executor
         self.recorder = recorder
+        self.limiter = limiter or sync_limiter()
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -55,20 +70,29 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             identity = await self._identify(context)
         except Unauthenticated as exc:
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
+        try:
+            self.limiter.take(identity.gateway_id)
+        except RateLimited as exc:
+            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
         pushes = await self._run(
             functools.partial(self.service.sync_pushes, force_snapshot=request.force_snapshot),
             identity.tenant_id, request.applied,
         )
-        for push in pushes:
-            yield sign_push(self.signing_key, push)
+        for envelope in await self._run(self._sign_all, pushes):
+            yield envelope
+
+    def _sign_all(self, pushes: list[push_pb2.Push]) -> list[push_pb2.SignedEnvelope]:
+        return [envelope for push in pushes for envelope in sign_split(self.signing_key, push)]
 
     @maps_domain_errors
     async def ReportStatus(
         self, request: gateway_pb2.StatusReport, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.StatusAck:
         identity = await self._identify(context)
+        refused, refused_total = refusals.reported(request)
         self.recorder.submit(StatusUpdate(
             gateway_id=identity.gateway_id, applied=request.applied, agent_version=request.agent_version[:64],
             backend=request.backend[:32], last_error=request.last_error[:500], seen_at_ms=now_ms(),
+            refusals=refused, refusals_total=refused_total,
         ))
         return gateway_pb2.StatusAck(desired=await self.recorder.desired(identity.tenant_id))

@@ -11,6 +11,7 @@ from typing import Any
 
 import grpc
 
+from controller import outbox
 from controller.domain.errors import Unauthenticated
 from controller.grpc_api.enrollment import enrollment_token
 from controller.grpc_api.errors import maps_domain_errors
@@ -33,6 +34,11 @@ def authenticate_operator(context: Ctx, digest: bytes) -> None:
                 return
             raise Unauthenticated("operator credential rejected")
     raise Unauthenticated("missing operator credential (authorization: Bearer <token>)")
+
+
+def _push_errors(service: ControllerService) -> list[operator_pb2.PushError]:
+    return [operator_pb2.PushError(channel=e.channel, seq=e.seq, error=e.error, created_at_ms=e.created_at_ms)
+            for e in outbox.publish_errors(service.db)]
 
 
 class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
@@ -156,4 +162,6 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def FleetStatus(
         self, request: operator_pb2.FleetStatusRequest, context: Ctx
     ) -> operator_pb2.FleetStatusResponse:
-        return await self._call(context, self.service.fleet_status, request.tenant or None)
+        reply = await self._call(context, self.service.fleet_status, request.tenant or None)
+        reply.push_errors.extend(await asyncio.to_thread(_push_errors, self.service))
+        return reply

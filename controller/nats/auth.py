@@ -19,7 +19,7 @@ import json
 import os
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ import nkeys
 from nats.aio.client import Client as NatsClient
 
 from controller.domain.errors import DomainError, InvalidInput
+from controller.pki import CLIENT_VALIDITY
 from gateway_agent.identity import creds_file_text
 from gateway_agent.protocol import PUSH_PREFIX, TELEMETRY_PREFIX, channel_subject, tenant_channel
 
@@ -38,9 +39,19 @@ CLAIMS_UPDATE_SUBJECT = "$SYS.REQ.CLAIMS.UPDATE"
 MAX_PAYLOAD = 1024 * 1024
 UPDATE_TIMEOUT = 5.0
 NO_LIMIT = -1
+# What a gateway connection may hold (the broker enforces subs and payload per connection; `data` is
+# carried for brokers that honour it). The agent needs 3 subscriptions (global, tenant, the request
+# inbox of its JetStream publishes); payload is its largest batch (collector MAX_BATCH_BYTES, 900 KiB)
+# plus headers. Without these, 5,000 subscriptions turned one 64 KiB push into 66 MiB of deliveries.
+GATEWAY_MAX_SUBS = 8
+GATEWAY_MAX_PAYLOAD = 900 * 1024 + 8 * 1024
+GATEWAY_MAX_DATA = 16 * 1024 * 1024
+GATEWAY_JWT_LIFETIME = CLIENT_VALIDITY  # the gateway certificate's, until the agent renews both
 
 _HEADER = {"typ": "JWT", "alg": "ed25519-nkey"}
 _SUBJECT_TOKEN = re.compile(r"[A-Za-z0-9_-]{1,128}")
+SYNC_ALWAYS = "always"
+_SYNC_INTERVAL = re.compile(r"always|[1-9][0-9]{0,8}(ms|s|m|h)")
 _SEED_FILES = {
     "operator": ("operator.nk", nkeys.PREFIX_BYTE_OPERATOR),
     "account": ("account_mssp.nk", nkeys.PREFIX_BYTE_ACCOUNT),
@@ -122,6 +133,12 @@ def check_subject_token(value: str, what: str) -> str:
 def gateway_inbox_prefix(gateway_id: str) -> str:
     """The gateway's private reply-inbox prefix; the agent passes it as nats.connect(inbox_prefix=...)."""
     return f"_INBOX_{check_subject_token(gateway_id, 'gateway id')}"
+
+
+def gateway_telemetry_subject(tenant_id: str, gateway_id: str) -> str:
+    """The one subject a gateway publishes its telemetry batches to (the agent's batch_subject)."""
+    tenant = check_subject_token(tenant_id, "tenant id")
+    return f"{TELEMETRY_PREFIX}.{tenant}.{check_subject_token(gateway_id, 'gateway id')}.batch"
 
 
 def _write_private(path: Path, data: bytes) -> None:
@@ -230,14 +247,16 @@ class NatsIdentity:
         sub_allow: list[str],
         expires_at: int | None = None,
         issuer: nkeys.KeyPair | None = None,
+        limits: tuple[int, int, int] = (NO_LIMIT, NO_LIMIT, NO_LIMIT),
     ) -> str:
-        """A user of the MSSP account (or of `issuer`'s account) limited to the given allow lists."""
+        """A user of the MSSP account (or of `issuer`'s account) limited to the given allow lists and
+        `limits` (subscriptions, data bytes, payload bytes)."""
         nats = {
             "pub": {"allow": list(pub_allow)},
             "sub": {"allow": list(sub_allow)},
-            "subs": NO_LIMIT,
-            "data": NO_LIMIT,
-            "payload": NO_LIMIT,
+            "subs": limits[0],
+            "data": limits[1],
+            "payload": limits[2],
             "type": "user",
             "version": 2,
         }
@@ -249,24 +268,31 @@ class NatsIdentity:
             expires_at=expires_at,
         )
 
-    def gateway_user_jwt(self, user_public_key: str, tenant_id: str, gateway_id: str) -> str:
+    def gateway_user_jwt(
+        self, user_public_key: str, tenant_id: str, gateway_id: str, *, expires_at: int | None = None
+    ) -> str:
         """What an enrolled gateway may do: read global + own-tenant pushes, publish own telemetry.
 
         JetStream publishes are requests: the PubAck comes to the reply inbox, which is why the agent
         uses a private inbox prefix (see gateway_inbox_prefix) instead of the shared `_INBOX.>`.
+        Telemetry goes to exactly one subject per gateway, which is what the stream's per-subject
+        limit counts (see telemetry/consumer.py). Expires after GATEWAY_JWT_LIFETIME by default.
         """
         check_subject_token(tenant_id, "tenant id")
         inbox = gateway_inbox_prefix(gateway_id)
-        telemetry = f"{TELEMETRY_PREFIX}.{tenant_id}.{gateway_id}"
+        if expires_at is None:
+            expires_at = int(time.time() + GATEWAY_JWT_LIFETIME.total_seconds())
         return self.mint_user_jwt(
             user_public_key,
             name=f"gateway {gateway_id}",
-            pub_allow=[f"{telemetry}.>"],
+            pub_allow=[gateway_telemetry_subject(tenant_id, gateway_id)],
             sub_allow=[
                 channel_subject("global"),
                 channel_subject(tenant_channel(tenant_id)),
                 f"{inbox}.>",
             ],
+            expires_at=expires_at,
+            limits=(GATEWAY_MAX_SUBS, GATEWAY_MAX_DATA, GATEWAY_MAX_PAYLOAD),
         )
 
     def controller_user_jwt(self) -> str:
@@ -302,14 +328,20 @@ class NatsIdentity:
         store_dir: Path | None = None,
         resolver_dir: Path | None = None,
         revocations: Mapping[str, int] | None = None,
+        tls_block: Sequence[str] = (),
+        sync_interval: str | None = SYNC_ALWAYS,
     ) -> str:
         """nats.conf trusting only this operator (also printed by `msspctl nats config`).
 
         The full resolver stores account JWTs on disk and accepts signed updates at runtime; the
-        preload seeds it, and is ignored for an account whose stored JWT is newer.
+        preload seeds it, and is ignored for an account whose stored JWT is newer. `tls_block` comes
+        from controller.nats.tls. `sync_interval` "always": JetStream fsyncs before it acks, so acked
+        telemetry survives a crash of the broker's host (None: the server's 2-minute default).
         """
         if not 0 <= port <= 65535:
             raise InvalidInput(f"port {port} is out of range")
+        if sync_interval is not None and not _SYNC_INTERVAL.fullmatch(sync_interval):
+            raise InvalidInput(f"JetStream sync interval {sync_interval!r} is not 'always' or a duration")
         store_dir = store_dir or self.directory / "jetstream"
         resolver_dir = resolver_dir or self.directory / "jwt"
         q = json.dumps  # NATS conf accepts JSON-quoted strings
@@ -338,8 +370,10 @@ class NatsIdentity:
             "",
             "jetstream: {",
             f"  store_dir: {q(str(store_dir))}",
+            *([f"  sync_interval: {sync_interval}"] if sync_interval is not None else []),
             "}",
             "",
+            *([*tls_block, ""] if tls_block else []),
         ])
 
 

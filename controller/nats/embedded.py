@@ -16,6 +16,7 @@ import os
 import shutil
 import signal
 import socket
+import ssl
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -23,7 +24,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
 
-from controller.nats.auth import NatsIdentity
+from controller.nats.auth import SYNC_ALWAYS, NatsIdentity
+from controller.nats.tls import BrokerTls
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +112,8 @@ class EmbeddedNats:
 
     Layout: nats.conf, nats-server.log, jwt/ (account resolver), jetstream/ (JetStream store).
     `restart()` keeps the port and the config file, so account updates pushed at runtime (stored in
-    jwt/ with a newer issue time) survive an outage simulation.
+    jwt/ with a newer issue time) survive an outage simulation. With `tls` the broker speaks TLS only
+    (handshake first) and its URL is tls://; `sync_interval` None leaves JetStream's fsync default.
     """
 
     def __init__(
@@ -121,12 +124,16 @@ class EmbeddedNats:
         port: int = 0,
         *,
         revocations: Mapping[str, int] | None = None,
+        tls: BrokerTls | None = None,
+        sync_interval: str | None = SYNC_ALWAYS,
     ) -> None:
         self.identity = identity
         self.directory = Path(directory)
         self.host = host
         self.port = port
         self.revocations = dict(revocations or {})
+        self.tls = tls
+        self.sync_interval = sync_interval
         self._proc: asyncio.subprocess.Process | None = None
         self._config_port: int | None = None
         self._log_offset = 0
@@ -144,7 +151,8 @@ class EmbeddedNats:
         if not self.port:
             raise EmbeddedNatsError("the embedded nats-server has not been started")
         host = _connect_host(self.host)
-        return f"nats://[{host}]:{self.port}" if ":" in host else f"nats://{host}:{self.port}"
+        scheme = "tls" if self.tls is not None else "nats"
+        return f"{scheme}://[{host}]:{self.port}" if ":" in host else f"{scheme}://{host}:{self.port}"
 
     @property
     def running(self) -> bool:
@@ -199,6 +207,8 @@ class EmbeddedNats:
                 host=self.host, port=self.port,
                 store_dir=self.directory / "jetstream", resolver_dir=self.directory / "jwt",
                 revocations=self.revocations,
+                tls_block=self.tls.server_block() if self.tls is not None else (),
+                sync_interval=self.sync_interval,
             )
             tmp = self.config_path.with_suffix(".tmp")
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -219,7 +229,7 @@ class EmbeddedNats:
                 raise EmbeddedNatsError(
                     f"nats-server exited with code {self._proc.returncode}: {await self._log_tail()}"
                 )
-            if await _accepts_clients(host, self.port):
+            if await _accepts_clients(host, self.port, tls=self.tls is not None):
                 return
             if time.monotonic() > deadline:
                 raise EmbeddedNatsError(
@@ -282,11 +292,21 @@ class EmbeddedNats:
         await self.stop()
 
 
-async def _accepts_clients(host: str, port: int) -> bool:
-    """True once the server greets a TCP client with its INFO line."""
+def _probe_context() -> ssl.SSLContext:
+    """Readiness only (is TLS up and INFO sent?): real clients verify the chain and the name."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+async def _accepts_clients(host: str, port: int, *, tls: bool = False) -> bool:
+    """True once the server greets a client with its INFO line (after the handshake, with TLS)."""
     try:
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), 1.0)
-    except (OSError, TimeoutError):
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=_probe_context() if tls else None), 1.0
+        )
+    except (OSError, TimeoutError):  # ssl.SSLError is an OSError
         return False
     try:
         line = await asyncio.wait_for(reader.readline(), 1.0)

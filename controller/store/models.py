@@ -33,9 +33,17 @@ class Gateway(SQLModel, table=True):
     last_seen_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     cert_serial: str | None = Field(default=None, unique=True, max_length=64)
     nats_public_key: str = Field(default="", max_length=64)
+    # When it was revoked: the broker revocation time and the cut-off for its telemetry.
+    revoked_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     agent_version: str = Field(default="", max_length=64)
     backend: str = Field(default="", max_length=32)
     last_error: str = Field(default="", max_length=500)
+    # What the gateway reported it does not enforce: a JSON list of [kind, value, reason] (the first
+    # 50, see controller/refusals.py) and how many there were; any means not converged.
+    refusals: str = Field(default="", sa_column=Column(Text, nullable=False, default="", server_default=""))
+    refusals_total: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
     applied_global_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     applied_tenant_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
@@ -78,3 +86,7 @@ class PushLog(SQLModel, table=True):
     payload: bytes = Field(sa_column=Column(LargeBinary, nullable=False))  # a serialized, unsigned Push
     created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     published: bool = Field(default=False, index=True)
+    # Why the row never went out on NATS (too large even in parts): it reaches gateways by resync only.
+    publish_error: str = Field(
+        default="", sa_column=Column(Text, nullable=False, default="", server_default="")
+    )

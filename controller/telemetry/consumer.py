@@ -20,7 +20,6 @@ import contextlib
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import Enum
@@ -33,6 +32,8 @@ from nats.js.client import JetStreamContext
 from nats.js.errors import BadRequestError
 
 from controller.store.db import Database
+from controller.store.revoked import revoked_since
+from controller.telemetry.bounds import EnrolledAt, PeriodRefused
 from controller.telemetry.ingest import (
     BatchRejected,
     FoldResult,
@@ -42,6 +43,7 @@ from controller.telemetry.ingest import (
     purge,
     validate_batch,
 )
+from controller.telemetry.pull import BoundedPull, MessageBuffer, stored_ms
 from gateway_agent.protocol import TELEMETRY_PREFIX
 from mssp.v1 import telemetry_pb2
 
@@ -50,6 +52,7 @@ log = logging.getLogger("mssp.controller.telemetry")
 STREAM = "TELEMETRY"
 DURABLE = "telemetry-ingest"
 SUBJECT = f"{TELEMETRY_PREFIX}.>"
+MAX_MESSAGE = 1024 * 1024
 
 
 class Outcome(Enum):
@@ -65,9 +68,11 @@ class ConsumerStats:
     duplicates: int = 0  # already counted (redelivery, replay, double publish)
     records: int = 0
     rejected: int = 0  # malformed, forged or insane: terminated
+    out_of_bounds: int = 0  # of those, period refused: back-dated, future, too long (bounds.py)
     alerts: int = 0
     retries: int = 0  # messages naked after a database failure
     chunks: int = 0
+    revoked: int = 0  # published by a gateway after its revocation: acked, not counted
     last_rejection: str = ""
     last_error: str = ""
 
@@ -94,41 +99,6 @@ class CachedThresholds:
         return value
 
 
-class _Buffer:
-    """Fetched messages waiting for a worker, bounded by message count (not by fetch calls, which
-    return anything from one message to a full batch)."""
-
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
-        self._msgs: deque[Msg] = deque()
-        self._changed = asyncio.Condition()
-
-    async def put(self, msgs: list[Msg]) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: len(self._msgs) < self.limit)
-            self._msgs.extend(msgs)
-            self._changed.notify_all()
-
-    async def wait_nonempty(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: bool(self._msgs))
-
-    async def take(self, most: int, linger: float) -> list[Msg]:
-        """Up to `most` messages, waiting up to `linger` seconds for the chunk to fill."""
-        async with self._changed:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(linger):
-                    await self._changed.wait_for(lambda: len(self._msgs) >= most)
-            out = [self._msgs.popleft() for _ in range(min(most, len(self._msgs)))]
-            self._changed.notify_all()
-            return out
-
-    def drain(self) -> list[Msg]:
-        out = list(self._msgs)
-        self._msgs.clear()
-        return out
-
-
 class TelemetryConsumer:
     def __init__(
         self,
@@ -136,6 +106,7 @@ class TelemetryConsumer:
         nc: NatsClient,
         *,
         thresholds_of: Thresholds | None = None,
+        enrolled_at: EnrolledAt | None = None,
         stream: str = STREAM,
         durable: str = DURABLE,
         fetch_batch: int = 1000,
@@ -146,6 +117,9 @@ class TelemetryConsumer:
         duplicate_window: float = 120.0,
         max_age: float = 7 * 86400.0,
         max_bytes: int = 8 * 1024**3,
+        max_msgs_per_gateway: int = 240,
+        fetch_max_bytes: int = 8 * 1024**2,
+        buffer_max_bytes: int = 64 * 1024**2,
         retry_delay: float = 2.0,
         purge_interval: float = 3600.0,
         workers: int = 2,
@@ -155,6 +129,7 @@ class TelemetryConsumer:
         self.db = db
         self.nc = nc
         self.thresholds_of = CachedThresholds(thresholds_of) if thresholds_of is not None else None
+        self.enrolled_at = enrolled_at  # None: no enrollment bound (tests and benches without a fleet)
         self.stream = stream
         self.durable = durable
         self.fetch_batch = fetch_batch
@@ -165,6 +140,8 @@ class TelemetryConsumer:
         self.duplicate_window = duplicate_window
         self.max_age = max_age
         self.max_bytes = max_bytes
+        self.max_msgs_per_gateway = max_msgs_per_gateway
+        self.fetch_max_bytes = fetch_max_bytes
         self.retry_delay = retry_delay
         self.purge_interval = purge_interval
         self.workers = max(1, workers)
@@ -173,8 +150,8 @@ class TelemetryConsumer:
         self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
         self.stats = ConsumerStats()
         self._js: JetStreamContext = nc.jetstream(timeout=10.0)
-        self._psub: JetStreamContext.PullSubscription | None = None
-        self._buffer = _Buffer(limit=2 * max_chunk)
+        self._pull: BoundedPull | None = None
+        self._buffer = MessageBuffer(limit=2 * max_chunk, max_bytes=buffer_max_bytes)
         self._tasks: list[asyncio.Task[None]] = []
         self._busy = 0
         self._idle = asyncio.Event()
@@ -185,16 +162,21 @@ class TelemetryConsumer:
     # ---- setup -----------------------------------------------------------------------------
 
     def stream_config(self) -> api.StreamConfig:
+        """Nothing unconsumed is ever evicted for room: each gateway publishes to one subject (its JWT
+        allows no other), a full subject refuses that gateway's next batch (it stays in its spool),
+        and a full stream refuses new batches instead of dropping old ones (discard new)."""
         return api.StreamConfig(
             name=self.stream,
             subjects=[SUBJECT],
             storage=api.StorageType.FILE,
             retention=api.RetentionPolicy.LIMITS,
-            discard=api.DiscardPolicy.OLD,
+            discard=api.DiscardPolicy.NEW,
+            discard_new_per_subject=True,
+            max_msgs_per_subject=self.max_msgs_per_gateway,
             duplicate_window=self.duplicate_window,
             max_age=self.max_age,
             max_bytes=self.max_bytes,
-            max_msg_size=1024 * 1024,
+            max_msg_size=MAX_MESSAGE,
         )
 
     def consumer_config(self) -> api.ConsumerConfig:
@@ -221,9 +203,9 @@ class TelemetryConsumer:
 
     async def start(self) -> None:
         await self.ensure()
-        self._psub = await self._js.pull_subscribe_bind(
-            durable=self.durable, stream=self.stream, pending_msgs_limit=4 * self.max_chunk
-        )
+        self._pull = BoundedPull(self.nc, self.stream, self.durable, max_bytes=self.fetch_max_bytes,
+                                 largest_message=MAX_MESSAGE)
+        await self._pull.start()
         self._stopping = False
         self._tasks = [asyncio.create_task(self._fetch_loop(), name="telemetry-fetch")]
         self._tasks += [asyncio.create_task(self._process_loop(), name=f"telemetry-worker-{i}")
@@ -250,10 +232,9 @@ class TelemetryConsumer:
         for msg in self._buffer.drain():
             with contextlib.suppress(Exception):
                 await msg.nak()
-        if self._psub is not None:
-            with contextlib.suppress(Exception):
-                await self._psub.unsubscribe()
-            self._psub = None
+        if self._pull is not None:
+            await self._pull.stop()
+            self._pull = None
 
     async def lag(self) -> int:
         """Messages in the stream not yet acked by this durable (pending + in flight)."""
@@ -263,11 +244,11 @@ class TelemetryConsumer:
     # ---- loops -----------------------------------------------------------------------------
 
     async def _fetch_loop(self) -> None:
-        assert self._psub is not None
+        assert self._pull is not None
         backoff = 0.1
         while not self._stopping:
-            try:
-                msgs = await self._psub.fetch(self.fetch_batch, timeout=self.fetch_timeout)
+            try:  # bounded by count and by bytes (see pull.py)
+                msgs = await self._pull.fetch(self.fetch_batch, self.fetch_timeout)
             except (nats.errors.TimeoutError, TimeoutError):
                 continue
             except asyncio.CancelledError:
@@ -314,7 +295,7 @@ class TelemetryConsumer:
         items = [(m.subject, m.data) for m in msgs]
         keepalive = asyncio.create_task(self._keep_alive(msgs))
         try:
-            outcomes = await asyncio.to_thread(self._work, items)
+            outcomes = await asyncio.to_thread(self._work, items, [stored_ms(m) for m in msgs])
         finally:
             keepalive.cancel()
         await self._settle(msgs, outcomes)
@@ -350,19 +331,24 @@ class TelemetryConsumer:
 
     # ---- the worker thread -----------------------------------------------------------------
 
-    def _work(self, items: list[tuple[str, bytes]]) -> list[Outcome]:
+    def _work(self, items: list[tuple[str, bytes]], stored: list[int] | None = None) -> list[Outcome]:
         now = self.clock_ms()
         outcomes = [Outcome.DONE] * len(items)
         valid: list[tuple[int, telemetry_pb2.TelemetryBatch]] = []
         for i, (subject, data) in enumerate(items):
             try:
-                valid.append((i, validate_batch(subject, data, now)))
+                valid.append((i, validate_batch(subject, data, now, enrolled_at=self.enrolled_at)))
             except BatchRejected as exc:
                 outcomes[i] = Outcome.REJECTED
-                self._rejected(subject, str(exc))
+                self._rejected(subject, str(exc), out_of_bounds=isinstance(exc, PeriodRefused))
         with self._stats_lock:
             self.stats.received += len(items)
             self.stats.chunks += 1
+        try:
+            valid = self._drop_revoked(valid, stored)
+        except Exception as exc:  # cannot tell who is revoked: count nothing now, retry later
+            self.stats.last_error = f"revoked: {type(exc).__name__}: {exc}"
+            return [Outcome.RETRY if o is Outcome.DONE else o for o in outcomes]
         if not valid:
             return outcomes
         try:
@@ -379,6 +365,19 @@ class TelemetryConsumer:
             except Exception as exc:
                 self._failed(outcomes, [(i, batch)], exc)
         return outcomes
+
+    def _drop_revoked(
+        self, valid: list[tuple[int, telemetry_pb2.TelemetryBatch]], stored: list[int] | None
+    ) -> list[tuple[int, telemetry_pb2.TelemetryBatch]]:
+        """Batches the broker stored after their gateway's revocation are acked and not counted (the
+        broker may not have cut the gateway off yet); those stored before it still count."""
+        if not valid or stored is None:
+            return valid
+        revoked = revoked_since(self.db, {b.gateway_id for _, b in valid})
+        kept = [(i, b) for i, b in valid if stored[i] < revoked.get(b.gateway_id, 2**63)]
+        with self._stats_lock:
+            self.stats.revoked += len(valid) - len(kept)
+        return kept
 
     def _failed(
         self, outcomes: list[Outcome], batches: list[tuple[int, telemetry_pb2.TelemetryBatch]], exc: Exception
@@ -404,9 +403,10 @@ class TelemetryConsumer:
             self.stats.records += result.records
             self.stats.alerts += result.alerts
 
-    def _rejected(self, where: str, reason: str) -> None:
+    def _rejected(self, where: str, reason: str, *, out_of_bounds: bool = False) -> None:
         with self._stats_lock:
             self.stats.rejected += 1
+            self.stats.out_of_bounds += out_of_bounds
             self.stats.last_rejection = f"{where}: {reason}"
         if self.stats.rejected <= 20 or self.stats.rejected % 1000 == 0:
             log.warning("telemetry batch rejected (%d so far): %s: %s",

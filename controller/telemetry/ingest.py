@@ -11,7 +11,9 @@ Speed comes from folding a whole fetched chunk at once: records are summed in me
 so concurrent controllers lock rows in the same order and cannot deadlock.
 
 Validation is strict because the payload comes from routers: the identity in the batch must be the
-one the broker authenticated (the subject), and values must be sane before they reach a bill.
+one the broker authenticated (the subject), so the idempotency key (gateway_id, batch_seq) is the
+broker's gateway, never a claim; the period must be possible (bounds.py) and values sane before they
+reach a bill; text is made inert (escaped terminal controls) before it is stored.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from controller.store.db import Database
+from controller.telemetry.bounds import MAX_AGE_MS, BatchRejected, EnrolledAt, check_enrollment, check_period
 from controller.telemetry.models import (
     DIMENSION_LEN,
     HOST_LEN,
@@ -50,6 +53,7 @@ from controller.telemetry.models import (
 from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, IOC_HITS
 from gateway_agent.protocol import TELEMETRY_PREFIX
 from gateway_agent.telemetry.collector import DNS_BLOCKED
+from mssp.common.text import clean_line
 from mssp.v1 import telemetry_pb2
 
 log = logging.getLogger("mssp.controller.telemetry")
@@ -57,13 +61,10 @@ log = logging.getLogger("mssp.controller.telemetry")
 MAX_BATCH_BYTES = 1024 * 1024  # the broker's max_payload
 MAX_RECORDS = 10_000
 MAX_VALUE = 10**15  # per record and counter: a petabyte in 30 s is a bug or an attack
-MAX_FUTURE_MS = 5 * 60 * 1000
-# Older batches are refused, so their idempotency rows can be purged after this (plus a margin).
-MAX_AGE_MS = 30 * 86_400_000
 HOUR_MS = 3_600_000
 DAY_MS = 86_400_000
 
-SEEN_RETENTION_MS = MAX_AGE_MS + DAY_MS
+SEEN_RETENTION_MS = MAX_AGE_MS + DAY_MS  # older batches are refused, so their rows can go
 EVENT_RETENTION_MS = 180 * DAY_MS
 ROLLUP_RETENTION_MS = 400 * DAY_MS
 
@@ -78,11 +79,6 @@ _METRIC_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 _known_metrics: set[str] = set()
 
 Thresholds = Callable[[str], list[tuple[str, int]]]
-
-
-class BatchRejected(Exception):
-    """A batch that must not count: malformed, forged identity, or insane values. Never retried."""
-
 
 # ---- validation --------------------------------------------------------------------------------
 
@@ -105,8 +101,10 @@ def _metric_ok(metric: str) -> bool:
     return True
 
 
-def validate_batch(subject: str, data: bytes, now_ms: int | None = None) -> telemetry_pb2.TelemetryBatch:
-    """Parse and check one message; BatchRejected says why in one line."""
+def validate_batch(
+    subject: str, data: bytes, now_ms: int | None = None, *, enrolled_at: EnrolledAt | None = None
+) -> telemetry_pb2.TelemetryBatch:
+    """Parse and check one message; BatchRejected says why in one line (PeriodRefused: bounds.py)."""
     now = int(time.time() * 1000) if now_ms is None else now_ms
     tenant_id, gateway_id = subject_identity(subject)
     if len(data) > MAX_BATCH_BYTES:
@@ -125,13 +123,10 @@ def validate_batch(subject: str, data: bytes, now_ms: int | None = None) -> tele
         raise BatchRejected("tenant or gateway id is not a valid id")
     if batch.batch_seq < 1 or batch.batch_seq >= 2**63:
         raise BatchRejected(f"batch_seq {batch.batch_seq} out of range")
-    start, end = batch.period_start_ms, batch.period_end_ms
-    if start <= 0 or end < start:
-        raise BatchRejected(f"bad period {start}..{end}")
-    if end > now + MAX_FUTURE_MS:
-        raise BatchRejected(f"period ends {(end - now) // 1000}s in the future")
-    if end < now - MAX_AGE_MS:
-        raise BatchRejected(f"batch is older than {MAX_AGE_MS // DAY_MS} days")
+    enrolled = None
+    if enrolled_at is not None:
+        check_enrollment(gateway_id, enrolled := enrolled_at(gateway_id))
+    check_period(batch.period_start_ms, batch.period_end_ms, now, enrolled)
     if len(batch.records) > MAX_RECORDS:
         raise BatchRejected(f"{len(batch.records)} records exceed {MAX_RECORDS}")
     known = _known_metrics
@@ -143,16 +138,20 @@ def validate_batch(subject: str, data: bytes, now_ms: int | None = None) -> tele
             raise BatchRejected(f"negative value in {metric}")
         if p > MAX_VALUE or b > MAX_VALUE or c > MAX_VALUE:
             raise BatchRejected(f"absurd value in {metric} (> {MAX_VALUE})")
-        if len(dim) > DIMENSION_LEN or "\x00" in dim:
+        if len(dim) > DIMENSION_LEN:
             raise BatchRejected(f"bad dimension in {metric}")
+        if not dim.isprintable():  # NUL (the fold's separator) and terminal controls: escaped
+            r.dimension = clean_line(dim, DIMENSION_LEN)
     h = batch.health
     gauges = (h.rss_bytes, h.apply_errors, h.spool_drops, h.spool_depth)
     if min(gauges) < 0 or max(gauges) > MAX_VALUE:
         raise BatchRejected("agent health value out of range")
     if not (math.isfinite(h.cpu_seconds) and 0 <= h.cpu_seconds <= MAX_VALUE):
         raise BatchRejected("agent cpu_seconds out of range")
-    if len(h.agent_version) > 64 or "\x00" in h.agent_version:
+    if len(h.agent_version) > 64:
         raise BatchRejected("agent_version too long")
+    if not h.agent_version.isprintable():
+        h.agent_version = clean_line(h.agent_version, 64)
     return batch
 
 

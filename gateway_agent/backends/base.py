@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
+from gateway_agent.refusals import Refusal
 from gateway_agent.state import DesiredState, StateChange
 
 
@@ -27,6 +28,10 @@ class EnforcementBackend(ABC):
 
     def verify(self, state: DesiredState) -> bool:
         return True
+
+    def refusals(self) -> tuple[Refusal, ...]:
+        """What the state in force asked for but this backend does not enforce (see refusals.py)."""
+        return ()
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

@@ -41,6 +41,7 @@ from gateway_agent.nft.compile import (
     RenderError,
     compile_delta,
     compile_state,
+    effective_expiry,
     marker_for,
     parse_address,
     to_native,
@@ -49,6 +50,7 @@ from gateway_agent.nft.compile import (
 from gateway_agent.nft.counters import NftCounterSource
 from gateway_agent.nft.runner import NftError, NftRunner
 from gateway_agent.protocol import now_ms
+from gateway_agent.refusals import Refusal, RefusalBook
 from gateway_agent.state import DesiredState, StateChange
 from mssp.v1 import common_pb2
 
@@ -127,7 +129,7 @@ class NftBackend(EnforcementBackend):
         NftConfig(lan_ifaces=self.lan_ifaces, wan_ifaces=self.wan_ifaces, deny=deny)
         self.lock = threading.RLock()
         self.counter_source = NftCounterSource(self.runner, lock=self.lock)
-        self.last_rejected: list[str] = []
+        self.refusal_book = RefusalBook()  # what is in force minus what was refused
         self.applied: _Applied | None = None
 
     # ---- configuration -----------------------------------------------------------------------
@@ -161,12 +163,13 @@ class NftBackend(EnforcementBackend):
         """A sinkhole on this domain would cut the agent off its controller or broker."""
         return any(p == domain or p.endswith("." + domain) for p in self.protected_domains)
 
-    def _sinkholes(self, domains: dict[str, Any]) -> dict[str, Any]:
+    def _sinkholes(self, domains: dict[str, Any], refused: list[Refusal]) -> dict[str, Any]:
         out = {}
         for domain, expires in domains.items():
             if self._protected(domain):
-                self.last_rejected.append(f"ioc {domain!r}: covers a controller/broker name, not sinkholed")
-                log.warning("not sinkholing %s: it covers a controller/broker hostname", domain)
+                if expires is not None:  # None: a removal, nothing refused
+                    refused.append(Refusal("ioc", domain, "covers a controller/broker name: not sinkholed"))
+                    log.warning("not sinkholing %s: it covers a controller/broker hostname", domain)
                 continue
             out[domain] = expires
         return out
@@ -177,7 +180,7 @@ class NftBackend(EnforcementBackend):
         with self.lock:
             config = self.config()
             compiled = compile_state(state, config, now_ms())
-            self.last_rejected = list(compiled.rejected)
+            refused = list(compiled.rejected)
             for reason in compiled.rejected:
                 log.warning("skipped: %s", reason)
             # One nft process reads the small dynamic sets: DNS-learned addresses to carry over and
@@ -189,7 +192,7 @@ class NftBackend(EnforcementBackend):
             carry = self._carry(sets, compiled.dns_sets)
             prepared = None
             if self.dns is not None:
-                plan = DnsPlan(self._sinkholes(compiled.sinkholes), compiled.nftsets)
+                plan = DnsPlan(self._sinkholes(compiled.sinkholes, refused), compiled.nftsets)
                 try:
                     prepared = self.dns.prepare(plan)
                 except DnsError as exc:
@@ -208,6 +211,7 @@ class NftBackend(EnforcementBackend):
             if totals is not None:
                 self.counter_source.monotonic.rebase(totals)
             self.applied = _Applied(config, set(compiled.cidr_sets), state)
+            self.refusal_book.replace(refused)
             self.counter_source.configure(rule_names=compiled.rule_names, categories=compiled.categories,
                                           ioc_lookup=self._ioc_value)
             if prepared is not None and self.dns is not None:
@@ -227,7 +231,8 @@ class NftBackend(EnforcementBackend):
             if applied is None:
                 self.apply_full(state)
                 return
-            delta = compile_delta(state, change, applied.config, now_ms(), applied.cidr_sets)
+            now = now_ms()
+            delta = compile_delta(state, change, applied.config, now, applied.cidr_sets)
             for reason in delta.rejected:
                 log.warning("skipped: %s", reason)
             try:
@@ -238,9 +243,14 @@ class NftBackend(EnforcementBackend):
                 return
             applied.cidr_sets |= delta.new_cidr_sets
             applied.state = state
+            keys = {(i.type, i.value) for i in (*change.added, *change.removed)}
+            live = {v for t, v in keys if effective_expiry(state, (t, v), now) is not None}
+            refused = [r for r in delta.rejected if r.value in live]  # a removed bad IOC is no refusal
+            sinkholes = self._sinkholes(dict(delta.domains), refused) if self.dns is not None else {}
+            self.refusal_book.update_iocs({v for _, v in keys}, refused)
             if delta.domains and self.dns is not None:
                 try:
-                    self.dns.update_sinkholes(self._sinkholes(dict(delta.domains)))
+                    self.dns.update_sinkholes(sinkholes)
                 except (DnsError, OSError) as exc:
                     raise ApplyError(f"dns: {exc}") from exc
 
@@ -258,6 +268,9 @@ class NftBackend(EnforcementBackend):
             if comments != [marker_for(state, config)]:
                 return False
             return self.dns is None or self.dns.pid is not None
+
+    def refusals(self) -> tuple[Refusal, ...]:
+        return self.refusal_book.current
 
     def close(self) -> None:
         """Fail-static: the ruleset and dnsmasq stay in force; only the DNS expiry timer stops."""

@@ -18,8 +18,8 @@ re-reads only hosts files, DHCP files and ``--servers-file``, which may hold ``s
 * Every query is logged (``log-queries=extra``) to a file in the state dir for telemetry; rotate it
   with `rotate_query_log` (copy + truncate: dnsmasq keeps appending to the same file).
 
-Everything written into a configuration line is validated again here (domains, set names,
-addresses, paths), whatever the caller checked before.
+Everything written into a configuration line is validated again here (domains by the controller's own
+rule, set names, addresses, paths), whatever the caller checked before.
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gateway_agent.nft import FAMILY, TABLE
-from gateway_agent.nft.compile import parse_address, valid_domain
+from gateway_agent.nft.compile import parse_address, valid_domain  # mssp.common.names' check
 
 log = logging.getLogger("mssp.agent.dns")
 

@@ -3,8 +3,9 @@
 The document is data (libnftables-json), never nft syntax pasted from strings. Every value that
 comes from a policy or an IOC is validated before it enters the document: addresses through the
 C address parser (``inet_pton``, which takes nothing but an address) and re-rendered from the
-parsed bytes, rule CIDRs with ``ipaddress``, names and domains with strict regexes. Anything else
-is skipped and reported in ``Compiled.rejected``; a rule whose match would widen by skipping a
+parsed bytes, rule CIDRs with ``ipaddress``, rule names and domains with the controller's own rules
+(mssp.common.names). Anything else is skipped and reported in ``Compiled.rejected`` (the agent's
+status carries it to `fleet status`); a rule whose match would widen by skipping a
 value (all its CIDRs invalid, say) is skipped whole.
 
 Layout of the table (fixed order, so the same state always yields the same ruleset):
@@ -29,7 +30,6 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-import math
 import re
 import socket
 from collections.abc import Iterable, Mapping, Sequence
@@ -38,15 +38,15 @@ from typing import Any
 
 from gateway_agent.categories import BUILTIN_CATEGORIES, CATEGORY_NAME_RE
 from gateway_agent.nft import FAMILY, TABLE
+from gateway_agent.nft.timeouts import MAX_TIMEOUT_S, nft_duration, timeout_seconds
+from gateway_agent.refusals import Refusal
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.names import RULE_NAME_HELP, valid_domain, valid_rule_name
 from mssp.v1 import common_pb2
 
 Json = dict[str, Any]
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-RULE_NAME_RE = re.compile(r"[a-z0-9_-]{1,64}")
-_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
-DOMAIN_RE = re.compile(rf"(?:{_LABEL}\.)+{_LABEL}")
 IFNAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}")
 _DIGITS_RE = re.compile(r"[0-9]{1,3}")
 
@@ -69,13 +69,6 @@ class CompileError(ValueError):
 
 
 # ---- validation ------------------------------------------------------------------------------
-
-
-def valid_domain(value: object) -> bool:
-    """A canonical DNS name: lower-case LDH labels (IDNA as xn--), two labels or more, no trailing dot."""
-    if not isinstance(value, str) or not 3 <= len(value) <= 253 or not DOMAIN_RE.fullmatch(value):
-        return False
-    return not value.rsplit(".", 1)[1].isdigit()
 
 
 def valid_category(value: object) -> bool:
@@ -258,11 +251,6 @@ def _count(name: str) -> list[Json]:
     return [{"counter": name}]
 
 
-def timeout_seconds(expires_at_ms: int, now_ms: int) -> int:
-    """Whole seconds left, rounded up (an IOC blocks until its expiry, never less). <= 0: expired."""
-    return math.ceil((expires_at_ms - now_ms) / 1000)
-
-
 def ioc_elem(text: str, expires_at_ms: int, now_ms: int) -> Any:
     if not expires_at_ms:
         return text
@@ -289,7 +277,7 @@ class Compiled:
     rule_names: dict[str, str]  # verdict key "rule_<i>" -> policy rule name
     cidr_sets: set[str]
     dns_set_timeout_s: int
-    rejected: list[str] = field(default_factory=list)
+    rejected: list[Refusal] = field(default_factory=list)
 
     @property
     def element_count(self) -> int:
@@ -332,15 +320,14 @@ class _Compiler:
     def __init__(self, config: NftConfig, now_ms: int) -> None:
         self.config = config
         self.now = now_ms
-        self.rejected: list[str] = []
+        self.rejected: list[Refusal] = []
         self.ioc: dict[str, dict[str, int]] = {"ioc_v4": {}, "ioc_v6": {}}
         self.sinkholes: dict[str, int] = {}
 
     def reject(self, what: str, value: object, why: str) -> None:
-        shown = repr(value)
-        if len(shown) > 80:
-            shown = shown[:77] + "..."
-        self.rejected.append(f"{what} {shown}: {why}")
+        """`what`: "ioc", "category ..." or "rule ...": its first word is the refusal's kind."""
+        kind, _, where = what.partition(" ")
+        self.rejected.append(Refusal(kind, str(value), f"{why} (in {what})" if where else why))
 
     # -- IOCs --
 
@@ -450,25 +437,25 @@ class _Compiler:
     def policy_rule(self, index: int, rule: common_pb2.Rule, categories: Mapping[str, list[str]],
                     domain_sets: dict[str, list[str]]) -> list[Json] | None:
         what = f"rule #{index}"
-        if not RULE_NAME_RE.fullmatch(rule.name):
-            self.reject(what, rule.name, "name must match [a-z0-9_-]{1,64}: rule skipped")
+        if not valid_rule_name(rule.name):
+            self.reject(what, rule.name, f"name must be {RULE_NAME_HELP}: rule skipped")
             return None
         what = f"rule {rule.name}"
         if rule.action not in (common_pb2.ACTION_ALLOW, common_pb2.ACTION_DENY, common_pb2.ACTION_ALERT):
-            self.reject(what, rule.action, "no action: rule skipped")
+            self.reject(what, rule.name, f"no action ({rule.action}): rule skipped")
             return None
         if rule.protocol not in ("", "tcp", "udp", "icmp"):
-            self.reject(what, rule.protocol, "protocol must be tcp, udp, icmp or empty: rule skipped")
+            self.reject(what, rule.name, f"protocol {rule.protocol!r} is not tcp, udp or icmp: rule skipped")
             return None
         ports: list[Any] = []
         for pr in rule.ports:
             last = pr.last or pr.first
             if not 1 <= pr.first <= last <= 65535:
-                self.reject(what, f"{pr.first}-{pr.last}", "invalid port range: rule skipped")
+                self.reject(what, rule.name, f"invalid port range {pr.first}-{pr.last}: rule skipped")
                 return None
             ports.append(pr.first if pr.first == last else {"range": [pr.first, last]})
         if ports and rule.protocol == "icmp":
-            self.reject(what, rule.protocol, "ports with icmp: rule skipped")
+            self.reject(what, rule.name, "ports with icmp: rule skipped")
             return None
 
         # Destinations: the rule matches any of them (CIDRs, domains, categories); none = anywhere.
@@ -771,7 +758,7 @@ class Delta:
     doc: Json
     new_cidr_sets: set[str]
     domains: dict[str, int | None]  # domain -> expires_at_ms, None = no longer sinkholed
-    rejected: list[str]
+    rejected: list[Refusal]
 
 
 def effective_expiry(state: DesiredState, key: tuple[int, str], now_ms: int) -> int | None:
@@ -792,7 +779,7 @@ def compile_delta(state: DesiredState, change: StateChange, config: NftConfig, n
     merged expiry if still live: so removing an element the kernel already expired, or that
     another channel still holds, never fails the transaction.
     """
-    rejected: list[str] = []
+    rejected: list[Refusal] = []
     commands: list[Json] = []
     new_sets: set[str] = set()
     domains: dict[str, int | None] = {}
@@ -801,7 +788,7 @@ def compile_delta(state: DesiredState, change: StateChange, config: NftConfig, n
     for key in keys:
         placed = place_ioc(key[0], key[1], config)
         if isinstance(placed, str):
-            rejected.append(f"ioc {key[1]!r}: {placed}")
+            rejected.append(Refusal("ioc", key[1], placed))
             continue
         set_name, text = placed
         exp = effective_expiry(state, key, now_ms)
@@ -862,6 +849,10 @@ def _int(value: Any, low: int = 0, high: int = 2**64 - 1) -> str:
     if type(value) is not int or not low <= value <= high:
         raise RenderError(f"bad integer {value!r}")
     return str(value)
+
+
+def _duration(value: Any) -> str:
+    return nft_duration(int(_int(value, 1, MAX_TIMEOUT_S)))  # nft refuses 9+ digits: "1460d", not "s"
 
 
 def _quoted(value: Any, pattern: re.Pattern[str]) -> str:
@@ -958,9 +949,9 @@ def _render_elem(elem: Any, set_type: str) -> str:
         if not set(body) <= {"val", "timeout", "expires", "comment"}:
             raise RenderError(f"bad element {elem!r}")
         if "timeout" in body:
-            extra += f" timeout {_int(body['timeout'], 1)}s"
+            extra += f" timeout {_duration(body['timeout'])}"
         if "expires" in body:
-            extra += f" expires {_int(body['expires'], 1)}s"
+            extra += f" expires {_duration(body['expires'])}"
         if "comment" in body:
             extra += f" comment {_quoted(body['comment'], _COMMENT_RE)}"
         elem = body["val"]
@@ -1008,7 +999,7 @@ def _render_command(cmd: Json, set_types: dict[str, str]) -> str:
         if flags:
             parts.append(f"flags {','.join(flags)};")
         if "timeout" in body:
-            parts.append(f"timeout {_int(body['timeout'], 1)}s;")
+            parts.append(f"timeout {_duration(body['timeout'])};")
         if "size" in body:
             parts.append(f"size {_int(body['size'], 1)};")
         if "stmt" in body:
@@ -1045,8 +1036,10 @@ def to_native(compiled: Compiled, carry: Mapping[str, Iterable[tuple[str, int]]]
             continue
         _name(name)
         # Element order does not change the kernel's set (the JSON path sorts, for stable documents).
-        # -((now - exp) // 1000) is timeout_seconds() inlined: ceil((exp - now) / 1000).
-        parts = [f"{text} timeout {-((now - exp) // 1000)}s" if exp else text for text, exp in elems.items()]
+        # timeout_seconds() inlined (ceil((exp - now) / 1000)); nft takes 8 digits at most before a unit.
+        parts = [(f"{text} timeout {t}s" if (t := -((now - exp) // 1000)) < 100_000_000
+                  else f"{text} timeout {nft_duration(min(t, MAX_TIMEOUT_S))}") if exp else text
+                 for text, exp in elems.items()]
         lines.append(f"add element {FAMILY} {TABLE} {name} {{ {', '.join(parts)} }}")
     lines += [_render_command(cmd, set_types) for cmd in compiled.carried_elements(carry)]
     lines += [_render_command(cmd, set_types) for cmd in compiled.rules]

@@ -26,6 +26,7 @@ from pathlib import Path
 
 from gateway_agent import __version__
 from gateway_agent.counters import CounterSample, CounterSource
+from mssp.common.telemetry_bounds import clamp_period_start
 from mssp.v1 import common_pb2, telemetry_pb2
 
 log = logging.getLogger("mssp.agent.telemetry")
@@ -331,7 +332,9 @@ class TelemetryCollector:
         seq = prev.seq + 1
         # After a restart the period starts now, not when the last batch ended: the controller bills
         # the time batches cover, and the agent was not running in between.
-        start = min(max(prev.period_end_ms, self.started_ms), end)
+        # Never longer than the controller accepts (a clock step or a suspended router must not bill
+        # hours nobody measured; the counter deltas still all count).
+        start = clamp_period_start(min(max(prev.period_end_ms, self.started_ms), end), end)
         batch = telemetry_pb2.TelemetryBatch(
             gateway_id=self.gateway_id,
             tenant_id=self.tenant_id,

@@ -3,8 +3,11 @@
 Every batch is spooled before it is published (the spool is the outbox), and the spool is drained
 oldest first, one publish at a time, each waiting for its PubAck; a batch leaves the spool only once
 the broker has stored it. So batches reach the stream in seq order, survive outages and restarts,
-and a publish whose ack was lost is simply sent again: its Nats-Msg-Id ("<gateway_id>:<seq>") makes
-the broker drop the copy, and the controller's (gateway_id, batch_seq) key drops any later one.
+and a publish whose ack was lost is simply sent again: its Nats-Msg-Id ("<gateway_id>:<seq>:<nonce>",
+the nonce random per batch and kept in the spool) makes the broker drop the copy, and the
+controller's (gateway_id, batch_seq) key drops any later one. The broker dedupes per stream, across
+every gateway's subjects: without the nonce, a gateway that knows another's id and next seq could
+publish that id first and have the real batch dropped as a "duplicate".
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from gateway_agent.counters import CounterSource
 from gateway_agent.protocol import telemetry_subject_prefix
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, TelemetrySpool
+from mssp.common.telemetry_bounds import MAX_PERIOD_MS
 from mssp.v1 import common_pb2
 
 log = logging.getLogger("mssp.agent.telemetry")
@@ -37,8 +41,9 @@ def batch_subject(tenant_id: str, gateway_id: str) -> str:
     return f"{telemetry_subject_prefix(tenant_id, gateway_id)}.batch"
 
 
-def msg_id(gateway_id: str, seq: int) -> str:
-    return f"{gateway_id}:{seq}"
+def msg_id(gateway_id: str, seq: int, nonce: str) -> str:
+    """The batch's Nats-Msg-Id: the same for every replay of one spooled batch, unguessable by others."""
+    return f"{gateway_id}:{seq}:{nonce}"
 
 
 @dataclass
@@ -62,6 +67,10 @@ class TelemetryPublisher:
     ) -> None:
         if interval <= 0:
             raise ValueError("telemetry interval must be positive")
+        if interval * 1000 > MAX_PERIOD_MS:
+            log.warning("telemetry interval %.0fs is longer than a batch may cover (%ds): each batch "
+                        "reports only its last %ds of online time", interval, MAX_PERIOD_MS // 1000,
+                        MAX_PERIOD_MS // 1000)
         self.collector = collector
         self.spool = spool
         self.connection = connection
@@ -133,12 +142,12 @@ class TelemetryPublisher:
             js = nc.jetstream(timeout=self.ack_timeout)
             sent = 0
             for seq in self.spool.seqs():
-                payload = await asyncio.to_thread(self.spool.read, seq)
-                if payload is None:
+                entry = await asyncio.to_thread(self.spool.read_entry, seq)
+                if entry is None:
                     continue
-                headers = {MSG_ID_HEADER: msg_id(self.collector.gateway_id, seq)}
+                headers = {MSG_ID_HEADER: msg_id(self.collector.gateway_id, seq, entry.nonce)}
                 try:
-                    ack = await js.publish(self.subject, payload, headers=headers)
+                    ack = await js.publish(self.subject, entry.payload, headers=headers)
                 except Exception as exc:  # timeout, no stream, disconnected: keep it spooled
                     self.stats.failures += 1
                     self.stats.last_error = f"{type(exc).__name__}: {exc}"

@@ -6,17 +6,25 @@ the replay order. Files are written to a temp name, fsynced and renamed, so a cr
 the whole batch or none of it; a checksum catches what the flash corrupts later. When full, the
 oldest batches go first (the newest are worth more) and the drops are counted, persistently, so
 the controller learns about the gap from the agent's health.
+
+Each stored batch also carries a random nonce, made when it is spooled and kept with it: the
+publisher's message id is "<gateway_id>:<seq>:<nonce>", so a replay of the batch has the same id (the
+broker drops the copy) while no other gateway can guess the id and pre-empt the batch in the
+broker's per-stream duplicate window. Files from before the nonce (magic MSP1) get one derived from
+their payload: stable across replays, and unknown to anyone who has not seen the batch.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import os
 import struct
 import zlib
 from bisect import insort
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 log = logging.getLogger("mssp.agent.telemetry")
@@ -24,9 +32,21 @@ log = logging.getLogger("mssp.agent.telemetry")
 DEFAULT_MAX_BATCHES = 2880  # a day at the default 30 s interval
 DEFAULT_MAX_BYTES = 16 * 1024 * 1024
 _SUFFIX = ".batch"
-_MAGIC = b"MSP1"
-_HEADER = struct.Struct(">4sI")  # magic, crc32 of the payload
+NONCE_BYTES = 16
+_MAGIC = b"MSP2"
+_HEADER = struct.Struct(f">4sI{NONCE_BYTES}s")  # magic, crc32 of nonce + payload, nonce
+_MAGIC_V1 = b"MSP1"
+_HEADER_V1 = struct.Struct(">4sI")  # magic, crc32 of the payload
 _DROPS_FILE = "drops"
+
+
+@dataclass(frozen=True)
+class Spooled:
+    """One stored batch: its payload and the nonce that makes its message id unguessable."""
+
+    seq: int
+    payload: bytes
+    nonce: str  # hex
 
 
 class TelemetrySpool:
@@ -94,10 +114,13 @@ class TelemetrySpool:
 
     # ---- operations ------------------------------------------------------------------------
 
-    def append(self, seq: int, payload: bytes) -> int:
-        """Store batch `seq` durably (replacing an unsent copy of the same seq); returns how many of
-        the oldest batches were dropped to stay within bounds."""
-        data = _HEADER.pack(_MAGIC, zlib.crc32(payload)) + payload
+    def append(self, seq: int, payload: bytes, *, nonce: bytes | None = None) -> int:
+        """Store batch `seq` durably with a fresh random nonce (replacing an unsent copy of the same
+        seq); returns how many of the oldest batches were dropped to stay within bounds."""
+        nonce = os.urandom(NONCE_BYTES) if nonce is None else nonce
+        if len(nonce) != NONCE_BYTES:
+            raise ValueError(f"a spool nonce is {NONCE_BYTES} bytes")
+        data = _HEADER.pack(_MAGIC, zlib.crc32(payload, zlib.crc32(nonce)), nonce) + payload
         _atomic_write(self._path(seq), data, sync_dir=True)
         old = self._sizes.get(seq)
         if old is None:
@@ -121,19 +144,22 @@ class TelemetrySpool:
 
     def read(self, seq: int) -> bytes | None:
         """The payload of batch `seq`; None (and the file removed) when it is gone or corrupt."""
+        entry = self.read_entry(seq)
+        return None if entry is None else entry.payload
+
+    def read_entry(self, seq: int) -> Spooled | None:
+        """Batch `seq` with its nonce; None (and the file removed) when it is gone or corrupt."""
         try:
             data = self._path(seq).read_bytes()
         except FileNotFoundError:
             self._drop_index(seq)
             return None
-        magic, crc = _HEADER.unpack_from(data) if len(data) >= _HEADER.size else (b"", 0)
-        payload = data[_HEADER.size :]
-        if magic != _MAGIC or zlib.crc32(payload) != crc:
+        entry = _decode(seq, data)
+        if entry is None:
             self.corrupt += 1
             log.error("telemetry spool: batch %d is corrupt; discarding it", seq)
             self._forget(seq)
-            return None
-        return payload
+        return entry
 
     def remove(self, seq: int) -> None:
         """The batch is safely with the broker."""
@@ -156,6 +182,21 @@ class TelemetrySpool:
         if size is not None:
             self._bytes -= size
             self._order.remove(seq)
+
+
+def _decode(seq: int, data: bytes) -> Spooled | None:
+    magic = data[:4]
+    if magic == _MAGIC and len(data) >= _HEADER.size:
+        _, crc, nonce = _HEADER.unpack_from(data)
+        payload = data[_HEADER.size :]
+        if zlib.crc32(payload, zlib.crc32(nonce)) == crc:
+            return Spooled(seq, payload, nonce.hex())
+    elif magic == _MAGIC_V1 and len(data) >= _HEADER_V1.size:
+        _, crc = _HEADER_V1.unpack_from(data)
+        payload = data[_HEADER_V1.size :]
+        if zlib.crc32(payload) == crc:
+            return Spooled(seq, payload, hashlib.sha256(payload).digest()[:NONCE_BYTES].hex())
+    return None
 
 
 def _atomic_write(path: Path, data: bytes, *, sync_dir: bool) -> None:

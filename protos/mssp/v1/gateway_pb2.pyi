@@ -1,8 +1,9 @@
 from mssp.v1 import common_pb2 as _common_pb2
 from mssp.v1 import push_pb2 as _push_pb2
+from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
-from collections.abc import Mapping as _Mapping
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
@@ -16,18 +17,22 @@ class SyncRequest(_message.Message):
     def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., force_snapshot: _Optional[bool] = ...) -> None: ...
 
 class StatusReport(_message.Message):
-    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors")
+    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     APPLY_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     applied: _common_pb2.Versions
     agent_version: str
     backend: str
     last_error: str
     apply_errors: int
-    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ...) -> None: ...
+    refusals: _containers.RepeatedCompositeFieldContainer[_common_pb2.Refusal]
+    refusals_total: int
+    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ...) -> None: ...
 
 class StatusAck(_message.Message):
     __slots__ = ("desired",)

@@ -92,7 +92,7 @@ class ListGatewaysResponse(_message.Message):
     def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ...) -> None: ...
 
 class Gateway(_message.Message):
-    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial")
+    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial", "refusals", "refusals_total")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,8 @@ class Gateway(_message.Message):
     BACKEND_FIELD_NUMBER: _ClassVar[int]
     LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
     CERT_SERIAL_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_FIELD_NUMBER: _ClassVar[int]
+    REFUSALS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     name: str
@@ -123,7 +125,9 @@ class Gateway(_message.Message):
     backend: str
     last_error: str
     cert_serial: str
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ...) -> None: ...
+    refusals: _containers.RepeatedCompositeFieldContainer[_common_pb2.Refusal]
+    refusals_total: int
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("tenant", "yaml")
@@ -212,13 +216,27 @@ class FleetStatusRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ...) -> None: ...
 
 class FleetStatusResponse(_message.Message):
-    __slots__ = ("gateways", "total", "online", "converged")
+    __slots__ = ("gateways", "total", "online", "converged", "push_errors")
     GATEWAYS_FIELD_NUMBER: _ClassVar[int]
     TOTAL_FIELD_NUMBER: _ClassVar[int]
     ONLINE_FIELD_NUMBER: _ClassVar[int]
     CONVERGED_FIELD_NUMBER: _ClassVar[int]
+    PUSH_ERRORS_FIELD_NUMBER: _ClassVar[int]
     gateways: _containers.RepeatedCompositeFieldContainer[Gateway]
     total: int
     online: int
     converged: int
-    def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ..., total: _Optional[int] = ..., online: _Optional[int] = ..., converged: _Optional[int] = ...) -> None: ...
+    push_errors: _containers.RepeatedCompositeFieldContainer[PushError]
+    def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ..., total: _Optional[int] = ..., online: _Optional[int] = ..., converged: _Optional[int] = ..., push_errors: _Optional[_Iterable[_Union[PushError, _Mapping]]] = ...) -> None: ...
+
+class PushError(_message.Message):
+    __slots__ = ("channel", "seq", "error", "created_at_ms")
+    CHANNEL_FIELD_NUMBER: _ClassVar[int]
+    SEQ_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    channel: str
+    seq: int
+    error: str
+    created_at_ms: int
+    def __init__(self, channel: _Optional[str] = ..., seq: _Optional[int] = ..., error: _Optional[str] = ..., created_at_ms: _Optional[int] = ...) -> None: ...

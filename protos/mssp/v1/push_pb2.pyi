@@ -18,7 +18,7 @@ class SignedEnvelope(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class Push(_message.Message):
-    __slots__ = ("channel", "seq", "issued_at_ms", "expires_at_ms", "policy", "iocs", "snapshot", "beacon")
+    __slots__ = ("channel", "seq", "issued_at_ms", "expires_at_ms", "policy", "iocs", "snapshot", "beacon", "part")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -27,6 +27,7 @@ class Push(_message.Message):
     IOCS_FIELD_NUMBER: _ClassVar[int]
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BEACON_FIELD_NUMBER: _ClassVar[int]
+    PART_FIELD_NUMBER: _ClassVar[int]
     channel: str
     seq: int
     issued_at_ms: int
@@ -35,7 +36,20 @@ class Push(_message.Message):
     iocs: IocDelta
     snapshot: SnapshotPart
     beacon: Beacon
-    def __init__(self, channel: _Optional[str] = ..., seq: _Optional[int] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., policy: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., iocs: _Optional[_Union[IocDelta, _Mapping]] = ..., snapshot: _Optional[_Union[SnapshotPart, _Mapping]] = ..., beacon: _Optional[_Union[Beacon, _Mapping]] = ...) -> None: ...
+    part: PushPart
+    def __init__(self, channel: _Optional[str] = ..., seq: _Optional[int] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., policy: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., iocs: _Optional[_Union[IocDelta, _Mapping]] = ..., snapshot: _Optional[_Union[SnapshotPart, _Mapping]] = ..., beacon: _Optional[_Union[Beacon, _Mapping]] = ..., part: _Optional[_Union[PushPart, _Mapping]] = ...) -> None: ...
+
+class PushPart(_message.Message):
+    __slots__ = ("index", "count", "digest", "data")
+    INDEX_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    index: int
+    count: int
+    digest: bytes
+    data: bytes
+    def __init__(self, index: _Optional[int] = ..., count: _Optional[int] = ..., digest: _Optional[bytes] = ..., data: _Optional[bytes] = ...) -> None: ...
 
 class IocDelta(_message.Message):
     __slots__ = ("upsert", "remove")

@@ -1,0 +1,72 @@
+"""One-time enrollment transitions, each a conditional UPDATE checked by its rowcount.
+
+A token is spent once and a gateway goes pending -> enrolled once, whatever the store's locking:
+of any number of concurrent callers exactly one matches the row (PostgreSQL re-checks the WHERE
+after waiting for the row lock; SQLite runs writers one at a time, see store/db.py). A read first
+and a write after, as before, let 184 of 200 two-thread races on SQLite spend one token twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from controller.domain.errors import Conflict, Unauthenticated
+from controller.store.models import EnrollmentToken, Gateway, Tenant
+from gateway_agent.protocol import now_ms
+
+
+@dataclass(frozen=True)
+class EnrollmentTicket:
+    gateway_id: str
+    gateway_name: str
+    tenant_id: str
+    tenant_name: str
+
+
+def hash_token(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def spend_token(s: Session, secret: str) -> EnrollmentTicket:
+    """Mark the token used if it is still unused and unexpired; refuse (and change nothing) else."""
+    token_hash, now = hash_token(secret), now_ms()
+    spent = s.exec(  # type: ignore[call-overload]
+        update(EnrollmentToken).where(
+            col(EnrollmentToken.token_hash) == token_hash, col(EnrollmentToken.used_at_ms) == 0,
+            col(EnrollmentToken.expires_at_ms) > now,
+        ).values(used_at_ms=now)
+    )
+    token = s.get(EnrollmentToken, token_hash, populate_existing=True)
+    if token is None:
+        raise Unauthenticated("unknown enrollment token")
+    if spent.rowcount != 1:
+        if token.used_at_ms:
+            raise Unauthenticated("enrollment token was already used; ask the operator for a new one")
+        raise Unauthenticated("enrollment token expired; ask the operator for a new one")
+    gateway = s.get(Gateway, token.gateway_id)
+    if gateway is None or gateway.status != "pending":  # raising rolls the spend back
+        raise Unauthenticated("enrollment token is for a gateway that can no longer enroll")
+    tenant = s.get(Tenant, gateway.tenant_id)
+    assert tenant is not None
+    return EnrollmentTicket(gateway.id, gateway.name, tenant.id, tenant.name)
+
+
+def mark_enrolled(
+    s: Session, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str
+) -> str:
+    """pending -> enrolled with its credentials; the gateway's tenant id. A gateway revoked (or
+    enrolled by someone else) since its token was spent stays as it is: Conflict."""
+    now = now_ms()
+    moved = s.exec(  # type: ignore[call-overload]
+        update(Gateway).where(col(Gateway.id) == gateway_id, col(Gateway.status) == "pending").values(
+            status="enrolled", cert_serial=cert_serial, nats_public_key=nats_public_key,
+            agent_version=agent_version, enrolled_at_ms=now, last_seen_ms=now,
+        )
+    )
+    if moved.rowcount != 1:
+        raise Conflict("gateway can no longer enroll (revoked or already enrolled)")
+    return s.exec(select(Gateway.tenant_id).where(Gateway.id == gateway_id)).one()
