@@ -38,7 +38,7 @@ class PublishError:
 def pending(db: Database, limit: int = 1000, budget: int = READ_BUDGET_BYTES) -> list[OutboxRow]:
     """Unpublished rows in commit order, up to `limit` rows and `budget` payload bytes. Sizes are
     read first: a row too large to publish is returned without its payload."""
-    with db.session() as s:
+    with db.session(readonly=True) as s:
         heads = s.exec(
             select(PushLog.id, PushLog.channel, PushLog.seq, func.length(PushLog.payload))
             .where(col(PushLog.published).is_(False)).order_by(col(PushLog.id)).limit(limit)
@@ -73,7 +73,7 @@ def mark_unpublishable(db: Database, failures: Sequence[tuple[int, str]]) -> Non
 
 def publish_errors(db: Database, limit: int = 20) -> list[PublishError]:
     """The newest rows that never went out on NATS (what `fleet status` shows the operator)."""
-    with db.session() as s:
+    with db.session(readonly=True) as s:
         rows = s.exec(
             select(PushLog.channel, PushLog.seq, PushLog.publish_error, PushLog.created_at_ms)
             .where(PushLog.publish_error != "").order_by(col(PushLog.id).desc()).limit(limit)

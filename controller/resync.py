@@ -28,7 +28,7 @@ def sync_pushes(
     db: Database, tenant_id: str, applied: common_pb2.Versions, *, force_snapshot: bool = False
 ) -> list[push_pb2.Push]:
     pushes: list[push_pb2.Push] = []
-    with db.session() as s:
+    with db.session(readonly=True) as s:
         for channel, have in ((GLOBAL_CHANNEL, applied.global_seq),
                               (tenant_channel(tenant_id), applied.tenant_seq)):
             head = _head(s, channel)

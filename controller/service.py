@@ -89,11 +89,11 @@ class ControllerService:
             return self._tenant_proto(s, tenant)
 
     def list_tenants(self) -> list[operator_pb2.Tenant]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             return [self._tenant_proto(s, t) for t in s.exec(select(Tenant).order_by(Tenant.name))]
 
     def get_tenant(self, name: str) -> operator_pb2.Tenant:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             return self._tenant_proto(s, self._tenant(s, name))
 
     def _tenant(self, s: Session, name: str) -> Tenant:
@@ -154,12 +154,12 @@ class ControllerService:
             return self._gateway_proto(s, gateway, tenant), secret, expires
 
     def list_gateways(self, tenant_name: str | None = None) -> list[operator_pb2.Gateway]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             heads = self._heads(s)
             return [self._gateway_proto(s, g, t, heads) for g, t in self._gateways(s, tenant_name)]
 
     def get_gateway(self, tenant_name: str, name: str) -> operator_pb2.Gateway:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             tenant, gateway = self._gateway(s, tenant_name, name)
             return self._gateway_proto(s, gateway, tenant)
 
@@ -226,7 +226,7 @@ class ControllerService:
             s.connection().execute(statement, rows)
 
     def fleet_status(self, tenant_name: str | None = None) -> operator_pb2.FleetStatusResponse:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             heads = self._heads(s)
             gateways = [
                 self._gateway_proto(s, g, t, heads)
@@ -299,7 +299,7 @@ class ControllerService:
             return info
 
     def get_policy(self, tenant_name: str) -> operator_pb2.PolicyInfo:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             return self._policy_info(self._tenant(s, tenant_name))
 
     def _policy_info(self, t: Tenant) -> operator_pb2.PolicyInfo:
@@ -361,7 +361,7 @@ class ControllerService:
             return operator_pb2.RemoveIocResponse(removed=True, seq=seq)
 
     def list_iocs(self, scope: str | None = None) -> list[operator_pb2.IocInfo]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             names = {tenant_channel(t.id): f"tenant:{t.name}" for t in s.exec(select(Tenant))}
             names[GLOBAL_CHANNEL] = "global"
             query = select(Ioc).order_by(Ioc.channel, Ioc.type, Ioc.value)
@@ -453,7 +453,7 @@ class ControllerService:
         return {name: seq for name, seq in s.exec(select(Channel.name, Channel.seq))}
 
     def unpublished_outbox(self, limit: int = 1000) -> list[tuple[int, push_pb2.Push]]:
-        with self.db.session() as s:
+        with self.db.session(readonly=True) as s:
             rows = s.exec(
                 select(PushLog).where(col(PushLog.published).is_(False)).order_by(col(PushLog.id)).limit(limit)
             ).all()

@@ -15,8 +15,9 @@ from gateway_agent.backends.nft import nft_available
 from gateway_agent.backends.recording import RecordingBackend
 from gateway_agent.enroll import EnrollError, enroll
 from gateway_agent.identity import AgentIdentity, NotEnrolled
-from gateway_agent.runtime import STATUS_FILE, GatewayAgent
+from gateway_agent.runtime import GatewayAgent
 from gateway_agent.statefile import StateFile, StateFileError
+from gateway_agent.status_file import STATUS_FILE
 
 BACKENDS = ("recording", "nft")
 

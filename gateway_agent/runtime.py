@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import random
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from pathlib import Path
 
 import grpc
 import nats
@@ -30,9 +27,10 @@ from gateway_agent.counters import CounterSource
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.protocol import PushRejected, channel_subject, now_ms, open_envelope, open_signed
 from gateway_agent.recovery import Recovery, reload_applied, restore
-from gateway_agent.refusals import report_fields
+from gateway_agent.refusals import MAX_REPORTED, report_fields
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
+from gateway_agent.status_file import write_status_file
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
 from mssp.common.natstls import pinned_options
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
@@ -42,7 +40,6 @@ log = logging.getLogger("mssp.agent")
 RPC_TIMEOUT = 10.0
 SYNC_TIMEOUT = 120.0
 MAX_BACKOFF = 30.0
-STATUS_FILE = "status.json"
 STATUS_WRITE_DELAY = 1.0
 
 
@@ -143,7 +140,7 @@ class GatewayAgent:
                 await self._nc.close()
         if self._channel is not None:
             await self._channel.close()
-        await asyncio.to_thread(self.write_status)
+        await self.write_status()
 
     async def restore(self) -> None:
         """Fail-static: re-enforce the last applied state (recovery.py) before talking to anyone."""
@@ -358,7 +355,7 @@ class GatewayAgent:
 
     def _spawn_status_write(self) -> None:
         self._status_write_pending = False
-        task = asyncio.ensure_future(asyncio.to_thread(self.write_status))
+        task = asyncio.ensure_future(self.write_status())
         task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _heartbeat_loop(self) -> None:
@@ -388,14 +385,13 @@ class GatewayAgent:
             "controller_reachable": self.controller_reachable,
             "last_error": self.last_error,
             "last_rejection": self.last_rejection,
+            "refusals": [str(r) for r in self.backend.refusals()[:MAX_REPORTED]],
+            "refusals_total": len(self.backend.refusals()),
             "counters": asdict(self.counters),
             "pid": os.getpid(),
             "updated_at_ms": now_ms(),
         }
 
-    def write_status(self) -> None:
-        """Atomic replace; the status is taken on the loop, the write may overlap another one."""
-        path: Path = self.identity.state_dir / STATUS_FILE
-        tmp = path.with_name(f".{STATUS_FILE}.{threading.get_ident()}.tmp")
-        tmp.write_text(json.dumps(self.status(), indent=2))
-        os.replace(tmp, path)
+    async def write_status(self) -> None:
+        """The status is taken on the loop (it reads live state); only the file write is threaded."""
+        await asyncio.to_thread(write_status_file, self.identity.state_dir, self.status())

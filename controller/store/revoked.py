@@ -22,7 +22,7 @@ _CHUNK = 500
 def revoked_nats_keys(db: Database) -> dict[str, int]:
     """NATS user public key -> revocation time in unix seconds (rounded up: a JWT minted in the
     second of the revocation dies too), for every revoked gateway that ever got a NATS user."""
-    with db.session() as s:
+    with db.session(readonly=True) as s:
         rows = s.exec(
             select(Gateway.nats_public_key, Gateway.revoked_at_ms).where(
                 Gateway.status == "revoked", Gateway.nats_public_key != ""
@@ -35,7 +35,7 @@ def revoked_since(db: Database, gateway_ids: Iterable[str]) -> dict[str, int]:
     """gateway id -> revocation time (ms) for those of `gateway_ids` that are revoked."""
     ids = sorted(set(gateway_ids))
     out: dict[str, int] = {}
-    with db.session() as s:
+    with db.session(readonly=True) as s:
         for i in range(0, len(ids), _CHUNK):
             rows = s.exec(
                 select(Gateway.id, Gateway.revoked_at_ms).where(

@@ -21,8 +21,6 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from enum import Enum
 
 import nats.errors
 from nats.aio.client import Client as NatsClient
@@ -34,6 +32,7 @@ from nats.js.errors import BadRequestError
 from controller.store.db import Database
 from controller.store.revoked import revoked_since
 from controller.telemetry.bounds import EnrolledAt, PeriodRefused
+from controller.telemetry.consumer_state import CachedThresholds, ConsumerStats, Outcome
 from controller.telemetry.ingest import (
     BatchRejected,
     FoldResult,
@@ -53,50 +52,6 @@ STREAM = "TELEMETRY"
 DURABLE = "telemetry-ingest"
 SUBJECT = f"{TELEMETRY_PREFIX}.>"
 MAX_MESSAGE = 1024 * 1024
-
-
-class Outcome(Enum):
-    DONE = "done"  # committed (or already counted): ack
-    REJECTED = "rejected"  # never valid: term
-    RETRY = "retry"  # transient failure: nak, redelivered later
-
-
-@dataclass
-class ConsumerStats:
-    received: int = 0
-    batches: int = 0  # folded for the first time
-    duplicates: int = 0  # already counted (redelivery, replay, double publish)
-    records: int = 0
-    rejected: int = 0  # malformed, forged or insane: terminated
-    out_of_bounds: int = 0  # of those, period refused: back-dated, future, too long (bounds.py)
-    alerts: int = 0
-    retries: int = 0  # messages naked after a database failure
-    chunks: int = 0
-    revoked: int = 0  # published by a gateway after its revocation: acked, not counted
-    last_rejection: str = ""
-    last_error: str = ""
-
-
-class CachedThresholds:
-    """Upload thresholds change with policies, rarely; ask the store at most every `ttl` seconds per
-    tenant instead of once per chunk."""
-
-    def __init__(self, source: Thresholds, ttl: float = 30.0) -> None:
-        self.source = source
-        self.ttl = ttl
-        self._cache: dict[str, tuple[float, list[tuple[str, int]]]] = {}
-        self._lock = threading.Lock()
-
-    def __call__(self, tenant_id: str) -> list[tuple[str, int]]:
-        now = time.monotonic()
-        with self._lock:
-            hit = self._cache.get(tenant_id)
-            if hit is not None and hit[0] > now:
-                return hit[1]
-        value = list(self.source(tenant_id))
-        with self._lock:
-            self._cache[tenant_id] = (now + self.ttl, value)
-        return value
 
 
 class TelemetryConsumer:

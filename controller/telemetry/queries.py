@@ -96,7 +96,7 @@ def _grouped(db: Database, tenant_id: str, metrics: list[str], since_ms: int) ->
         .where(_ROLLUP.c.tenant_id == tenant_id, _ROLLUP.c.metric.in_(metrics), _ROLLUP.c.hour_ms >= since_ms)
         .group_by(_ROLLUP.c.metric, _ROLLUP.c.gateway_id, _ROLLUP.c.dimension)
     )
-    with db.engine.connect() as conn:
+    with db.read_engine.connect() as conn:
         return list(conn.execute(stmt))
 
 
@@ -185,7 +185,7 @@ def usage(db: Database, tenant_id: str, period: str) -> Usage:
         .group_by(_USAGE.c.gateway_id)
         .order_by(_USAGE.c.gateway_id)
     )
-    with db.engine.connect() as conn:
+    with db.read_engine.connect() as conn:
         rows = list(conn.execute(stmt))
     gateways = [GatewayUsage(gw, int(days or 0), int(nbytes or 0), int(batches or 0), int(online or 0))
                 for gw, days, nbytes, batches, online in rows]
@@ -205,7 +205,7 @@ def alerts(
     if kind:
         stmt = stmt.where(_EVENT.c.kind == kind)
     stmt = stmt.order_by(_EVENT.c.at_ms.desc(), _EVENT.c.id).limit(limit)
-    with db.engine.connect() as conn:
+    with db.read_engine.connect() as conn:
         rows = list(conn.execute(stmt).mappings())
     out = []
     for r in rows:
@@ -229,12 +229,12 @@ def totals(db: Database, tenant_id: str | None = None) -> dict[tuple[str, str, s
     ).group_by(_ROLLUP.c.gateway_id, _ROLLUP.c.metric, _ROLLUP.c.dimension)
     if tenant_id is not None:
         stmt = stmt.where(_ROLLUP.c.tenant_id == tenant_id)
-    with db.engine.connect() as conn:
+    with db.read_engine.connect() as conn:
         return {(g, m, d): (int(p), int(b), int(c)) for g, m, d, p, b, c in conn.execute(stmt)}
 
 
 def gateway_health(db: Database, tenant_id: str) -> list[dict[str, Any]]:
     """The newest reported agent health per gateway of a tenant."""
     stmt = select(_HEALTH).where(_HEALTH.c.tenant_id == tenant_id).order_by(_HEALTH.c.gateway_id)
-    with db.engine.connect() as conn:
+    with db.read_engine.connect() as conn:
         return [dict(r) for r in conn.execute(stmt).mappings()]
