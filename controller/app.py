@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-import nats
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.aio.client import Client as NatsClient
 
@@ -25,9 +24,10 @@ from controller.grpc_api.gateway import GatewayServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
 from controller.grpc_api.telemetry import TelemetryServicer
 from controller.nats.auth import NatsIdentity
+from controller.nats.conn_limit import ConnectionLimiter
 from controller.nats.embedded import EmbeddedNats
 from controller.nats.revocation import STATE_FILE, RevocationSync
-from controller.nats.tls import ClientTls, controller_tls
+from controller.nats.tls import ClientTls, controller_tls, late_upgrade, settle_external
 from controller.pki import CertificateAuthority, load_or_create_signing_key, write_private
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
@@ -79,6 +79,7 @@ class ControllerApp:
         self.nats_urls: list[str] = []
         self.nats_tls: ClientTls | None = None
         self.revocations: RevocationSync | None = None
+        self.conn_limit: ConnectionLimiter | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -172,7 +173,8 @@ class ControllerApp:
     async def _start_nats(self, ca: CertificateAuthority) -> None:
         s = self.settings
         self.nats_tls, broker_tls = await asyncio.to_thread(controller_tls, s, ca)
-        if s.nats_url:
+        if s.nats_url:  # an external broker: agree with what it actually speaks
+            self.nats_tls = await settle_external(self.nats_tls, s.nats_tls, s.nats_urls)
             self.nats_urls = self.nats_tls.urls(s.nats_urls)
         else:
             host, port = _split(s.nats_listen)
@@ -184,20 +186,42 @@ class ControllerApp:
             self.nats_urls = [await self.embedded_nats.start()]
         creds = s.nats_dir / "controller.creds"
         await asyncio.to_thread(write_private, creds, self.identity.controller_creds().encode())
-        self.nc = await nats.connect(
+        nc = NatsClient()
+        upgrade = late_upgrade(self.nats_tls, s.nats_tls if s.nats_url else "off", self.nats_urls,
+                               self._tls_upgraded)
+
+        async def on_error(exc: Exception) -> None:
+            log.warning("NATS error: %s", exc)
+            await upgrade.on_error(nc, exc)
+
+        await nc.connect(
             **self.nats_connect_kwargs(),
+            error_cb=on_error,
             user_credentials=str(creds),
             name="mssp-controller",
             max_reconnect_attempts=-1,
             reconnect_time_wait=0.5,
             connect_timeout=5,
         )
+        self.nc = nc
         # The database's revocations reach the broker now (an external one may have missed them
         # while we were down) and stay there: reconciled every period, retried until confirmed.
         sys_creds = s.nats_dir / "system.creds"
         await asyncio.to_thread(write_private, sys_creds, self.identity.system_creds().encode())
         assert self.revocations is not None
         await self.revocations.start()
+        # One gateway credential holds at most a few connections (the subs cap is per connection).
+        self.conn_limit = ConnectionLimiter(
+            self.identity.account_public_key, {self.identity.controller_user.public_key.decode()},
+            self.nats_connect_kwargs, sys_creds, max_per_user=s.nats_max_connections_per_gateway,
+        )
+        await self.conn_limit.start()
+
+    def _tls_upgraded(self) -> None:
+        """Our connection moved to tls://: every connection opened from now on does too."""
+        assert self.nats_tls is not None
+        self.nats_tls = ClientTls(enabled=True, ca_pem=self.nats_tls.ca_pem)
+        self.nats_urls = self.nats_tls.urls(self.nats_urls)
 
     def nats_connect_kwargs(self) -> dict[str, Any]:
         """servers= plus TLS options (pinned to our CA) for every broker connection we open."""
@@ -242,6 +266,8 @@ class ControllerApp:
             await self.telemetry.stop()
         if self.revocations is not None:
             await self.revocations.stop()
+        if self.conn_limit is not None:
+            await self.conn_limit.stop()
         if self.nc is not None:
             with contextlib.suppress(Exception):
                 await self.nc.close()

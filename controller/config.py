@@ -38,6 +38,8 @@ class Settings(BaseSettings):
     # broker is reached over loopback only (listen address, agent URL, or external URL hosts).
     nats_tls: Literal["auto", "on", "off"] = "auto"
     nats_cert_hosts: list[str] = Field(default_factory=list)  # extra SANs of the broker certificate
+    # Broker connections one gateway credential may hold; more are kicked (controller/nats/conn_limit).
+    nats_max_connections_per_gateway: int = Field(default=2, ge=1, le=64)
     # JetStream fsync: "always" (before every ack: acked telemetry survives a host crash), a duration
     # such as "10s", or "default" (nats-server's 2 minutes).
     nats_sync_interval: str = "always"

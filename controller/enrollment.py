@@ -17,6 +17,9 @@ from sqlmodel import Session, col, select
 from controller.domain.errors import Conflict, Unauthenticated
 from controller.store.models import EnrollmentToken, Gateway, Tenant
 from gateway_agent.protocol import now_ms
+from mssp.common.text import clean_line
+
+AGENT_VERSION_MAX = 64  # the Gateway.agent_version column
 
 
 @dataclass(frozen=True)
@@ -59,7 +62,10 @@ def mark_enrolled(
     s: Session, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str
 ) -> str:
     """pending -> enrolled with its credentials; the gateway's tenant id. A gateway revoked (or
-    enrolled by someone else) since its token was spent stays as it is: Conflict."""
+    enrolled by someone else) since its token was spent stays as it is: Conflict. The agent version
+    is the gateway's own text: stored inert (terminal controls escaped) and cut to its column after
+    escaping, like every status report (status_recorder.inert)."""
+    agent_version = clean_line(agent_version[:AGENT_VERSION_MAX], AGENT_VERSION_MAX)
     now = now_ms()
     moved = s.exec(  # type: ignore[call-overload]
         update(Gateway).where(col(Gateway.id) == gateway_id, col(Gateway.status) == "pending").values(

@@ -6,10 +6,13 @@ certificates are issued from CSRs: the gateway's private key never leaves the ro
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
+import logging
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,14 +29,36 @@ SERVER_VALIDITY = dt.timedelta(days=825)
 CLIENT_VALIDITY = dt.timedelta(days=397)
 MAX_CSR_BYTES = 16 * 1024
 
+log = logging.getLogger(__name__)
+
 
 def write_private(path: Path, data: bytes) -> None:
     """Create the file 0600 from the start, so the key is never readable by others."""
+    write_atomic(path, data, 0o600)
+
+
+def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
+    """Replace `path` whole or not at all: a crash mid-write leaves the old file (or none), never a
+    torn one. A temp file beside it (created `mode`, 0600 at most until then), fsync, os.replace,
+    then fsync of the directory so the rename itself survives a power cut."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
@@ -70,10 +95,17 @@ class CertificateAuthority:
     def load_or_create(cls, directory: Path) -> CertificateAuthority:
         key_path, cert_path = directory / "ca.key", directory / "ca.crt"
         if key_path.exists() and cert_path.exists():
-            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            # Never re-issued on its own: every enrolled gateway pins this CA. Damage is an error.
+            try:
+                key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+                cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+            except ValueError as exc:
+                raise RuntimeError(f"{key_path} or {cert_path} does not load: {exc}") from exc
             if not isinstance(key, ec.EllipticCurvePrivateKey):
                 raise RuntimeError(f"{key_path} is not an EC private key")
-            return cls(key, x509.load_pem_x509_certificate(cert_path.read_bytes()))
+            if key.public_key() != cert.public_key():
+                raise RuntimeError(f"{key_path} is not the key of the CA certificate {cert_path}")
+            return cls(key, cert)
         key = ec.generate_private_key(ec.SECP256R1())
         name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MSSP controller CA")])
         now = _now()
@@ -93,7 +125,7 @@ class CertificateAuthority:
             .sign(key, hashes.SHA256())
         )
         write_private(key_path, _pem_key(key))
-        cert_path.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+        write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert)
 
     def _builder(
@@ -127,19 +159,17 @@ class CertificateAuthority:
     def _server_files(
         self, directory: Path, stem: str, common_name: str, hosts: list[str]
     ) -> tuple[Path, Path]:
-        """A server certificate with `hosts` as SANs, kept while the SANs, the issuer and 30 days of
-        validity still hold."""
+        """A server certificate with `hosts` as SANs, kept while both files parse, the key is the
+        certificate's, and the SANs, the issuer and 30 days of validity still hold; re-issued (and
+        logged why) otherwise."""
         if not hosts:
             raise InvalidInput(f"{stem} certificate needs at least one host name or address")
         key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.crt"
-        if key_path.exists() and cert_path.exists():
-            current = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-            names = {str(v) for v in san.get_values_for_type(x509.DNSName)}
-            names |= {str(v) for v in san.get_values_for_type(x509.IPAddress)}
-            fresh = current.not_valid_after_utc - _now() > dt.timedelta(days=30)
-            if names == {_normal_host(h) for h in hosts} and fresh and self._issued(current):
+        if key_path.exists() or cert_path.exists():
+            why = self._unusable(key_path, cert_path, hosts)
+            if why is None:
                 return key_path, cert_path
+            log.warning("re-issuing the %s certificate (%s): %s", stem, cert_path, why)
         key = ec.generate_private_key(ec.SECP256R1())
         alt_names: list[x509.GeneralName] = []
         for host in dict.fromkeys(hosts):
@@ -159,9 +189,37 @@ class CertificateAuthority:
         )
         # The chain includes the CA so a first-contact agent can check it against its token's pin.
         chain = cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem
+        # Each file is replaced whole; the certificate goes last, so a crash in between leaves a new
+        # key with the old certificate, which _unusable sees as a mismatch on the next start.
         write_private(key_path, _pem_key(key))
-        cert_path.write_bytes(chain)
+        write_atomic(cert_path, chain)
         return key_path, cert_path
+
+    def _unusable(self, key_path: Path, cert_path: Path, hosts: list[str]) -> str | None:
+        """Why the stored pair cannot be kept, or None when it can."""
+        try:
+            chain = x509.load_pem_x509_certificates(cert_path.read_bytes())
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+        except (OSError, ValueError, TypeError) as exc:  # missing, torn or not PEM
+            return f"key or certificate does not load ({type(exc).__name__}: {exc})"
+        current = chain[0]
+        if chain[1:] != [self.cert]:  # first-contact agents check the CA in the chain against their pin
+            return "the certificate file does not hold the certificate followed by this CA"
+        if not isinstance(key, ec.EllipticCurvePrivateKey) or key.public_key() != current.public_key():
+            return "the private key does not match the certificate"
+        try:
+            san = current.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        except x509.ExtensionNotFound:
+            return "the certificate has no subject alternative names"
+        names = {str(v) for v in san.get_values_for_type(x509.DNSName)}
+        names |= {str(v) for v in san.get_values_for_type(x509.IPAddress)}
+        if names != {_normal_host(h) for h in hosts}:
+            return f"its names {sorted(names)} are not the configured hosts {sorted(set(hosts))}"
+        if current.not_valid_after_utc - _now() <= dt.timedelta(days=30):
+            return f"it expires on {current.not_valid_after_utc:%Y-%m-%d}"
+        if not self._issued(current):
+            return "it was not issued by this CA"
+        return None
 
     def _issued(self, cert: x509.Certificate) -> bool:
         try:

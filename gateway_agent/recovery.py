@@ -39,7 +39,8 @@ class Recovery:
         self._replaced = set()
 
     def holds(self, state: DesiredState, change: StateChange, push: push_pb2.Push) -> bool:
-        """True while `change` must not reach the backend: some channel is still unknown."""
+        """True while `change` must not reach the backend: some channel is still unknown. The
+        caller then counts nothing as applied and leaves last_error (the reason) in place."""
         if not self.holding:
             return False
         if change.full and (change.push or push).WhichOneof("body") == "snapshot":
@@ -60,14 +61,17 @@ def load_applied(
         return statefile.load(tenant_channel, repair=True)
     except StateFileError as exc:
         log.error("%s: state file unusable (%s); keeping what the kernel enforces and resyncing", label, exc)
-        recovery.begin(f"state file unusable: {exc}")
+        recovery.begin(f"state file unusable; waiting for a full snapshot ({exc})")
         return DesiredState(tenant_channel)
 
 
 def reload_applied(agent: GatewayAgent) -> DesiredState:
-    """What is in force after the backend refused a change: the state on disk, or (unusable) hold."""
+    """What is in force after the backend refused a change: the state on disk, or (unusable) hold;
+    last_error then says both, until the hold is released."""
     ident = agent.identity
     loaded = load_applied(agent.statefile, agent.recovery, ident.tenant_channel, ident.label)
+    if agent.recovery.holding:
+        agent.last_error = "; ".join(filter(None, (agent.last_error, agent.recovery.reason)))
     return loaded or DesiredState(ident.tenant_channel)
 
 

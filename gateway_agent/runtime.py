@@ -17,11 +17,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import grpc
-import nats
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from gateway_agent import __version__
+from gateway_agent import __version__, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.counters import CounterSource
 from gateway_agent.identity import AgentIdentity
@@ -32,7 +31,6 @@ from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
 from gateway_agent.status_file import write_status_file
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
-from mssp.common.natstls import pinned_options
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 log = logging.getLogger("mssp.agent")
@@ -160,10 +158,9 @@ class GatewayAgent:
         backoff = 0.5
         while self._nc is None:
             try:
-                ident = self.identity  # tls:// URLs: the broker must chain to the CA pinned at enrollment
-                servers, tls = await asyncio.to_thread(pinned_options, ident.nats_urls, ident.ca_path)
-                self._nc = await nats.connect(
-                    servers=servers, **tls,
+                ident = self.identity  # the broker must chain to the CA pinned at enrollment
+                self._nc = await nats_connect.connect(
+                    ident.nats_urls, ident.ca_path, label=ident.label,
                     user_credentials=str(self.identity.creds_path),
                     inbox_prefix=f"_INBOX_{self.identity.gateway_id}",
                     name=f"mssp-agent {self.identity.label}",
@@ -252,6 +249,8 @@ class GatewayAgent:
             return False
         if change is None or change.empty:
             return True
+        if self.recovery.holds(self.state, change, push):
+            return True  # nothing reached the kernel: not applied; last_error keeps the reason (recovery.py)
         try:
             await asyncio.to_thread(self._enforce, change, push)
         except ApplyError as exc:
@@ -267,8 +266,6 @@ class GatewayAgent:
         return True
 
     def _enforce(self, change: StateChange, push: push_pb2.Push) -> None:
-        if self.recovery.holds(self.state, change, push):
-            return  # the state file was unusable: the kernel keeps its ruleset until a whole state is in
         try:
             if change.full:
                 self.backend.apply_full(self.state)
@@ -384,6 +381,7 @@ class GatewayAgent:
             "nats_connected": self.nats_connected,
             "controller_reachable": self.controller_reachable,
             "last_error": self.last_error,
+            "recovering": self.recovery.holding,  # enforcement held until a forced snapshot is in
             "last_rejection": self.last_rejection,
             "refusals": [str(r) for r in self.backend.refusals()[:MAX_REPORTED]],
             "refusals_total": len(self.backend.refusals()),

@@ -7,7 +7,8 @@ costs one small write even when the state holds a million indicators.
 Crash safety:
 * Every record carries a CRC32 over its length and body. A journal whose tail is torn or
   corrupt (power cut mid-append, zero-filled blocks) is cut back at its last good record, so the
-  next append never lands behind garbage.
+  next append never lands behind garbage. Only a tail is cut: a bad record followed by a good,
+  newer one (a bit flip mid-file) makes the file unusable, since cutting would roll state back.
 * The snapshot is written to a temporary file, fsynced, renamed over the old one and the directory
   is fsynced; the journal is unlinked after that. A crash between the rename and the unlink leaves
   journal records the snapshot already holds: they are skipped by seq.
@@ -89,23 +90,28 @@ def _parse(body: bytes) -> push_pb2.Push | None:
     return push
 
 
+def _record_at(data: bytes, pos: int) -> tuple[push_pb2.Push, int] | None:
+    """The checksummed record starting at `pos` and its end, or None when there is none whole."""
+    if pos + _HEAD.size > len(data):
+        return None
+    size, crc = _HEAD.unpack_from(data, pos)
+    end = pos + _HEAD.size + size
+    if size == 0 or size > MAX_RECORD or end > len(data):
+        return None
+    body = data[pos + _HEAD.size : end]
+    if zlib.crc32(body, zlib.crc32(data[pos : pos + 4])) != crc:
+        return None
+    push = _parse(body)
+    return None if push is None else (push, end)
+
+
 def _scan(data: bytes) -> tuple[list[push_pb2.Push], int, bool]:
     """Records from the start, the length of the good prefix, and whether the file is legacy."""
     if data.startswith(MAGIC):
         out, pos = [], len(MAGIC)
-        while pos + _HEAD.size <= len(data):
-            size, crc = _HEAD.unpack_from(data, pos)
-            end = pos + _HEAD.size + size
-            if size == 0 or size > MAX_RECORD or end > len(data):
-                break
-            body = data[pos + _HEAD.size : end]
-            if zlib.crc32(body, zlib.crc32(data[pos : pos + 4])) != crc:
-                break
-            push = _parse(body)
-            if push is None:
-                break
-            out.append(push)
-            pos = end
+        while (found := _record_at(data, pos)) is not None:
+            out.append(found[0])
+            pos = found[1]
         return out, pos, False
     if MAGIC.startswith(data):  # empty, or the header itself was torn
         return [], 0, False
@@ -121,6 +127,26 @@ def _scan(data: bytes) -> tuple[list[push_pb2.Push], int, bool]:
         out.append(push)
         pos = end
     return out, pos, True
+
+
+def _record_after(data: bytes, bad: int, state: DesiredState) -> push_pb2.Push | None:
+    """A record that follows the bad one at `bad`: a later offset holding a whole record (length in
+    bounds, good CRC, a body that parses) for one of `state`'s channels with a seq newer than
+    `state` holds. A torn or corrupt tail has none; a bad record in the middle of the journal has
+    one (the record written after it), and cutting there would roll enforcement back."""
+    pos = bad + 1
+    while pos + _HEAD.size < len(data):
+        room = len(data) - pos - _HEAD.size  # the longest body that still fits
+        zeros = 4 - (room.bit_length() + 7) // 8  # so the length's leading bytes must be zero
+        if zeros > 0 and (pos := data.find(bytes(zeros), pos)) < 0:
+            return None
+        found = _record_at(data, pos)
+        if found is not None:
+            push = found[0]
+            if push.channel in state.channel_names and push.seq > state.channels[push.channel].seq:
+                return push
+        pos += 1
+    return None
 
 
 class StateFile:
@@ -165,9 +191,6 @@ class StateFile:
         base = {name: ch.seq for name, ch in state.channels.items()}
         data = self.journal_path.read_bytes() if self.journal_path.exists() else b""
         journal, good, journal_legacy = _scan(data)
-        if good != len(data):
-            log.warning("%s: ignoring %d bytes after the last good record (torn or corrupt tail)",
-                        self.journal_path, len(data) - good)
         skipped = 0
         for push in journal:
             if push.channel in base and push.seq <= base[push.channel]:
@@ -179,6 +202,13 @@ class StateFile:
                 # A hole in the journal: the kernel held more than this file; re-enforcing the
                 # older state would roll enforcement back.
                 raise StateFileError(f"{self.journal_path}: {exc}") from exc
+        if good != len(data):
+            # Also when the magic is damaged (the file then reads as legacy): look for our records.
+            if (later := _record_after(data, good, state)) is not None:
+                raise StateFileError(f"{self.journal_path} is corrupt at byte {good} of {len(data)} and "
+                                     f"{later.channel}#{later.seq} follows; cutting there would roll back")
+            log.warning("%s: ignoring %d bytes after the last good record (torn or corrupt tail)",
+                        self.journal_path, len(data) - good)
         if not repair:
             return state  # _needs_full stays set: this instance has not vouched for the journal
         if good != len(data):

@@ -18,12 +18,13 @@ from gateway_agent.backends.nft import NftBackend
 from gateway_agent.backends.recording import RecordingBackend, read_recorded
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.runtime import GatewayAgent
-from gateway_agent.state import DesiredState
+from gateway_agent.state import DesiredState, StateChange
 from gateway_agent.statefile import StateFile
 from mssp.v1 import common_pb2
 from tests.support.fleet import RunningController
 from tests.support.netns import C2, CONTROLLER, STORAGE, WEB, Topology, missing_requirements
 
+HOLDING = "state file unusable; waiting for a full snapshot"
 POLICY = """\
 default_action: allow
 rules:
@@ -77,15 +78,18 @@ async def restart_unloadable(controller: RunningController, sim: SimulatedAgent,
     stalled = StalledSync()
     stalled.install(controller)
     full_applies: list[common_pb2.Versions] = []
+    errors_at_apply: list[str] = []  # the agent's last_error when the whole state goes in
+    on_applied: list[StateChange] = []  # what the agent counts as applied (propagation metrics)
     real_apply_full = backend.apply_full
 
     def apply_full(state: DesiredState) -> None:
         full_applies.append(state.versions())
+        errors_at_apply.append(agent.last_error)
         real_apply_full(state)
 
     backend.apply_full = apply_full  # type: ignore[method-assign]
     agent = GatewayAgent(AgentIdentity.load(sim.state_dir), backend, heartbeat_interval=2.0,
-                         telemetry_interval=None)
+                         telemetry_interval=None, on_applied=lambda change, _at: on_applied.append(change))
     stop = asyncio.Event()
     task = asyncio.create_task(agent.run(stop))
     try:
@@ -94,11 +98,17 @@ async def restart_unloadable(controller: RunningController, sim: SimulatedAgent,
         assert stalled.forced[0] is True  # the first Sync asks for the whole state
         assert agent.recovery.holding and agent.state.versions() == common_pb2.Versions()
         assert full_applies == []
+        assert agent.last_error.startswith(HOLDING) and agent.status()["recovering"] is True
         await check_kept()
         stalled.release.set()
         await wait_until(lambda: agent.state.versions() == applied and backend.verify(agent.state))
         assert not agent.recovery.holding
         assert full_applies == [applied]  # one apply of the whole state, never a half one
+        # The snapshot held before it did not clear the reason, nor count as applied.
+        assert len(errors_at_apply) == 1 and errors_at_apply[0].startswith(HOLDING)
+        await wait_until(lambda: bool(on_applied))
+        assert agent.counters.pushes_applied == 1 and [c.full for c in on_applied] == [True]
+        assert agent.last_error == "" and agent.status()["recovering"] is False
         await check_kept()
         assert StateFile(sim.state_dir / "state").load(agent.identity.tenant_channel) is not None
         # Back to normal: the next change is a delta, later Syncs are not forced.
@@ -106,6 +116,8 @@ async def restart_unloadable(controller: RunningController, sim: SimulatedAgent,
         await wait_until(lambda: "198.51.100.21" in {i.value for i in agent.state.live_iocs()}
                          and backend.verify(agent.state))
         assert full_applies == [applied] and not any(stalled.forced[1:])
+        await wait_until(lambda: len(on_applied) > 1)
+        assert agent.counters.pushes_applied == 2 and [c.full for c in on_applied] == [True, False]
     finally:
         stalled.release.set()
         stop.set()

@@ -9,8 +9,10 @@ import grpc
 import pytest
 
 from controller.pki import CertificateAuthority
+from controller.store.models import Gateway
 from gateway_agent.enroll import EnrollError, enroll
 from gateway_agent.identity import make_tls_key_and_csr
+from mssp.common.text import clean_line, has_unsafe
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, operator_pb2, operator_pb2_grpc
 from tests.support.fleet import RunningController
 
@@ -103,3 +105,24 @@ async def test_operator_api_needs_the_operator_credential(controller: RunningCon
             assert err.value.code() == grpc.StatusCode.UNAUTHENTICATED
     tenants = await controller.op.call("ListTenants", operator_pb2.ListTenantsRequest())
     assert [t.name for t in tenants.tenants] == []
+
+
+async def test_a_hostile_agent_version_is_stored_inert(
+    controller: RunningController, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The version an agent sends at Enroll is its own text: stored with terminal controls escaped
+    and still within the 64-character column (escaping makes it longer, so it is cut after)."""
+    evil = "\x1b]0;owned\x07\x1b[2J\x1b[31mFAKE\u202e" + "\x9b6n" * 10 + "\x7f\r"
+    assert len(evil) <= 64 and len(clean_line(evil)) > 64
+    monkeypatch.setattr("gateway_agent.enroll.__version__", evil)  # what the real client sends
+    await controller.op.create_tenant("acme")
+    token = await controller.op.add_gateway("acme", "gw0")
+    identity = await enroll(controller.op.address, token, tmp_path / "a")
+    assert controller.app.db is not None
+    with controller.app.db.session(readonly=True) as s:
+        stored = s.get(Gateway, identity.gateway_id)
+        assert stored is not None and stored.status == "enrolled"
+        version = stored.agent_version
+    assert not has_unsafe(version)
+    assert version == clean_line(evil, 64) and len(version) == 64
+    assert version.startswith("\\x1b]0;owned\\x07\\x1b[2J\\x1b[31mFAKE\\u202e")  # evidence stays readable

@@ -173,13 +173,99 @@ async def test_existing_stream_is_brought_to_the_per_gateway_limits(
     ctl = await nats_broker.connect_controller()
     js = ctl.jetstream()
     await js.add_stream(name=STREAM, subjects=["mssp.telemetry.>"], discard=api.DiscardPolicy.OLD)
+    gjs = (await nats_broker.connect_gateway(TA, "gwA")).jetstream(timeout=WAIT)
+    await gjs.publish(gateway_telemetry_subject(TA, "gwA"), b"unconsumed-batch")
     db = sqlite_db(tmp_path)
     try:
         await TelemetryConsumer(db, ctl, max_msgs_per_gateway=7).ensure()
-        config = (await js.stream_info(STREAM)).config
+        info = await js.stream_info(STREAM)
+        config = info.config
         assert config.discard == api.DiscardPolicy.NEW and config.discard_new_per_subject
         assert config.max_msgs_per_subject == 7
+        assert config.retention == api.RetentionPolicy.INTEREST
+        assert info.state.messages == 1  # switched to interest with our durable on it: nothing lost
     finally:
+        db.dispose()
+
+
+async def _publish_batches(nc: NatsClient, gateway_id: str, seqs: range) -> None:
+    js = nc.jetstream(timeout=WAIT)
+    for seq in seqs:
+        data = _batch(TA, gateway_id, seq, 10).SerializeToString()
+        await js.publish(gateway_telemetry_subject(TA, gateway_id), data,
+                         headers={"Nats-Msg-Id": f"{gateway_id}:{seq}:{time.time_ns()}"})
+
+
+async def test_consumed_batches_do_not_count_against_the_gateway_cap(
+    nats_broker: NatsBroker, tmp_path: Path
+) -> None:
+    """The cap bounds what is not consumed yet: after the controller acked a full cap's worth, the
+    gateway's next batches are stored and counted (under limits retention they were refused for
+    max_age, 7 days)."""
+    cap = 4
+    ctl = await nats_broker.connect_controller()
+    db = sqlite_db(tmp_path)
+    consumer = TelemetryConsumer(db, ctl, max_msgs_per_gateway=cap, fetch_timeout=0.3, linger=0.05)
+    await consumer.start()
+    try:
+        gw = await nats_broker.connect_gateway(TA, "gwA")
+        js = ctl.jetstream()
+        for round_ in range(3):
+            await _publish_batches(gw, "gwA", range(round_ * cap + 1, (round_ + 1) * cap + 1))
+
+            async def consumed(total: int = (round_ + 1) * cap) -> bool:
+                return (consumer.stats.batches == total and await consumer.lag() == 0
+                        and (await js.stream_info(STREAM)).state.messages == 0)
+
+            await eventually(consumed)
+        assert consumer.stats.rejected == 0 and consumer.stats.retries == 0
+        totals = await asyncio.to_thread(queries.totals, db)
+        assert totals[("gwA", HOST_EGRESS, "192.0.2.10")] == (3 * cap, 3 * cap * 10, 0)
+    finally:
+        await consumer.stop()
+        db.dispose()
+
+
+async def test_stream_of_the_previous_version_is_migrated_in_place(
+    nats_broker: NatsBroker, tmp_path: Path
+) -> None:
+    """The previous controller's stream: limits retention with the per-gateway cap, full of acked
+    batches, one not yet acked. ensure() switches it: the acked ones go, the unacked one stays and
+    is counted, and the gateway's new batches are accepted again."""
+    cap = 3
+    ctl = await nats_broker.connect_controller()
+    js = ctl.jetstream()
+    db = sqlite_db(tmp_path)
+    consumer = TelemetryConsumer(db, ctl, max_msgs_per_gateway=cap, fetch_timeout=0.3, linger=0.05)
+    old = consumer.stream_config()
+    old.retention = api.RetentionPolicy.LIMITS
+    await js.add_stream(old)
+    await js.add_consumer(STREAM, consumer.consumer_config())
+    gw = await nats_broker.connect_gateway(TA, "gwA")
+    try:
+        await _publish_batches(gw, "gwA", range(1, cap + 1))
+        with pytest.raises(APIError, match=r"(?i)maximum messages per subject"):
+            await _publish_batches(gw, "gwA", range(cap + 1, cap + 2))
+        pull = await js.pull_subscribe_bind(DURABLE, STREAM)
+        for msg in (await pull.fetch(cap - 1, timeout=WAIT)):  # what the old controller acked
+            await msg.ack_sync()
+        await pull.unsubscribe()
+        assert (await js.stream_info(STREAM)).state.messages == cap  # acked, still stored
+
+        await consumer.ensure()
+        info = await js.stream_info(STREAM)
+        assert info.config.retention == api.RetentionPolicy.INTEREST
+        assert info.state.messages == 1 and info.state.first_seq == cap  # only the unacked batch
+        await _publish_batches(gw, "gwA", range(cap + 1, 2 * cap))  # room again
+        await consumer.start()
+
+        async def consumed() -> bool:
+            return (consumer.stats.batches == cap and await consumer.lag() == 0
+                    and (await js.stream_info(STREAM)).state.messages == 0)
+
+        await eventually(consumed)
+    finally:
+        await consumer.stop()
         db.dispose()
 
 

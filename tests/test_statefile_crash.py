@@ -111,6 +111,36 @@ def test_corrupt_last_record_at_every_offset(tmp_path: Path) -> None:
     check_recovers(directory, data[:start] + bytes(len(data) - start + 64), start)
 
 
+def test_corrupt_middle_record_is_unusable_not_cut(tmp_path: Path) -> None:
+    """A bad record with a good, newer one behind it is not a tail: cutting there would drop the
+    later records and re-enforce an older state. The file is left alone (the agent holds)."""
+    second, third = last_record_start(tmp_path / "two", 2), last_record_start(tmp_path / "three", 3)
+    journaled(tmp_path / "full", 3)
+    data = (tmp_path / "full" / "applied.journal").read_bytes()
+    damaged = [data[:second] + bytes(third - second) + data[third:]]  # a zero-filled block mid-file
+    damaged += [bytes([data[0] ^ 0xFF]) + data[1:]]  # the magic: the file reads as legacy
+    for offset in range(second, third):
+        for damage in (0xFF, 0x01):
+            bad = bytearray(data)
+            bad[offset] ^= damage
+            damaged.append(bytes(bad))
+    for n, raw in enumerate(damaged):
+        directory = tmp_path / f"mid{n}"
+        journaled(directory, 3)
+        (directory / "applied.journal").write_bytes(raw)
+        with pytest.raises(StateFileError, match="follows"):
+            StateFile(directory).load(TENANT, repair=True)
+        assert (directory / "applied.journal").read_bytes() == raw  # nothing cut
+    # Records behind the bad one that the snapshot already holds (crash before the unlink) are
+    # no loss: that is still a tail, cut as before.
+    store, state = journaled(tmp_path / "stale", 3)
+    store.save_full(state)
+    bad = bytearray(data)
+    bad[second + 9] ^= 0xFF
+    (tmp_path / "stale" / "applied.journal").write_bytes(bytes(bad))
+    assert summary(StateFile(tmp_path / "stale").load(TENANT, repair=True)) == summary(state)
+
+
 def test_journal_from_the_old_format_loads_and_is_rewritten(tmp_path: Path) -> None:
     """Files written before the records had checksums (length + body) still load."""
     def legacy(pushes: list[push_pb2.Push]) -> bytes:

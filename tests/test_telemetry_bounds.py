@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 
 from controller.store.db import Database
 from controller.store.models import Gateway, Tenant
@@ -30,6 +30,7 @@ from controller.telemetry.bounds import (
     open_since_ms,
 )
 from controller.telemetry.consumer import STREAM, TelemetryConsumer
+from controller.telemetry.consumer_state import chunk_enrollment
 from controller.telemetry.ingest import validate_batch
 from controller.telemetry.models import TelemetryBatchSeen, UsageDaily
 from gateway_agent.counters import HOST_EGRESS, CounterSample
@@ -208,6 +209,30 @@ def test_enrollment_times_are_read_once_and_unknown_gateways_refused(db: Databas
     assert validate_batch(batch_subject(TA, "gw1"), ok.SerializeToString(), NOW, enrolled_at=times) == ok
 
 
+def test_a_chunks_enrollment_times_take_one_query(db: Database) -> None:
+    """After a restart a chunk from many uncached gateways costs one query, not one per batch."""
+    for g in ("gw1", "gw2"):
+        add_gateway(db, g, ENROLLED)
+    queries_seen: list[str] = []
+
+    def listen(_conn: object, _cursor: object, statement: str, *_: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT"):  # not SQLite's BEGIN
+            queries_seen.append(statement)
+
+    event.listen(db.engine, "before_cursor_execute", listen)
+    try:
+        times = EnrollmentTimes(db)
+        subjects = [batch_subject(TA, g) for g in ("gw1", "gw2", "nobody", "gw1")] + ["not.a.subject"]
+        known = chunk_enrollment(times, subjects)
+        assert known is not None
+        assert (known("gw1"), known("gw2"), known("nobody")) == (ENROLLED, ENROLLED, None)
+        assert len(queries_seen) == 1 and "gateway" in queries_seen[0].lower()
+        again = chunk_enrollment(times, subjects)  # cached, the unknown one for miss_ttl too
+        assert again is not None and again("gw2") == ENROLLED and len(queries_seen) == 1
+    finally:
+        event.remove(db.engine, "before_cursor_execute", listen)
+
+
 # ---- message ids -------------------------------------------------------------------------------
 
 
@@ -337,8 +362,11 @@ async def test_a_replayed_batch_keeps_its_id_and_is_dropped_by_the_broker(
             return await consumer.lag() == 0 and consumer.stats.batches == 1
 
         await eventually(counted)
-        info = await nc.jetstream().stream_info(STREAM)
-        assert info.state.messages == 1
+        async def removed() -> bool:  # consumed, so gone (interest retention)
+            return (await nc.jetstream().stream_info(STREAM)).state.messages == 0
+
+        await eventually(removed)
+        assert (await nc.jetstream().stream_info(STREAM)).state.last_seq == 1  # it was stored once
         totals = await asyncio.to_thread(queries.totals, db)
         assert totals == {("gwY", HOST_EGRESS, "192.0.2.10"): (1, 700, 0)}
     finally:

@@ -104,8 +104,15 @@ async def controller_matches(db: Database, agents: list[Agent]) -> bool:
     return await asyncio.to_thread(queries.totals, db) == want
 
 
+async def keep_stream(nc: NatsClient) -> None:
+    """A second durable that never acks: under interest retention the controller's ack removes a
+    batch, and this one keeps every stored batch readable for stream_seqs."""
+    await nc.jetstream().add_consumer(STREAM, api.ConsumerConfig(
+        durable_name="witness", ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.ALL))
+
+
 async def stream_seqs(nc: NatsClient, gateway_id: str) -> list[int]:
-    """batch_seq of every message in the stream for one gateway, in stream order."""
+    """batch_seq of every message in the stream for one gateway, in stream order (see keep_stream)."""
     js = nc.jetstream()
     info = await js.stream_info(STREAM)
     out = []
@@ -177,6 +184,7 @@ async def test_agent_offline_spools_then_replays_in_order(
     nats_broker: NatsBroker, db: Database, tmp_path: Path
 ) -> None:
     consumer = await start_consumer(nats_broker, db)
+    await keep_stream(consumer.nc)
     try:
         agent = await make_agent(nats_broker, tmp_path, TA, "gw1")
         agent.traffic(1)

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import ipaddress
 import json
-from collections.abc import Iterable, Sequence
+import logging
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,16 @@ from typing import Any
 from controller.config import Settings
 from controller.domain.errors import InvalidInput
 from controller.pki import CertificateAuthority
-from mssp.common.natstls import connect_options, url_host, wants_tls, with_tls_scheme
+from mssp.common.natstls import (
+    TlsUpgrade,
+    connect_options,
+    speaks_pinned_tls,
+    url_host,
+    wants_tls,
+    with_tls_scheme,
+)
+
+log = logging.getLogger(__name__)
 
 TLS_MODES = ("auto", "on", "off")
 HANDSHAKE_TIMEOUT = 5  # seconds the broker waits for a client's TLS handshake
@@ -131,3 +141,33 @@ def controller_tls(settings: Settings, ca: CertificateAuthority) -> tuple[Client
     )
     broker = issue_broker_tls(ca, settings.pki_dir, hosts)
     return ClientTls(enabled=True, ca_pem=ca.cert_pem), broker
+
+
+async def settle_external(tls: ClientTls, mode: str, urls: Sequence[str]) -> ClientTls:
+    """Make the controller agree with the external broker it is pointed at. `msspctl nats config`
+    decides `auto` by the broker's listen address (0.0.0.0: TLS first), the controller only sees
+    the URL (nats://127.0.0.1: loopback, no TLS), so ask the broker itself: one that completes a
+    TLS handshake under our CA gets TLS (auto), or a clear refusal (off). Never turns TLS off."""
+    if tls.enabled:
+        return tls
+    for url in urls:
+        if not await speaks_pinned_tls(url, tls.ca_pem):
+            continue
+        if mode == "off":
+            raise InvalidInput(
+                f"nats_tls is off but the NATS broker at {url} speaks TLS first (its config came from "
+                "`msspctl nats config` with TLS on); set nats_tls to auto or on, or use a tls:// URL"
+            )
+        log.warning("the NATS broker at %s speaks TLS first; connecting with tls:// (nats_tls %s)",
+                    url, mode)
+        return ClientTls(enabled=True, ca_pem=tls.ca_pem)
+    return tls
+
+
+def late_upgrade(
+    tls: ClientTls, mode: str, urls: Sequence[str], on_upgrade: Callable[[], None]
+) -> TlsUpgrade:
+    """For a broker that was not reachable at start: the controller's connection moves to tls://
+    when the broker turns out to speak TLS first (auto only; `off` and TLS stay as they are)."""
+    ca_pem = tls.ca_pem if mode == "auto" and not tls.enabled else None
+    return TlsUpgrade(urls, ca_pem, "controller", on_upgrade)

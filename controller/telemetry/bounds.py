@@ -32,6 +32,7 @@ MAX_SKEW_MS = 5 * 60 * 1000  # router clocks drift; more than this ahead is a wr
 MAX_AGE_MS = 30 * DAY_MS
 BILLING_CLOSE_DAYS = 2  # month M is closed from day BILLING_CLOSE_DAYS + 1 of month M+1, 00:00 UTC
 
+LOAD_SLICE = 1000  # gateway ids per enrollment query
 EnrolledAt = Callable[[str], int | None]  # gateway id -> enrolled_at_ms (None: unknown, not enrolled)
 
 
@@ -98,14 +99,34 @@ class EnrollmentTimes:
             return hit[1]
         return self.load([gateway_id]).get(gateway_id)
 
+    def lookup(self, gateway_ids: Iterable[str]) -> dict[str, int | None]:
+        """A whole chunk's gateways: cached ones from memory, all the others in one query (not one
+        per batch). Raises what the database raises; the consumer retries the chunk."""
+        now = time.monotonic()
+        found: dict[str, int | None] = {}
+        missing: list[str] = []
+        with self._lock:
+            for gid in set(gateway_ids):
+                hit = self._cache.get(gid)
+                if hit is not None and hit[0] > now:
+                    found[gid] = hit[1]
+                else:
+                    missing.append(gid)
+        if missing:
+            found.update(self.load(missing))
+        return found
+
     def load(self, gateway_ids: Iterable[str]) -> dict[str, int | None]:
         ids = sorted(set(gateway_ids))
         found: dict[str, int | None] = dict.fromkeys(ids)
         with self.db.read_engine.connect() as conn:  # a read: never queue behind ingest's writes
-            for gid, enrolled in conn.execute(
-                select(Gateway.id, Gateway.enrolled_at_ms).where(Gateway.id.in_(ids))  # type: ignore[attr-defined]
-            ):
-                found[gid] = int(enrolled) or None
+            for i in range(0, len(ids), LOAD_SLICE):  # bounded IN lists (a chunk may hold 8,000 gateways)
+                for gid, enrolled in conn.execute(
+                    select(Gateway.id, Gateway.enrolled_at_ms).where(
+                        Gateway.id.in_(ids[i : i + LOAD_SLICE])  # type: ignore[attr-defined]
+                    )
+                ):
+                    found[gid] = int(enrolled) or None
         now = time.monotonic()
         with self._lock:
             if len(self._cache) > 100_000:  # bounded: forget everything rather than grow without end

@@ -31,8 +31,8 @@ from nats.js.errors import BadRequestError
 
 from controller.store.db import Database
 from controller.store.revoked import revoked_since
-from controller.telemetry.bounds import EnrolledAt, PeriodRefused
-from controller.telemetry.consumer_state import CachedThresholds, ConsumerStats, Outcome
+from controller.telemetry.bounds import EnrolledAt, EnrollmentTimes, PeriodRefused
+from controller.telemetry.consumer_state import CachedThresholds, ConsumerStats, Outcome, chunk_enrollment
 from controller.telemetry.ingest import (
     BatchRejected,
     FoldResult,
@@ -61,7 +61,7 @@ class TelemetryConsumer:
         nc: NatsClient,
         *,
         thresholds_of: Thresholds | None = None,
-        enrolled_at: EnrolledAt | None = None,
+        enrolled_at: EnrollmentTimes | EnrolledAt | None = None,
         stream: str = STREAM,
         durable: str = DURABLE,
         fetch_batch: int = 1000,
@@ -119,12 +119,16 @@ class TelemetryConsumer:
     def stream_config(self) -> api.StreamConfig:
         """Nothing unconsumed is ever evicted for room: each gateway publishes to one subject (its JWT
         allows no other), a full subject refuses that gateway's next batch (it stays in its spool),
-        and a full stream refuses new batches instead of dropping old ones (discard new)."""
+        and a full stream refuses new batches instead of dropping old ones (discard new).
+
+        Interest retention: an ack (or term) removes the batch, so the caps count only batches not
+        yet consumed. Under limits retention acked batches stay until max_age and fill every cap.
+        (Not work-queue: the server cannot switch an existing stream to or from it.)"""
         return api.StreamConfig(
             name=self.stream,
             subjects=[SUBJECT],
             storage=api.StorageType.FILE,
-            retention=api.RetentionPolicy.LIMITS,
+            retention=api.RetentionPolicy.INTEREST,
             discard=api.DiscardPolicy.NEW,
             discard_new_per_subject=True,
             max_msgs_per_subject=self.max_msgs_per_gateway,
@@ -148,11 +152,16 @@ class TelemetryConsumer:
         )
 
     async def ensure(self) -> None:
-        """Create or update the stream and the durable consumer; safe to race with other controllers."""
+        """Create or update the stream and the durable consumer; safe to race with other controllers.
+
+        A stream an older controller made (limits retention) is switched to interest in place: the
+        server then drops what the durable has acked and keeps the rest. The durable is registered
+        first, because a switch with no consumer on the stream drops every stored batch."""
         config = self.stream_config()
         try:
             await self._js.add_stream(config)
         except BadRequestError:  # exists with another configuration: bring it to ours
+            await self._js.add_consumer(self.stream, self.consumer_config())
             await self._js.update_stream(config)
         await self._js.add_consumer(self.stream, self.consumer_config())
 
@@ -231,7 +240,13 @@ class TelemetryConsumer:
                 msgs = await self._buffer.take(self.max_chunk, 0.0 if self._stopping else self.linger)
                 if not msgs:
                     continue
-                retry = await self.process(msgs)
+                try:
+                    retry = await self.process(msgs)
+                except Exception as exc:  # backstop: nothing restarts a worker that ends, so none may
+                    retry = True
+                    self.stats.last_error = f"worker: {type(exc).__name__}: {exc}"
+                    log.exception("telemetry chunk of %d failed unexpectedly; it will be retried", len(msgs))
+                    await self._settle(msgs, [Outcome.RETRY] * len(msgs))
                 if time.monotonic() >= self._next_purge:
                     self._next_purge = time.monotonic() + self.purge_interval
                     await self._purge()
@@ -289,16 +304,25 @@ class TelemetryConsumer:
     def _work(self, items: list[tuple[str, bytes]], stored: list[int] | None = None) -> list[Outcome]:
         now = self.clock_ms()
         outcomes = [Outcome.DONE] * len(items)
-        valid: list[tuple[int, telemetry_pb2.TelemetryBatch]] = []
-        for i, (subject, data) in enumerate(items):
-            try:
-                valid.append((i, validate_batch(subject, data, now, enrolled_at=self.enrolled_at)))
-            except BatchRejected as exc:
-                outcomes[i] = Outcome.REJECTED
-                self._rejected(subject, str(exc), out_of_bounds=isinstance(exc, PeriodRefused))
         with self._stats_lock:
             self.stats.received += len(items)
             self.stats.chunks += 1
+        try:
+            enrolled_at = chunk_enrollment(self.enrolled_at, [subject for subject, _ in items])
+        except Exception as exc:  # cannot tell who is enrolled: count nothing now, retry later
+            self.stats.last_error = f"enrollment: {type(exc).__name__}: {exc}"
+            log.warning("telemetry: enrollment times unavailable (%s); %d batches will be retried",
+                        exc, len(items))
+            with self._stats_lock:
+                self.stats.retries += len(items)
+            return [Outcome.RETRY] * len(items)
+        valid: list[tuple[int, telemetry_pb2.TelemetryBatch]] = []
+        for i, (subject, data) in enumerate(items):
+            try:
+                valid.append((i, validate_batch(subject, data, now, enrolled_at=enrolled_at)))
+            except BatchRejected as exc:
+                outcomes[i] = Outcome.REJECTED
+                self._rejected(subject, str(exc), out_of_bounds=isinstance(exc, PeriodRefused))
         try:
             valid = self._drop_revoked(valid, stored)
         except Exception as exc:  # cannot tell who is revoked: count nothing now, retry later

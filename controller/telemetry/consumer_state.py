@@ -1,14 +1,17 @@
-"""What the telemetry consumer counts and decides per message, and the thresholds cache it reads
-through: kept apart so the consumer module holds only the fetch/process/settle loop."""
+"""What the telemetry consumer counts and decides per message, and the thresholds and enrollment
+lookups it reads through: kept apart so the consumer module holds only the fetch/process/settle loop."""
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
-from controller.telemetry.ingest import Thresholds
+from controller.telemetry.bounds import BatchRejected, EnrolledAt, EnrollmentTimes
+from controller.telemetry.ingest import Thresholds, subject_identity
 
 
 class Outcome(Enum):
@@ -53,3 +56,20 @@ class CachedThresholds:
         with self._lock:
             self._cache[tenant_id] = (now + self.ttl, value)
         return value
+
+
+def chunk_enrollment(
+    enrolled_at: EnrollmentTimes | EnrolledAt | None, subjects: Iterable[str]
+) -> EnrolledAt | None:
+    """Every gateway's enrollment time for one chunk, read before validation (one query for the
+    uncached ones, not one per batch), so that a database fault raises here, where the consumer
+    retries the chunk, instead of inside validation."""
+    if enrolled_at is None:
+        return None
+    ids: set[str] = set()
+    for subject in subjects:
+        with contextlib.suppress(BatchRejected):  # a bad subject: validate_batch rejects it
+            ids.add(subject_identity(subject)[1])
+    if isinstance(enrolled_at, EnrollmentTimes):
+        return enrolled_at.lookup(ids).get
+    return {gid: enrolled_at(gid) for gid in ids}.get
