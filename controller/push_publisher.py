@@ -20,6 +20,7 @@ from nats.aio.client import Client as NatsClient
 from controller import outbox
 from controller.service import ControllerService
 from gateway_agent.protocol import MAX_ENVELOPE_BYTES, channel_subject, sign_push, sign_split
+from mssp.common.aio import wait_event
 from mssp.common.parts import MAX_PUSH_BYTES, PushTooLarge
 from mssp.v1 import push_pb2
 
@@ -76,8 +77,7 @@ class PushPublisher:
 
     async def _outbox_loop(self) -> None:
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout=1.0)
+            await wait_event(self._wake, 1.0)
             self._wake.clear()
             try:
                 await self.publish_pending()

@@ -82,6 +82,7 @@ class GatewayAgent:
         self._key = identity.signing_key()
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._resync_queued = False
+        self.resyncing = False  # a Sync stream is being applied
         self._resync_backoff = 0.5
         self._report_pending = False
         self._status_write_pending = False
@@ -213,7 +214,11 @@ class GatewayAgent:
             try:
                 if item is _RESYNC:
                     self._resync_queued = False
-                    await self._resync()
+                    self.resyncing = True
+                    try:
+                        await self._resync()
+                    finally:
+                        self.resyncing = False
                 elif isinstance(item, bytes):
                     await self.handle_envelope_bytes(item)
             except Exception:  # the worker must survive anything one message does

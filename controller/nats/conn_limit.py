@@ -25,6 +25,8 @@ from typing import Any
 import nats
 from nats.aio.client import Client as NatsClient
 
+from mssp.common.aio import wait_event
+
 log = logging.getLogger(__name__)
 
 MAX_CONNECTIONS_PER_GATEWAY = 2
@@ -147,5 +149,4 @@ class ConnectionLimiter:
             except Exception as exc:  # the broker is away or slow: try again next time
                 self.stats.errors += 1
                 log.warning("NATS connection limit check failed: %s", exc)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.period)
+            await wait_event(self._wake, self.period)

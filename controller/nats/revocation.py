@@ -31,6 +31,7 @@ import nats
 from nats.aio.client import Client as NatsClient
 
 from controller.nats.auth import UPDATE_TIMEOUT, NatsIdentity, decode_jwt_claims, push_account_update
+from mssp.common.aio import wait_event
 
 log = logging.getLogger("mssp.controller.revocation")
 
@@ -219,5 +220,4 @@ class RevocationSync:
                 delay, backoff = self.period, self.min_backoff
             else:
                 delay, backoff = backoff, min(backoff * 2, self.max_backoff)
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), delay)
+            await wait_event(self._wake, delay)

@@ -27,6 +27,7 @@ from gateway_agent.counters import CounterSource
 from gateway_agent.protocol import telemetry_subject_prefix
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, TelemetrySpool
+from mssp.common.aio import wait_event
 from mssp.common.telemetry_bounds import MAX_PERIOD_MS
 from mssp.v1 import common_pb2
 
@@ -104,8 +105,7 @@ class TelemetryPublisher:
         # all publish in the same instant, interval after interval.
         next_tick = time.monotonic() + self.interval * random.uniform(0.5, 1.5)
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_tick - time.monotonic()))
+            await wait_event(self._wake, next_tick - time.monotonic())
             self._wake.clear()
             try:
                 if time.monotonic() >= next_tick:
