@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 from gateway_agent.backends.nft import NftBackend
 from gateway_agent.nft.compile import timeout_seconds
 from gateway_agent.nft.runner import NftRunner
-from gateway_agent.protocol import now_ms
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2 as pb
 
 TENANT = "tenant:bench"

@@ -49,9 +49,8 @@ from controller.nats.embedded import EmbeddedNats
 from controller.store.db import Database
 from controller.telemetry import queries
 from controller.telemetry.consumer import TelemetryConsumer
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS
-from gateway_agent.telemetry.collector import DNS_QUERIES
 from gateway_agent.telemetry.publisher import batch_subject, msg_id
+from mssp.common.metrics import CATEGORY_BYTES, DNS_QUERIES, HOST_EGRESS, HOST_FLOWS
 from mssp.v1 import telemetry_pb2
 
 CATEGORIES = ("cloud-storage", "ai-tools", "social")

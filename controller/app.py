@@ -28,7 +28,7 @@ from controller.nats.conn_limit import ConnectionLimiter
 from controller.nats.embedded import EmbeddedNats
 from controller.nats.revocation import STATE_FILE, RevocationSync
 from controller.nats.tls import ClientTls, controller_tls, late_upgrade, settle_external
-from controller.pki import CertificateAuthority, load_or_create_signing_key, write_private
+from controller.pki import CertificateAuthority, load_or_create_signing_key
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
 from controller.status_recorder import StatusRecorder
@@ -36,6 +36,7 @@ from controller.store.db import Database
 from controller.store.revoked import revoked_nats_keys
 from controller.telemetry.bounds import EnrollmentTimes
 from controller.telemetry.consumer import TelemetryConsumer
+from mssp.common.files import write_private
 from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc, telemetry_pb2_grpc
 
 log = logging.getLogger("mssp.controller")

@@ -16,7 +16,7 @@ from sqlmodel import Session, col, select
 
 from controller.domain.errors import Conflict, Unauthenticated
 from controller.store.models import EnrollmentToken, Gateway, Tenant
-from gateway_agent.protocol import now_ms
+from mssp.common.clock import now_ms
 from mssp.common.text import clean_line
 
 AGENT_VERSION_MAX = 64  # the Gateway.agent_version column

@@ -6,13 +6,10 @@ certificates are issued from CSRs: the gateway's private key never leaves the ro
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import hashlib
 import ipaddress
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +20,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from controller.domain.errors import InvalidInput
+from mssp.common.files import write_atomic, write_private
 
 CA_VALIDITY = dt.timedelta(days=3650)
 SERVER_VALIDITY = dt.timedelta(days=825)
@@ -30,35 +28,6 @@ CLIENT_VALIDITY = dt.timedelta(days=397)
 MAX_CSR_BYTES = 16 * 1024
 
 log = logging.getLogger(__name__)
-
-
-def write_private(path: Path, data: bytes) -> None:
-    """Create the file 0600 from the start, so the key is never readable by others."""
-    write_atomic(path, data, 0o600)
-
-
-def write_atomic(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Replace `path` whole or not at all: a crash mid-write leaves the old file (or none), never a
-    torn one. A temp file beside it (created `mode`, 0600 at most until then), fsync, os.replace,
-    then fsync of the directory so the rename itself survives a power cut."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:

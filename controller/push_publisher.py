@@ -19,9 +19,10 @@ from nats.aio.client import Client as NatsClient
 
 from controller import outbox
 from controller.service import ControllerService
-from gateway_agent.protocol import MAX_ENVELOPE_BYTES, channel_subject, sign_push, sign_split
 from mssp.common.aio import wait_event
-from mssp.common.parts import MAX_PUSH_BYTES, PushTooLarge
+from mssp.common.channels import channel_subject
+from mssp.common.envelope import sign_push, sign_split
+from mssp.common.parts import MAX_ENVELOPE_BYTES, MAX_PUSH_BYTES, PushTooLarge
 from mssp.v1 import push_pb2
 
 log = logging.getLogger("mssp.controller.push")

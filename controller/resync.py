@@ -14,7 +14,8 @@ from sqlmodel import Session, col, select
 
 from controller.store.db import Database
 from controller.store.models import Channel, Ioc, PushLog, Tenant
-from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms, tenant_channel
+from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.clock import now_ms
 from mssp.common.parts import MAX_PUSH_BYTES
 from mssp.v1 import common_pb2, push_pb2
 

@@ -35,7 +35,8 @@ from controller.domain.policy import DEFAULT_POLICY_YAML, parse_policy_yaml, pol
 from controller.enrollment import EnrollmentTicket, hash_token
 from controller.store.db import Database
 from controller.store.models import Channel, EnrollmentToken, Gateway, Ioc, PushLog, Tenant
-from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms, tenant_channel
+from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.clock import now_ms
 from mssp.common.limits import MAX_TTL_SECONDS
 from mssp.v1 import common_pb2, operator_pb2, push_pb2
 

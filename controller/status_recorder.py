@@ -13,7 +13,7 @@ import time
 from concurrent.futures import Executor
 
 from controller.service import ControllerService, StatusUpdate
-from gateway_agent.protocol import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
 from mssp.common.text import clean_line, has_unsafe
 from mssp.v1 import common_pb2
 

@@ -19,13 +19,9 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway_agent import __version__
-from gateway_agent.identity import (
-    AgentIdentity,
-    creds_file_text,
-    make_nats_user_seed,
-    make_tls_key_and_csr,
-    write_private,
-)
+from gateway_agent.identity import AgentIdentity, make_nats_user_seed, make_tls_key_and_csr
+from mssp.common.creds import creds_file_text
+from mssp.common.files import write_private
 from mssp.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 ENROLL_TIMEOUT = 15.0

@@ -17,19 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from mssp.common.files import write_private
+
 IDENTITY_FILE = "identity.json"
 
 
 class NotEnrolled(Exception):
     pass
-
-
-def write_private(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(data)
-    os.chmod(path, 0o600)
 
 
 def make_tls_key_and_csr() -> tuple[bytes, bytes]:
@@ -50,22 +44,6 @@ def make_nats_user_seed() -> tuple[bytes, str]:
     """(seed, public key) of a NATS user nkey."""
     seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
     return seed, nkeys.from_seed(seed).public_key.decode()
-
-
-def creds_file_text(user_jwt: str, seed: bytes) -> str:
-    """The standard .creds format read by nats-py's `user_credentials=` and the nats CLI."""
-    return (
-        "-----BEGIN NATS USER JWT-----\n"
-        f"{user_jwt}\n"
-        "------END NATS USER JWT------\n\n"
-        "************************* IMPORTANT *************************\n"
-        "NKEY Seed printed below can be used to sign and prove identity.\n"
-        "NKEYs are sensitive and should be treated as secrets.\n\n"
-        "-----BEGIN USER NKEY SEED-----\n"
-        f"{seed.decode()}\n"
-        "------END USER NKEY SEED------\n\n"
-        "*************************************************************\n"
-    )
 
 
 @dataclass

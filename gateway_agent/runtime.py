@@ -24,13 +24,15 @@ from gateway_agent import __version__, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.counters import CounterSource
 from gateway_agent.identity import AgentIdentity
-from gateway_agent.protocol import PushRejected, channel_subject, now_ms, open_envelope, open_signed
 from gateway_agent.recovery import Recovery, reload_applied, restore
 from gateway_agent.refusals import MAX_REPORTED, report_fields
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
 from gateway_agent.status_file import write_status_file
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
+from mssp.common.channels import channel_subject
+from mssp.common.clock import now_ms
+from mssp.common.envelope import PushRejected, open_envelope, open_signed
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 log = logging.getLogger("mssp.agent")

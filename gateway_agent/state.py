@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms
+from mssp.common.channels import GLOBAL_CHANNEL
+from mssp.common.clock import now_ms
 from mssp.common.parts import PartAssembler, PartError
 from mssp.v1 import common_pb2, push_pb2
 

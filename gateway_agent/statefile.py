@@ -29,6 +29,7 @@ from pathlib import Path
 from google.protobuf.message import DecodeError
 
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale
+from mssp.common.files import fsync_dir
 from mssp.v1 import push_pb2
 
 log = logging.getLogger("mssp.agent.statefile")
@@ -48,15 +49,6 @@ def _record(push: push_pb2.Push) -> bytes:
     data = push.SerializeToString()
     size = _LEGACY_LEN.pack(len(data))
     return _HEAD.pack(len(data), zlib.crc32(data, zlib.crc32(size))) + data
-
-
-def fsync_dir(directory: Path) -> None:
-    """Make a rename, create or unlink in `directory` durable (the entry lives in the directory)."""
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _write_all(fd: int, data: bytes) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from gateway_agent.protocol import MAX_ENVELOPE_BYTES, PushRejected, open_envelope, sign_push
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale
 from gateway_agent.statefile import StateFile
+from mssp.common.envelope import PushRejected, open_envelope, sign_push
+from mssp.common.parts import MAX_ENVELOPE_BYTES
 from mssp.v1 import common_pb2, push_pb2
 
 TENANT = "tenant:t1"

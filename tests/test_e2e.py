@@ -13,8 +13,9 @@ from nats.aio.msg import Msg
 from controller.simulation import SimulatedAgent, wait_until
 from gateway_agent.backends.recording import RecordingBackend, read_recorded
 from gateway_agent.identity import AgentIdentity
-from gateway_agent.protocol import channel_subject, sign_push, tenant_channel
 from gateway_agent.runtime import GatewayAgent
+from mssp.common.channels import channel_subject, tenant_channel
+from mssp.common.envelope import sign_push
 from mssp.v1 import common_pb2, gateway_pb2, operator_pb2, push_pb2
 from tests.support.fleet import RunningController
 

@@ -14,8 +14,9 @@ from controller.grpc_api.gateway import SYNC_BURST
 from controller.service import ControllerService
 from controller.simulation import SimulatedAgent, wait_until
 from controller.store.models import Ioc
-from gateway_agent.protocol import GLOBAL_CHANNEL, channel_subject, now_ms
 from gateway_agent.state import StateChange
+from mssp.common.channels import GLOBAL_CHANNEL, channel_subject
+from mssp.common.clock import now_ms
 from mssp.common.parts import MAX_PUSH_BYTES, MAX_SINGLE_PUSH_BYTES
 from mssp.v1 import common_pb2, gateway_pb2, push_pb2
 from tests.support.fleet import RunningController

@@ -26,9 +26,8 @@ from controller.status_recorder import inert
 from controller.store.models import Gateway
 from controller.telemetry.models import DetectionEvent, GatewayHealth, RollupHourly
 from gateway_agent import runtime
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, IOC_HITS
-from gateway_agent.telemetry.collector import DNS_QUERIES
 from gateway_agent.telemetry.publisher import MSG_ID_HEADER, batch_subject, msg_id
+from mssp.common.metrics import CATEGORY_BYTES, DNS_QUERIES, HOST_EGRESS, IOC_HITS
 from mssp.common.text import clean_line, clean_text, has_unsafe
 from mssp.v1 import common_pb2, telemetry_pb2
 from tests.support.controller_proc import clean_env, run_msspctl

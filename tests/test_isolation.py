@@ -9,7 +9,7 @@ import pytest
 from nats.errors import Error as NatsError
 
 from controller.simulation import wait_until
-from gateway_agent.protocol import channel_subject, telemetry_subject_prefix, tenant_channel
+from mssp.common.channels import channel_subject, telemetry_subject_prefix, tenant_channel
 from tests.support.fleet import RunningController
 
 

@@ -28,9 +28,9 @@ from controller.store.db import Database
 from controller.telemetry import queries
 from controller.telemetry.consumer import DURABLE, STREAM, TelemetryConsumer
 from controller.telemetry.pull import BoundedPull, MessageBuffer
-from gateway_agent.counters import HOST_EGRESS
 from gateway_agent.telemetry.collector import MAX_BATCH_BYTES as AGENT_MAX_BATCH
 from gateway_agent.telemetry.publisher import batch_subject
+from mssp.common.metrics import HOST_EGRESS
 from mssp.v1 import telemetry_pb2
 
 if TYPE_CHECKING:

@@ -27,7 +27,7 @@ from controller.nats.embedded import EmbeddedNats
 from controller.nats.tls import controller_tls, issue_broker_tls, tls_wanted
 from controller.pki import CertificateAuthority
 from controller.simulation import enroll_agent, wait_until
-from gateway_agent.protocol import channel_subject
+from mssp.common.channels import channel_subject
 from mssp.common.natstls import connect_options, pinned_options
 from mssp.v1 import operator_pb2
 from tests.support.fleet import controller_settings, start_controller

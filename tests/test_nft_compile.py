@@ -15,14 +15,6 @@ from pathlib import Path
 import pytest
 
 from gateway_agent.backends.nft import NftBackend, endpoint_host
-from gateway_agent.counters import (
-    CATEGORY_BYTES,
-    HOST_EGRESS,
-    HOST_FLOWS,
-    IOC_HITS,
-    IOC_SET_HITS,
-    RULE_HITS,
-)
 from gateway_agent.nft.compile import (
     Compiled,
     CompileError,
@@ -39,6 +31,7 @@ from gateway_agent.nft.compile import (
 )
 from gateway_agent.nft.counters import Monotonic, NftCounterSource
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, IOC_SET_HITS, RULE_HITS
 from mssp.common.names import valid_rule_name
 from mssp.v1 import common_pb2 as pb
 

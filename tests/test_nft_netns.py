@@ -22,11 +22,11 @@ import pytest
 import gateway_agent.backends.nft as nft_backend
 from gateway_agent.backends.base import ApplyError
 from gateway_agent.backends.nft import NftBackend
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, IOC_SET_HITS, RULE_HITS
 from gateway_agent.dns.dnsmasq import DnsSettings
 from gateway_agent.nft.compile import Compiled
-from gateway_agent.protocol import now_ms
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.clock import now_ms
+from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, IOC_SET_HITS, RULE_HITS
 from mssp.v1 import common_pb2 as pb
 from mssp.v1 import push_pb2
 from tests.support.netns import (

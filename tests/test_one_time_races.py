@@ -31,7 +31,7 @@ from controller.service import ControllerService
 from controller.store.db import Database
 from controller.store.models import Channel
 from gateway_agent.identity import make_nats_user_seed, make_tls_key_and_csr
-from gateway_agent.protocol import tenant_channel
+from mssp.common.channels import tenant_channel
 from mssp.v1 import enrollment_pb2, enrollment_pb2_grpc, push_pb2
 from tests.support.fleet import controller_settings, start_controller
 

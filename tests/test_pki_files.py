@@ -13,9 +13,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-import controller.pki as pki
-from controller.pki import CertificateAuthority, write_atomic
+from controller.pki import CertificateAuthority
 from gateway_agent.enroll import enroll
+from mssp.common import files
+from mssp.common.files import write_atomic
 from tests.support.fleet import controller_settings, start_controller
 
 HOSTS = ["127.0.0.1", "localhost"]
@@ -76,7 +77,7 @@ def test_a_failed_write_leaves_the_old_file_whole(tmp_path: Path, monkeypatch: p
     def disk_full(fd: int) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(pki.os, "fsync", disk_full)
+    monkeypatch.setattr(files.os, "fsync", disk_full)
     with pytest.raises(OSError, match="No space"):
         write_atomic(target, b"new certificate that never makes it")
     assert target.read_bytes() == b"old certificate"

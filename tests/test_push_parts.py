@@ -6,8 +6,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.ratelimit import KeyedRateLimiter, RateLimited
-from gateway_agent.protocol import open_envelope, sign_split
 from gateway_agent.state import DesiredState, Gap, Stale
+from mssp.common.envelope import open_envelope, sign_split
 from mssp.common.parts import (
     MAX_ENVELOPE_BYTES,
     MAX_PUSH_PARTS,

@@ -10,8 +10,8 @@ from controller.domain.errors import InvalidInput
 from controller.domain.policy import MAX_POLICY_BYTES
 from controller.service import ControllerService
 from controller.store.db import Database
-from gateway_agent.protocol import GLOBAL_CHANNEL
 from gateway_agent.state import DesiredState
+from mssp.common.channels import GLOBAL_CHANNEL
 from mssp.common.parts import MAX_POLICY_BUNDLE_BYTES, MAX_PUSH_BYTES
 from mssp.v1 import common_pb2, push_pb2
 

@@ -25,9 +25,9 @@ from gateway_agent.backends.nft import NftBackend
 from gateway_agent.backends.recording import RecordingBackend
 from gateway_agent.dns.dnsmasq import DnsSettings
 from gateway_agent.nft.compile import NftConfig, compile_state
-from gateway_agent.protocol import now_ms
 from gateway_agent.refusals import Refusal, RefusalBook
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.clock import now_ms
 from mssp.v1 import operator_pb2
 from tests.support.controller_proc import clean_env, run_msspctl
 from tests.support.fleet import RunningController

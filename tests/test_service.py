@@ -11,8 +11,9 @@ from sqlalchemy import inspect
 from controller.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthenticated
 from controller.service import ControllerService, StatusUpdate
 from controller.store.db import Database
-from gateway_agent.protocol import GLOBAL_CHANNEL, now_ms, tenant_channel
 from gateway_agent.state import DesiredState
+from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2, push_pb2
 
 

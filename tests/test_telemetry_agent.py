@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, CounterSample
+from gateway_agent.counters import CounterSample
 from gateway_agent.telemetry.collector import (
     DNS_BLOCKED,
     DNS_QUERIES,
@@ -27,6 +27,7 @@ from gateway_agent.telemetry.collector import (
 )
 from gateway_agent.telemetry.publisher import TelemetryPublisher, batch_subject, create_publisher
 from gateway_agent.telemetry.spool import TelemetrySpool
+from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS
 from mssp.v1 import common_pb2, telemetry_pb2
 
 TENANT, GATEWAY = "t1", "gw1"

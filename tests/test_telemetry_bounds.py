@@ -33,10 +33,11 @@ from controller.telemetry.consumer import STREAM, TelemetryConsumer
 from controller.telemetry.consumer_state import chunk_enrollment
 from controller.telemetry.ingest import validate_batch
 from controller.telemetry.models import TelemetryBatchSeen, UsageDaily
-from gateway_agent.counters import HOST_EGRESS, CounterSample
+from gateway_agent.counters import CounterSample
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.publisher import MSG_ID_HEADER, TelemetryPublisher, batch_subject, msg_id
 from gateway_agent.telemetry.spool import TelemetrySpool
+from mssp.common.metrics import HOST_EGRESS
 from mssp.common.telemetry_bounds import MAX_PERIOD_MS
 from mssp.v1 import telemetry_pb2
 from tests.support.nats import NatsBroker

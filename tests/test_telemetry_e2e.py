@@ -19,10 +19,11 @@ from nats.js import api
 from controller.store.db import Database
 from controller.telemetry import queries
 from controller.telemetry.consumer import STREAM, TelemetryConsumer
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, CounterSample
+from gateway_agent.counters import CounterSample
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.publisher import TelemetryPublisher, batch_subject
 from gateway_agent.telemetry.spool import TelemetrySpool
+from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS
 from mssp.v1 import telemetry_pb2
 from tests.support.nats import NatsBroker
 

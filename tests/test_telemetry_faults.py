@@ -19,8 +19,8 @@ from controller.telemetry import queries
 from controller.telemetry.bounds import EnrollmentTimes
 from controller.telemetry.consumer import TelemetryConsumer
 from controller.telemetry.consumer_state import Outcome
-from gateway_agent.counters import HOST_EGRESS
 from gateway_agent.telemetry.publisher import MSG_ID_HEADER, batch_subject
+from mssp.common.metrics import HOST_EGRESS
 from mssp.v1 import telemetry_pb2
 from tests.support.nats import NatsBroker
 from tests.support.postgres import create_database

@@ -44,9 +44,8 @@ from controller.telemetry.ingest import (
     validate_batch,
 )
 from controller.telemetry.models import GatewayHealth, TelemetryBatchSeen
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS
-from gateway_agent.telemetry.collector import DNS_BLOCKED, DNS_QUERIES
 from gateway_agent.telemetry.publisher import batch_subject, msg_id
+from mssp.common.metrics import CATEGORY_BYTES, DNS_BLOCKED, DNS_QUERIES, HOST_EGRESS, HOST_FLOWS, IOC_HITS
 from mssp.v1 import push_pb2, telemetry_pb2, telemetry_pb2_grpc
 from tests.support.nats import NatsBroker
 

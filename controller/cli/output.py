@@ -11,7 +11,6 @@ import enum
 import json
 import os
 import sys
-import time
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
@@ -24,6 +23,7 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
+from mssp.common.clock import now_ms as clock_ms
 from mssp.common.text import clean_line, clean_text, has_unsafe
 from mssp.v1 import common_pb2
 
@@ -129,7 +129,7 @@ def relative(ms: int, *, never: str = "never", now_ms: int | None = None) -> str
     """'12s ago' / 'in 3h' — what an operator scanning a table wants; 0 means the event never happened."""
     if not ms:
         return never
-    now = time.time() * 1000 if now_ms is None else now_ms
+    now = clock_ms() if now_ms is None else now_ms
     delta = (now - ms) / 1000
     span = _span(abs(delta))
     if span == "0s":

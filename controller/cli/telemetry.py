@@ -16,6 +16,7 @@ from controller.cli import output
 from controller.cli.args import parse_ttl_seconds
 from controller.cli.client import OperatorClient, Options, Target, resolve_target
 from controller.cli.output import Format, Output
+from mssp.common.metrics import AlertKind
 from mssp.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 alerts_app = typer.Typer(help="Detections from gateway telemetry: IOC hits, upload thresholds.",
@@ -28,11 +29,6 @@ class By(enum.StrEnum):
     destination = "destination"
     category = "category"
     ioc = "ioc"
-
-
-class AlertKind(enum.StrEnum):
-    ioc_hit = "ioc_hit"
-    upload_threshold = "upload_threshold"
 
 
 class TelemetryClient(OperatorClient):

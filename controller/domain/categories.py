@@ -1,6 +1,6 @@
 """Destination categories for egress policy: validation on the controller side.
 
-The lists themselves ship with the agent (gateway_agent/categories.py, the one source); a tenant
+The lists themselves ship with the agent (mssp/common/categories.py, the one source); a tenant
 policy may extend them (``categories:`` in the policy YAML) and only those extensions travel in
 the policy bundle.
 """
@@ -11,7 +11,7 @@ from typing import Any
 
 from controller.domain.errors import InvalidInput
 from controller.domain.names import show, type_name
-from gateway_agent.categories import BUILTIN_CATEGORIES, CATEGORY_NAME_RE
+from mssp.common.categories import BUILTIN_CATEGORIES, CATEGORY_NAME_RE
 
 __all__ = ["BUILTIN_CATEGORIES", "CATEGORY_NAME_RE", "category_names", "validate_category_name"]
 

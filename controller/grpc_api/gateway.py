@@ -23,7 +23,8 @@ from controller.pki import serial_of_pem
 from controller.ratelimit import KeyedRateLimiter, RateLimited
 from controller.service import ControllerService, GatewayIdentity, StatusUpdate
 from controller.status_recorder import StatusRecorder
-from gateway_agent.protocol import now_ms, sign_split
+from mssp.common.clock import now_ms
+from mssp.common.envelope import sign_split
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 T = TypeVar("T")

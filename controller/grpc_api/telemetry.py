@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -21,6 +20,7 @@ from controller.grpc_api.errors import maps_domain_errors
 from controller.grpc_api.operator import authenticate_operator
 from controller.store.db import Database
 from controller.telemetry import queries
+from mssp.common.clock import now_ms
 from mssp.v1 import telemetry_pb2, telemetry_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
@@ -28,10 +28,6 @@ Ctx = grpc.aio.ServicerContext
 DEFAULT_ALERT_WINDOW = 7 * 86400
 DEFAULT_TOP_WINDOW = 86400
 MAX_WINDOW = 400 * 86400
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
@@ -43,7 +39,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         resolve_tenant: Callable[[str], str],
         tenant_names: Callable[[], dict[str, str]] | None = None,
         gateway_names: Callable[[], dict[str, str]] | None = None,
-        clock_ms: Callable[[], int] = _now_ms,
+        clock_ms: Callable[[], int] = now_ms,
     ) -> None:
         """resolve_tenant: name -> id (raising NotFound); tenant_names / gateway_names: id -> name."""
         self.db = db

@@ -29,8 +29,9 @@ from nats.aio.client import Client as NatsClient
 
 from controller.domain.errors import DomainError, InvalidInput
 from controller.pki import CLIENT_VALIDITY
-from gateway_agent.identity import creds_file_text
-from gateway_agent.protocol import PUSH_PREFIX, TELEMETRY_PREFIX, channel_subject, tenant_channel
+from mssp.common.channels import PUSH_PREFIX, TELEMETRY_PREFIX, channel_subject, tenant_channel
+from mssp.common.creds import creds_file_text
+from mssp.common.files import write_private
 
 ACCOUNT_NAME = "MSSP"
 SYSTEM_ACCOUNT_NAME = "SYS"
@@ -141,21 +142,9 @@ def gateway_telemetry_subject(tenant_id: str, gateway_id: str) -> str:
     return f"{TELEMETRY_PREFIX}.{tenant}.{check_subject_token(gateway_id, 'gateway id')}.batch"
 
 
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
 def _load_or_create_seed(path: Path, prefix: int) -> nkeys.KeyPair:
     if not path.exists():
-        _write_private(path, nkeys.encode_seed(os.urandom(32), prefix))
+        write_private(path, nkeys.encode_seed(os.urandom(32), prefix))
     seed = path.read_bytes().strip()
     try:
         got, _ = nkeys.decode_seed(seed)

@@ -43,7 +43,8 @@ from controller.telemetry.ingest import (
     validate_batch,
 )
 from controller.telemetry.pull import BoundedPull, MessageBuffer, stored_ms
-from gateway_agent.protocol import TELEMETRY_PREFIX
+from mssp.common.channels import TELEMETRY_PREFIX
+from mssp.common.clock import now_ms
 from mssp.v1 import telemetry_pb2
 
 log = logging.getLogger("mssp.controller.telemetry")
@@ -102,7 +103,7 @@ class TelemetryConsumer:
         self.workers = max(1, workers)
         self.linger = linger
         self._stats_lock = threading.Lock()
-        self.clock_ms = clock_ms or (lambda: int(time.time() * 1000))
+        self.clock_ms = clock_ms or now_ms
         self.stats = ConsumerStats()
         self._js: JetStreamContext = nc.jetstream(timeout=10.0)
         self._pull: BoundedPull | None = None

@@ -50,9 +50,9 @@ from controller.telemetry.models import (
     TelemetryBatchSeen,
     UsageDaily,
 )
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, IOC_HITS
-from gateway_agent.protocol import TELEMETRY_PREFIX
-from gateway_agent.telemetry.collector import DNS_BLOCKED
+from mssp.common.channels import TELEMETRY_PREFIX
+from mssp.common.clock import now_ms as clock_ms
+from mssp.common.metrics import CATEGORY_BYTES, DNS_BLOCKED, HOST_EGRESS, IOC_HITS, AlertKind
 from mssp.common.text import clean_line
 from mssp.v1 import telemetry_pb2
 
@@ -71,8 +71,6 @@ ROLLUP_RETENTION_MS = 400 * DAY_MS
 ROLLUP_KEY = ["tenant_id", "metric", "hour_ms", "gateway_id", "dimension"]
 USAGE_KEY = ["tenant_id", "day", "gateway_id"]
 
-IOC_HIT = "ioc_hit"
-UPLOAD_THRESHOLD = "upload_threshold"
 
 _ID_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _METRIC_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
@@ -105,7 +103,7 @@ def validate_batch(
     subject: str, data: bytes, now_ms: int | None = None, *, enrolled_at: EnrolledAt | None = None
 ) -> telemetry_pb2.TelemetryBatch:
     """Parse and check one message; BatchRejected says why in one line (PeriodRefused: bounds.py)."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock_ms() if now_ms is None else now_ms
     tenant_id, gateway_id = subject_identity(subject)
     if len(data) > MAX_BATCH_BYTES:
         raise BatchRejected(f"batch of {len(data)} bytes exceeds {MAX_BATCH_BYTES}")
@@ -433,7 +431,7 @@ def fold(
     """Fold validated batches into the rollups inside the caller's transaction. The sums are made
     up front (`prepared`) assuming every batch is new; only when the idempotency rows say some were
     counted before are they summed again without those (the rare path)."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock_ms() if now_ms is None else now_ms
     f = prepared if prepared is not None else prepare(batches)
     result = FoldResult(duplicates=f.duplicates)
     if not f.batches:
@@ -502,7 +500,7 @@ def _ioc_event(
         details["queries"] = count
     else:
         details.update(packets=packets, bytes=nbytes)
-    ev = _event(b.tenant_id, b.gateway_id, IOC_HIT, ioc, host, b.period_end_ms, day, details)
+    ev = _event(b.tenant_id, b.gateway_id, AlertKind.IOC_HIT, ioc, host, b.period_end_ms, day, details)
     events.setdefault(ev["dedupe_key"], ev)
 
 
@@ -533,7 +531,7 @@ def _categories(
         category, host = _split(dim)
         limit = limits[tid].get(category)
         if limit is not None and int(total) > limit:
-            ev = _event(tid, gid, UPLOAD_THRESHOLD, category, host, now, day,
+            ev = _event(tid, gid, AlertKind.UPLOAD_THRESHOLD, category, host, now, day,
                         {"bytes": int(total), "threshold": limit, "day": day})
             events.setdefault(ev["dedupe_key"], ev)
 
@@ -587,7 +585,7 @@ def ingest(
 def purge(db: Database, now_ms: int | None = None) -> dict[str, int]:
     """Retention: idempotency rows no batch can match any more, old events and old rollups.
     Daily usage is kept (billing records)."""
-    now = int(time.time() * 1000) if now_ms is None else now_ms
+    now = clock_ms() if now_ms is None else now_ms
     with db.engine.begin() as conn:
         seen = conn.execute(delete(_SEEN).where(_SEEN.c.period_end_ms < now - SEEN_RETENTION_MS)).rowcount
         events = conn.execute(delete(_EVENT).where(_EVENT.c.at_ms < now - EVENT_RETENTION_MS)).rowcount

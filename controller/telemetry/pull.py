@@ -20,6 +20,8 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.aio.subscription import Subscription
 
+from mssp.common.clock import now_ms
+
 # Room for the subject, reply subject and headers JetStream counts against max_bytes with the data.
 MESSAGE_OVERHEAD = 4096
 
@@ -29,7 +31,7 @@ def stored_ms(msg: Msg) -> int:
     try:
         return int(msg.metadata.timestamp.timestamp() * 1000)
     except Exception:
-        return int(time.time() * 1000)
+        return now_ms()
 
 
 def _status(msg: Msg) -> str | None:

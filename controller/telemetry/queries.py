@@ -17,11 +17,17 @@ from sqlalchemy import case, func, select
 from controller.domain.errors import InvalidInput
 from controller.store.db import Database
 from controller.telemetry.models import DetectionEvent, GatewayHealth, RollupHourly, UsageDaily
-from gateway_agent.counters import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS
-from gateway_agent.telemetry.collector import DNS_BLOCKED, DNS_QUERIES
+from mssp.common.metrics import (
+    ALERT_KINDS,
+    CATEGORY_BYTES,
+    DNS_BLOCKED,
+    DNS_QUERIES,
+    HOST_EGRESS,
+    HOST_FLOWS,
+    IOC_HITS,
+)
 
 TOP_BY = ("host", "destination", "category", "ioc")
-ALERT_KINDS = ("ioc_hit", "upload_threshold")
 MAX_LIMIT = 1000
 _PERIOD_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 

@@ -49,9 +49,9 @@ from gateway_agent.nft.compile import (
 )
 from gateway_agent.nft.counters import NftCounterSource
 from gateway_agent.nft.runner import NftError, NftRunner
-from gateway_agent.protocol import now_ms
 from gateway_agent.refusals import Refusal, RefusalBook
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2
 
 log = logging.getLogger("mssp.agent.nft")

@@ -39,6 +39,7 @@ from pathlib import Path
 
 from gateway_agent.nft import FAMILY, TABLE
 from gateway_agent.nft.compile import parse_address, valid_domain  # mssp.common.names' check
+from mssp.common.clock import now_ms
 
 log = logging.getLogger("mssp.agent.dns")
 
@@ -51,10 +52,6 @@ _UPSTREAM_RE = re.compile(r"(?P<addr>[0-9A-Fa-f:.]{2,45})(?:#(?P<port>[0-9]{1,5}
 
 class DnsError(Exception):
     """dnsmasq refused a configuration or did not start; the previous configuration stays."""
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _path(p: Path) -> str:
@@ -312,7 +309,7 @@ class DnsmasqManager:
         """Render and check the configuration (``dnsmasq --test``) without touching the running one."""
         d = self.settings.directory
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        servers = render_servers(self.settings, plan.sinkholes, _now_ms())
+        servers = render_servers(self.settings, plan.sinkholes, now_ms())
         check_servers = d / "servers.check"
         check_main = d / "dnsmasq.check"
         try:
@@ -366,7 +363,7 @@ class DnsmasqManager:
             self._reload_servers()
 
     def _reload_servers(self) -> None:
-        text = render_servers(self.settings, self.sinkholes, _now_ms())
+        text = render_servers(self.settings, self.sinkholes, now_ms())
         current = self.servers_path.read_text() if self.servers_path.exists() else None
         if text != current:
             _write(self.servers_path, text)
@@ -380,7 +377,7 @@ class DnsmasqManager:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        now = _now_ms()
+        now = now_ms()
         upcoming = [e for e in self.sinkholes.values() if e > now]
         if not upcoming or self._closed:
             return
@@ -393,7 +390,7 @@ class DnsmasqManager:
         with self.lock:
             if self._closed:
                 return
-            now = _now_ms()
+            now = now_ms()
             self.sinkholes = {d: e for d, e in self.sinkholes.items() if not e or e > now}
             self._reload_servers()
 

@@ -36,11 +36,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from gateway_agent.categories import BUILTIN_CATEGORIES, CATEGORY_NAME_RE
 from gateway_agent.nft import FAMILY, TABLE
 from gateway_agent.nft.timeouts import MAX_TIMEOUT_S, nft_duration, timeout_seconds
 from gateway_agent.refusals import Refusal
 from gateway_agent.state import DesiredState, StateChange
+from mssp.common.categories import BUILTIN_CATEGORIES, CATEGORY_NAME_RE
 from mssp.common.names import RULE_NAME_HELP, valid_domain, valid_rule_name
 from mssp.v1 import common_pb2
 

@@ -22,18 +22,11 @@ import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from gateway_agent.counters import (
-    CATEGORY_BYTES,
-    HOST_EGRESS,
-    HOST_FLOWS,
-    IOC_HITS,
-    IOC_SET_HITS,
-    RULE_HITS,
-    CounterSample,
-)
+from gateway_agent.counters import CounterSample
 from gateway_agent.nft import TABLE
 from gateway_agent.nft.compile import IOC_SET_NAMES, VERDICT_DEFAULT, VERDICT_NEVER_BLOCK, parse_address
 from gateway_agent.nft.runner import NftError, NftRunner
+from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, IOC_SET_HITS, RULE_HITS
 
 Key = tuple[str, str]  # (metric, dimension)
 Value = tuple[int, int]  # (packets, bytes)

@@ -26,13 +26,14 @@ from pathlib import Path
 
 from gateway_agent import __version__
 from gateway_agent.counters import CounterSample, CounterSource
+from mssp.common.clock import now_ms as clock_ms
+from mssp.common.files import write_atomic
+from mssp.common.metrics import DNS_BLOCKED, DNS_QUERIES
 from mssp.common.telemetry_bounds import clamp_period_start
 from mssp.v1 import common_pb2, telemetry_pb2
 
 log = logging.getLogger("mssp.agent.telemetry")
 
-DNS_QUERIES = "dns_queries"  # dimension "<domain>|<LAN host>", count = queries seen
-DNS_BLOCKED = "dns_blocked"  # dimension "<domain>|<LAN host>", count = answered by a sinkhole
 OTHER = "(other)"
 STATE_FILE = "collector.json"
 # A batch must stay far below the broker's 1 MiB max_payload and the controller's record limit.
@@ -237,10 +238,6 @@ def _fit(batch: telemetry_pb2.TelemetryBatch) -> None:
         del batch.records[-max(1, len(batch.records) // 10) :]
 
 
-def _now_ms() -> int:
-    return int(time.time() * 1000)
-
-
 class TelemetryCollector:
     def __init__(
         self,
@@ -265,7 +262,7 @@ class TelemetryCollector:
         self.agent_version = agent_version
         self.read_errors = 0
         self._dns = DnsLogParser()
-        self.started_ms = _now_ms()
+        self.started_ms = clock_ms()
         self.state = self._load()
 
     @property
@@ -276,7 +273,7 @@ class TelemetryCollector:
         """A missing or unreadable state restarts the sequence at the current unix time in microseconds:
         above anything this gateway sent before (it would have had to send a batch every microsecond to
         get there), so the controller never mistakes new batches for duplicates."""
-        fresh = CollectorState(seq=time.time_ns() // 1000, period_end_ms=_now_ms())
+        fresh = CollectorState(seq=time.time_ns() // 1000, period_end_ms=clock_ms())
         try:
             return CollectorState.from_json(self.state_path.read_bytes())
         except FileNotFoundError:
@@ -289,7 +286,7 @@ class TelemetryCollector:
         self, *, spool_drops: int = 0, spool_depth: int = 0, now_ms: int | None = None
     ) -> PendingBatch:
         """Build the next batch (blocking: reads counters and the log). Nothing is persisted here."""
-        end = _now_ms() if now_ms is None else now_ms
+        end = clock_ms() if now_ms is None else now_ms
         prev = self.state
         records: list[telemetry_pb2.TelemetryRecord] = []
         counters = prev.counters
@@ -352,11 +349,5 @@ class TelemetryCollector:
 
     def commit(self, pending: PendingBatch) -> None:
         """Persist "batch N is made" atomically (tmp + fsync + rename)."""
-        tmp = self.state_path.with_suffix(".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(pending.state.to_json())
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, self.state_path)
+        write_atomic(self.state_path, pending.state.to_json(), 0o600, sync_dir=False)
         self.state = pending.state

@@ -24,10 +24,10 @@ from pathlib import Path
 from nats.aio.client import Client as NatsClient
 
 from gateway_agent.counters import CounterSource
-from gateway_agent.protocol import telemetry_subject_prefix
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, TelemetrySpool
 from mssp.common.aio import wait_event
+from mssp.common.channels import telemetry_subject_prefix
 from mssp.common.telemetry_bounds import MAX_PERIOD_MS
 from mssp.v1 import common_pb2
 

@@ -27,6 +27,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mssp.common.files import write_atomic
+
 log = logging.getLogger("mssp.agent.telemetry")
 
 DEFAULT_MAX_BATCHES = 2880  # a day at the default 30 s interval
@@ -97,7 +99,7 @@ class TelemetrySpool:
             return 0
 
     def _write_drops(self) -> None:
-        _atomic_write(self.directory / _DROPS_FILE, str(self.drops).encode(), sync_dir=False)
+        write_atomic(self.directory / _DROPS_FILE, str(self.drops).encode(), 0o600, sync_dir=False)
 
     def _path(self, seq: int) -> Path:
         return self.directory / f"{seq:020d}{_SUFFIX}"
@@ -121,7 +123,7 @@ class TelemetrySpool:
         if len(nonce) != NONCE_BYTES:
             raise ValueError(f"a spool nonce is {NONCE_BYTES} bytes")
         data = _HEADER.pack(_MAGIC, zlib.crc32(payload, zlib.crc32(nonce)), nonce) + payload
-        _atomic_write(self._path(seq), data, sync_dir=True)
+        write_atomic(self._path(seq), data, 0o600)
         old = self._sizes.get(seq)
         if old is None:
             insort(self._order, seq)
@@ -197,22 +199,3 @@ def _decode(seq: int, data: bytes) -> Spooled | None:
         if zlib.crc32(payload) == crc:
             return Spooled(seq, payload, hashlib.sha256(payload).digest()[:NONCE_BYTES].hex())
     return None
-
-
-def _atomic_write(path: Path, data: bytes, *, sync_dir: bool) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-    if sync_dir:  # the rename itself must survive a power cut
-        dfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)

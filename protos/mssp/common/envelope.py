@@ -1,25 +1,19 @@
-"""The push protocol shared by controller and agent: channel names, NATS subjects, signed envelopes.
+"""Signed push envelopes: the controller signs (Ed25519), the agent verifies before it parses.
 
-Subjects (one NATS account; the broker enforces per-gateway permissions):
-  mssp.push.global                      global IOC channel
-  mssp.push.tenant.<tenant_id>          tenant channel: policy bundles and tenant IOCs
-  mssp.telemetry.<tenant_id>.<gateway_id>.>   what a gateway may publish
+The signature covers the exact payload bytes; a push carries its own expiry (freeze protection).
 """
 
 from __future__ import annotations
 
 import hashlib
-import time
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from mssp.common.clock import now_ms
 from mssp.common.parts import MAX_ENVELOPE_BYTES, split_push
 from mssp.v1 import push_pb2
 
-GLOBAL_CHANNEL = "global"
-PUSH_PREFIX = "mssp.push"
-TELEMETRY_PREFIX = "mssp.telemetry"
 # MAX_ENVELOPE_BYTES (the largest envelope an agent accepts) is NATS' default max_payload, 1 MiB.
 # How long a signed push stays valid; older pushes are refused (freeze protection).
 PUSH_LIFETIME_MS = 24 * 3600 * 1000
@@ -29,29 +23,8 @@ class PushRejected(Exception):
     """A push that must not be applied: bad signature, wrong channel, expired, oversized."""
 
 
-def tenant_channel(tenant_id: str) -> str:
-    return f"tenant:{tenant_id}"
-
-
-def channel_subject(channel: str) -> str:
-    if channel == GLOBAL_CHANNEL:
-        return f"{PUSH_PREFIX}.global"
-    kind, _, ident = channel.partition(":")
-    if kind != "tenant" or not ident:
-        raise ValueError(f"unknown channel {channel!r}")
-    return f"{PUSH_PREFIX}.tenant.{ident}"
-
-
-def telemetry_subject_prefix(tenant_id: str, gateway_id: str) -> str:
-    return f"{TELEMETRY_PREFIX}.{tenant_id}.{gateway_id}"
-
-
 def key_id(public_key_raw: bytes) -> str:
     return hashlib.sha256(public_key_raw).hexdigest()[:16]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def sign_push(key: Ed25519PrivateKey, push: push_pb2.Push) -> push_pb2.SignedEnvelope:
