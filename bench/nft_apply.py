@@ -30,8 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from gateway_agent.backends.nft import NftBackend
-from gateway_agent.nft.compile import timeout_seconds
 from gateway_agent.nft.runner import NftRunner
+from gateway_agent.nft.timeouts import timeout_seconds
 from gateway_agent.state import DesiredState, StateChange
 from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2 as pb
@@ -197,7 +197,8 @@ def child(args: dict[str, Any]) -> dict[str, Any]:
 
 def floor_delta(ns: str, present: list[pb.Ioc], fresh: list[pb.Ioc]) -> float:
     """`nft -f` of a hand-written delta of the same size (delete present elements, add fresh ones)."""
-    from gateway_agent.nft.compile import NftConfig, place_ioc
+    from gateway_agent.nft.config import NftConfig
+    from gateway_agent.nft.iocs import place_ioc
 
     now = now_ms()
     lines = []
@@ -220,7 +221,8 @@ def floor_delta(ns: str, present: list[pb.Ioc], fresh: list[pb.Ioc]) -> float:
 
 def floor_full(ns: str, n: int, family: int) -> dict[str, float]:
     """A plain `nft -f` of the same elements into a fresh table (file written here, then timed)."""
-    from gateway_agent.nft.compile import NftConfig, place_ioc
+    from gateway_agent.nft.config import NftConfig
+    from gateway_agent.nft.iocs import place_ioc
 
     iocs = gen_iocs(n, family, seed=1)
     now = now_ms()

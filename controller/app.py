@@ -23,6 +23,7 @@ from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
 from controller.grpc_api.telemetry import TelemetryServicer
+from controller.housekeeping import Housekeeper, controller_jobs
 from controller.nats.auth import NatsIdentity
 from controller.nats.conn_limit import ConnectionLimiter
 from controller.nats.embedded import EmbeddedNats
@@ -81,6 +82,7 @@ class ControllerApp:
         self.nats_tls: ClientTls | None = None
         self.revocations: RevocationSync | None = None
         self.conn_limit: ConnectionLimiter | None = None
+        self.housekeeper: Housekeeper | None = None
 
     async def start(self) -> None:
         s = self.settings
@@ -149,9 +151,9 @@ class ControllerApp:
         telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
             TelemetryServicer(
                 self.db, token_digest(token),
-                resolve_tenant=lambda name: service.get_tenant(name).id,
-                tenant_names=lambda: {t.id: t.name for t in service.list_tenants()},
-                gateway_names=lambda: {g.id: g.name for g in service.list_gateways()},
+                resolve_tenant=service.tenant_id,
+                tenant_names=service.tenant_names,
+                gateway_names=service.gateway_names,
             ),
             api,
         )
@@ -167,6 +169,9 @@ class ControllerApp:
         self.publisher.start()
         self.status_recorder.start()
         self.publisher.wake()  # anything committed but unpublished before a crash
+        self.housekeeper = Housekeeper(self.db, controller_jobs(self.service, self.db, s,
+                                                                on_iocs_expired=self.publisher.wake))
+        await self.housekeeper.start()
         await asyncio.to_thread(self._write_runtime_file)
         log.info("controller up: api %s, gateways %s, nats %s", self.grpc_address, self.gateway_address,
                  ",".join(self.nats_urls))
@@ -254,6 +259,8 @@ class ControllerApp:
         os.replace(tmp, self.settings.runtime_file)
 
     async def stop(self) -> None:
+        if self.housekeeper is not None:
+            await self.housekeeper.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         for server in self.servers:

@@ -50,6 +50,14 @@ class Settings(BaseSettings):
     beacon_interval_seconds: float = 5.0
     online_window_seconds: float = 90.0
     server_cert_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    # Housekeeping (controller/housekeeping.py): each job's period, run once per period across all
+    # controllers sharing the database. IOC expiry is frequent: its removal pushes go out at once.
+    housekeeping_ioc_expiry_seconds: float = Field(default=1.0, gt=0)
+    housekeeping_push_log_seconds: float = Field(default=600.0, gt=0)  # prune the delta log
+    housekeeping_telemetry_seconds: float = Field(default=3600.0, gt=0)  # telemetry retention
+    housekeeping_tokens_seconds: float = Field(default=3600.0, gt=0)  # delete old enrollment tokens
+    # How long past its expiry a token is kept (a late attempt is told "expired", not "unknown").
+    enrollment_token_grace_seconds: float = Field(default=7 * 86400.0, ge=0)
 
     @field_validator("nats_sync_interval")
     @classmethod

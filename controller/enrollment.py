@@ -15,6 +15,7 @@ from sqlalchemy import update
 from sqlmodel import Session, col, select
 
 from controller.domain.errors import Conflict, Unauthenticated
+from controller.domain.models import GatewayStatus
 from controller.store.models import EnrollmentToken, Gateway, Tenant
 from mssp.common.clock import now_ms
 from mssp.common.text import clean_line
@@ -51,7 +52,7 @@ def spend_token(s: Session, secret: str) -> EnrollmentTicket:
             raise Unauthenticated("enrollment token was already used; ask the operator for a new one")
         raise Unauthenticated("enrollment token expired; ask the operator for a new one")
     gateway = s.get(Gateway, token.gateway_id)
-    if gateway is None or gateway.status != "pending":  # raising rolls the spend back
+    if gateway is None or gateway.status != GatewayStatus.PENDING:  # raising rolls the spend back
         raise Unauthenticated("enrollment token is for a gateway that can no longer enroll")
     tenant = s.get(Tenant, gateway.tenant_id)
     assert tenant is not None
@@ -67,9 +68,10 @@ def mark_enrolled(
     escaping, like every status report (status_recorder.inert)."""
     agent_version = clean_line(agent_version[:AGENT_VERSION_MAX], AGENT_VERSION_MAX)
     now = now_ms()
+    pending = col(Gateway.status) == GatewayStatus.PENDING.value
     moved = s.exec(  # type: ignore[call-overload]
-        update(Gateway).where(col(Gateway.id) == gateway_id, col(Gateway.status) == "pending").values(
-            status="enrolled", cert_serial=cert_serial, nats_public_key=nats_public_key,
+        update(Gateway).where(col(Gateway.id) == gateway_id, pending).values(
+            status=GatewayStatus.ENROLLED.value, cert_serial=cert_serial, nats_public_key=nats_public_key,
             agent_version=agent_version, enrolled_at_ms=now, last_seen_ms=now,
         )
     )

@@ -5,7 +5,8 @@ them. Beacons announce each channel's head so that an idle agent that missed a p
 A push too large for one broker message goes out in parts (mssp.common.parts). One too large even
 for that is taken out of the outbox with its error recorded and logged: it never blocks the rows
 behind it, and agents get it by resync (the next push or beacon shows them the gap). Parsing and
-signing run in a worker thread, never on the event loop."""
+signing run in a worker thread, never on the event loop. IOC expiry (controller/housekeeping.py)
+wakes this loop once its removal pushes are committed."""
 
 from __future__ import annotations
 
@@ -47,13 +48,11 @@ class PushPublisher:
         signing_key: Ed25519PrivateKey,
         *,
         beacon_interval: float = 5.0,
-        expiry_interval: float = 10.0,
     ) -> None:
         self.service = service
         self.nc = nc
         self.signing_key = signing_key
         self.beacon_interval = beacon_interval
-        self.expiry_interval = expiry_interval
         self._wake = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
@@ -66,7 +65,6 @@ class PushPublisher:
         self._tasks = [
             asyncio.create_task(self._outbox_loop(), name="outbox"),
             asyncio.create_task(self._beacon_loop(), name="beacons"),
-            asyncio.create_task(self._expiry_loop(), name="ioc-expiry"),
         ]
 
     async def stop(self) -> None:
@@ -145,12 +143,3 @@ class PushPublisher:
                 channel=channel, seq=seq, beacon=push_pb2.Beacon())).SerializeToString())
             for channel, seq in heads.items()
         ]
-
-    async def _expiry_loop(self) -> None:
-        while True:
-            await asyncio.sleep(self.expiry_interval)
-            try:
-                if await asyncio.to_thread(self.service.expire_iocs):
-                    self.wake()
-            except Exception:
-                log.exception("IOC expiry sweep failed")

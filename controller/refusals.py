@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import logging
 
+from controller.domain.models import Refusal
 from mssp.common.text import clean_line
-from mssp.v1 import common_pb2, gateway_pb2
+from mssp.v1 import gateway_pb2
 
 log = logging.getLogger("mssp.controller.status")
 
@@ -35,13 +36,13 @@ def encode(rows: tuple[RefusalRow, ...]) -> str:
     return json.dumps([list(r) for r in rows]) if rows else ""
 
 
-def decode(text: str) -> list[common_pb2.Refusal]:
-    """The stored rows as protos; a damaged column reads as nothing rather than failing a listing."""
+def decode(text: str) -> list[Refusal]:
+    """The stored rows; a damaged column reads as nothing rather than failing a listing."""
     if not text:
         return []
     try:
         rows = json.loads(text)
-        return [common_pb2.Refusal(kind=str(k), value=str(v), reason=str(r)) for k, v, r in rows]
+        return [Refusal(kind=str(k), value=str(v), reason=str(r)) for k, v, r in rows]
     except (ValueError, TypeError):
         log.warning("unreadable refusals column: %.80r", text)
         return []

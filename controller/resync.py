@@ -12,8 +12,10 @@ from __future__ import annotations
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
+from controller.domain.models import SeqPair
+from controller.services import channels
 from controller.store.db import Database
-from controller.store.models import Channel, Ioc, PushLog, Tenant
+from controller.store.models import Ioc, PushLog, Tenant
 from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
 from mssp.common.clock import now_ms
 from mssp.common.parts import MAX_PUSH_BYTES
@@ -26,13 +28,13 @@ IOC_WIRE_OVERHEAD = 12
 
 
 def sync_pushes(
-    db: Database, tenant_id: str, applied: common_pb2.Versions, *, force_snapshot: bool = False
+    db: Database, tenant_id: str, applied: SeqPair, *, force_snapshot: bool = False
 ) -> list[push_pb2.Push]:
     pushes: list[push_pb2.Push] = []
     with db.session(readonly=True) as s:
         for channel, have in ((GLOBAL_CHANNEL, applied.global_seq),
                               (tenant_channel(tenant_id), applied.tenant_seq)):
-            head = _head(s, channel)
+            head = channels.head(s, channel)
             if not force_snapshot and have == head:
                 continue
             deltas = None
@@ -40,11 +42,6 @@ def sync_pushes(
                 deltas = _deltas(s, channel, have, head)
             pushes.extend(deltas if deltas is not None else snapshot(s, channel, head))
     return pushes
-
-
-def _head(s: Session, channel: str) -> int:
-    row = s.get(Channel, channel, populate_existing=True)
-    return row.seq if row is not None else 0
 
 
 def _deltas_are_cheaper(s: Session, channel: str, have: int, head: int) -> bool:

@@ -12,10 +12,10 @@ import logging
 import time
 from concurrent.futures import Executor
 
-from controller.service import ControllerService, StatusUpdate
-from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from controller.domain.models import StatusUpdate, Versions
+from controller.service import ControllerService
+from controller.services.channels import desired_from_heads
 from mssp.common.text import clean_line, has_unsafe
-from mssp.v1 import common_pb2
 
 log = logging.getLogger("mssp.controller.status")
 
@@ -44,17 +44,14 @@ class StatusRecorder:
     def submit(self, update: StatusUpdate) -> None:
         self._pending[update.gateway_id] = inert(update)
 
-    async def desired(self, tenant_id: str) -> common_pb2.Versions:
+    async def desired(self, tenant_id: str) -> Versions:
         """What the gateway should be at; at most `interval` old (a newer push also reaches it by NATS)."""
         async with self._heads_lock:
             if time.monotonic() - self._heads_at > self.interval:
                 loop = asyncio.get_running_loop()
                 self._heads = await loop.run_in_executor(self.executor, self.service.channel_heads)
                 self._heads_at = time.monotonic()
-        return common_pb2.Versions(
-            global_seq=self._heads.get(GLOBAL_CHANNEL, 0),
-            tenant_seq=self._heads.get(tenant_channel(tenant_id), 0),
-        )
+        return desired_from_heads(self._heads, tenant_id)
 
     async def flush(self) -> None:
         if not self._pending:

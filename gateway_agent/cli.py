@@ -1,4 +1,8 @@
-"""`mssp-agent`: enroll, run and inspect the router daemon. argparse keeps the router install lean."""
+"""`mssp-agent`: enroll, run and inspect the router daemon. argparse keeps the router install lean.
+
+This is the agent's edge: an AgentError (gateway_agent/errors.py) becomes one line on stderr and
+exit status 1; anything else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -10,34 +14,17 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway_agent.backends.base import EnforcementBackend
-from gateway_agent.backends.nft import nft_available
-from gateway_agent.backends.recording import RecordingBackend
-from gateway_agent.enroll import EnrollError, enroll
-from gateway_agent.identity import AgentIdentity, NotEnrolled
+from gateway_agent.backends import BACKENDS, make_backend, nft_available
+from gateway_agent.enroll import enroll
+from gateway_agent.errors import AgentError
+from gateway_agent.identity import AgentIdentity
 from gateway_agent.runtime import GatewayAgent
-from gateway_agent.statefile import StateFile, StateFileError
+from gateway_agent.statefile import StateFile
 from gateway_agent.status_file import STATUS_FILE
 
-BACKENDS = ("recording", "nft")
 
-
-class CliError(Exception):
-    pass
-
-
-def make_backend(name: str, state_dir: Path) -> EnforcementBackend:
-    if name == "recording":
-        return RecordingBackend(state_dir / "recording")
-    if name == "nft":
-        # Imported on demand: only a Linux router with nftables needs it.
-        from gateway_agent.backends.nft import make_nft_backend
-
-        try:
-            return make_nft_backend(state_dir)
-        except ValueError as exc:
-            raise CliError(f"nft backend: {exc}") from exc
-    raise CliError(f"unknown backend {name!r}; choose one of: {', '.join(BACKENDS)}")
+class CliError(AgentError):
+    """A bad argument or an unreadable file named on the command line."""
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -79,10 +66,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     status_path = state_dir / STATUS_FILE
     if status_path.exists():
         status = json.loads(status_path.read_text())
-    try:
-        state = StateFile(state_dir / "state").load(identity.tenant_channel)
-    except StateFileError as exc:
-        raise CliError(str(exc)) from exc
+    state = StateFile(state_dir / "state").load(identity.tenant_channel)  # StateFileError: one line
     applied = state.versions() if state else None
     status.update({
         "tenant": identity.tenant_name,
@@ -138,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return int(args.func(args))
-    except (CliError, EnrollError, NotEnrolled) as exc:
+    except AgentError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

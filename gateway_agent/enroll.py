@@ -19,6 +19,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway_agent import __version__
+from gateway_agent.errors import AgentError
 from gateway_agent.identity import AgentIdentity, make_nats_user_seed, make_tls_key_and_csr
 from mssp.common.creds import creds_file_text
 from mssp.common.files import write_private
@@ -27,7 +28,7 @@ from mssp.v1 import enrollment_pb2, enrollment_pb2_grpc
 ENROLL_TIMEOUT = 15.0
 
 
-class EnrollError(Exception):
+class EnrollError(AgentError):
     pass
 
 

@@ -17,12 +17,13 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
+from gateway_agent.errors import AgentError
 from mssp.common.files import write_private
 
 IDENTITY_FILE = "identity.json"
 
 
-class NotEnrolled(Exception):
+class NotEnrolled(AgentError):
     pass
 
 

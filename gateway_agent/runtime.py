@@ -10,11 +10,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 import random
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import grpc
 from nats.aio.client import Client as NatsClient
@@ -22,16 +21,14 @@ from nats.aio.msg import Msg
 
 from gateway_agent import __version__, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
-from gateway_agent.counters import CounterSource
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.recovery import Recovery, reload_applied, restore
-from gateway_agent.refusals import MAX_REPORTED, report_fields
+from gateway_agent.refusals import report_fields
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
-from gateway_agent.status_file import write_status_file
+from gateway_agent.status_file import agent_status, write_status_file
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
 from mssp.common.channels import channel_subject
-from mssp.common.clock import now_ms
 from mssp.common.envelope import PushRejected, open_envelope, open_signed
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
@@ -44,7 +41,9 @@ STATUS_WRITE_DELAY = 1.0
 
 
 @dataclass
-class Counters:
+class PushStats:
+    """What became of the pushes this agent process received (status.json's "counters")."""
+
     pushes_applied: int = 0
     rejected: int = 0  # bad signature, wrong channel, expired, malformed
     stale: int = 0  # older than applied (replays, late duplicates)
@@ -75,7 +74,7 @@ class GatewayAgent:
         self.state = DesiredState(identity.tenant_channel)
         self.statefile = StateFile(identity.state_dir / "state")
         self.recovery = Recovery()  # holds enforcement back when the state file was unusable
-        self.counters = Counters()
+        self.push_stats = PushStats()
         self.last_error = ""
         self.last_rejection = ""
         self.nats_connected = False
@@ -94,13 +93,11 @@ class GatewayAgent:
         self._tasks: list[asyncio.Task[None]] = []
         self.telemetry: TelemetryPublisher | None = None
         if telemetry_interval is not None:
-            dns = getattr(backend, "dns", None)
             self.telemetry = create_publisher(
                 identity.state_dir, tenant_id=identity.tenant_id, gateway_id=identity.gateway_id,
                 connection=lambda: self._nc if self.nats_connected else None,
-                source=backend if isinstance(backend, CounterSource) else None,  # nft: kernel counters
-                dns_log=getattr(getattr(dns, "settings", None), "query_log", None),
-                applied=lambda: self.state.versions(), apply_errors=lambda: self.counters.apply_errors,
+                source=backend, dns_log=backend.dns_query_log(),
+                applied=lambda: self.state.versions(), apply_errors=lambda: self.push_stats.apply_errors,
                 interval=telemetry_interval,
             )
 
@@ -235,7 +232,7 @@ class GatewayAgent:
         await self._apply_push(push)
 
     def _rejected(self, reason: str) -> None:
-        self.counters.rejected += 1
+        self.push_stats.rejected += 1
         self.last_rejection = reason
         log.warning("%s: push rejected: %s", self.identity.label, reason)
 
@@ -244,10 +241,10 @@ class GatewayAgent:
         try:
             change = self.state.apply(push)
         except Stale:
-            self.counters.stale += 1
+            self.push_stats.stale += 1
             return True
         except Gap as exc:
-            self.counters.gaps += 1
+            self.push_stats.gaps += 1
             log.info("%s: %s; resyncing", self.identity.label, exc)
             self.request_resync()
             return False
@@ -265,7 +262,7 @@ class GatewayAgent:
             self.state = await asyncio.to_thread(self._reload_applied)
             self._schedule_report()
             return False
-        self.counters.pushes_applied += 1
+        self.push_stats.pushes_applied += 1
         self.last_error = ""
         if self.on_applied is not None:
             self.on_applied(change, time.monotonic())
@@ -287,7 +284,7 @@ class GatewayAgent:
         return reload_applied(self)
 
     def _apply_failed(self, exc: Exception) -> None:
-        self.counters.apply_errors += 1
+        self.push_stats.apply_errors += 1
         self.last_error = f"apply failed: {exc}"
         log.error("%s: %s", self.identity.label, self.last_error)
 
@@ -315,7 +312,7 @@ class GatewayAgent:
             return
         self.controller_reachable = True
         self._resync_backoff = 0.5
-        self.counters.resyncs += 1
+        self.push_stats.resyncs += 1
         self.synced.set()
         self._schedule_report()
 
@@ -338,7 +335,7 @@ class GatewayAgent:
             agent_version=__version__,
             backend=self.backend.name,
             last_error=self.last_error,
-            apply_errors=self.counters.apply_errors, **report_fields(self.backend.refusals()),
+            apply_errors=self.push_stats.apply_errors, **report_fields(self.backend.refusals()),
         )
         try:
             ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)
@@ -376,26 +373,7 @@ class GatewayAgent:
         return f"t{v.tenant_seq}/g{v.global_seq}"
 
     def status(self) -> dict[str, object]:
-        v = self.state.versions()
-        return {
-            "tenant": self.identity.tenant_name,
-            "gateway": self.identity.gateway_name,
-            "gateway_id": self.identity.gateway_id,
-            "backend": self.backend.name,
-            "applied": {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq},
-            "policy_version": self.state.policy.version,
-            "ioc_count": self.state.ioc_count(),
-            "nats_connected": self.nats_connected,
-            "controller_reachable": self.controller_reachable,
-            "last_error": self.last_error,
-            "recovering": self.recovery.holding,  # enforcement held until a forced snapshot is in
-            "last_rejection": self.last_rejection,
-            "refusals": [str(r) for r in self.backend.refusals()[:MAX_REPORTED]],
-            "refusals_total": len(self.backend.refusals()),
-            "counters": asdict(self.counters),
-            "pid": os.getpid(),
-            "updated_at_ms": now_ms(),
-        }
+        return agent_status(self)
 
     async def write_status(self) -> None:
         """The status is taken on the loop (it reads live state); only the file write is threaded."""

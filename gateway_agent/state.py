@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway_agent.errors import AgentError
 from mssp.common.channels import GLOBAL_CHANNEL
 from mssp.common.clock import now_ms
 from mssp.common.parts import PartAssembler, PartError
@@ -19,15 +20,15 @@ from mssp.v1 import common_pb2, push_pb2
 IocKey = tuple[int, str]
 
 
-class Gap(Exception):
+class Gap(AgentError):
     """The push is ahead of what we applied: something was missed, resync from the controller."""
 
 
-class Stale(Exception):
+class Stale(AgentError):
     """The push is not newer than what we applied: a replay or a late duplicate."""
 
 
-class Invalid(Exception):
+class Invalid(AgentError):
     """The push is signed but makes no sense for this channel (e.g. a policy on the global channel)."""
 
 

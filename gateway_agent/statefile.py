@@ -28,6 +28,7 @@ from pathlib import Path
 
 from google.protobuf.message import DecodeError
 
+from gateway_agent.errors import AgentError
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale
 from mssp.common.files import fsync_dir
 from mssp.v1 import push_pb2
@@ -41,7 +42,7 @@ MAX_RECORD = 256 * 1024 * 1024  # a length above this is corruption, not a recor
 COMPACT_AFTER = 1000  # journal records before the snapshot is rewritten
 
 
-class StateFileError(Exception):
+class StateFileError(AgentError):
     """The state file cannot be loaded or written; what is on disk is left consistent."""
 
 

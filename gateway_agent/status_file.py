@@ -6,9 +6,42 @@ from __future__ import annotations
 import json
 import os
 import threading
+from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gateway_agent.refusals import MAX_REPORTED
+from mssp.common.clock import now_ms
+
+if TYPE_CHECKING:
+    from gateway_agent.runtime import GatewayAgent
 
 STATUS_FILE = "status.json"
+
+
+def agent_status(agent: GatewayAgent) -> dict[str, object]:
+    """What the running agent enforces and how it is connected (read on the event loop)."""
+    v = agent.state.versions()
+    refusals = agent.backend.refusals()
+    return {
+        "tenant": agent.identity.tenant_name,
+        "gateway": agent.identity.gateway_name,
+        "gateway_id": agent.identity.gateway_id,
+        "backend": agent.backend.name,
+        "applied": {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq},
+        "policy_version": agent.state.policy.version,
+        "ioc_count": agent.state.ioc_count(),
+        "nats_connected": agent.nats_connected,
+        "controller_reachable": agent.controller_reachable,
+        "last_error": agent.last_error,
+        "recovering": agent.recovery.holding,  # enforcement held until a forced snapshot is in
+        "last_rejection": agent.last_rejection,
+        "refusals": [str(r) for r in refusals[:MAX_REPORTED]],
+        "refusals_total": len(refusals),
+        "counters": asdict(agent.push_stats),  # the key predates PushStats: status.json readers use it
+        "pid": os.getpid(),
+        "updated_at_ms": now_ms(),
+    }
 
 
 def write_status_file(state_dir: Path, status: dict[str, object]) -> None:

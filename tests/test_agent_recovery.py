@@ -107,7 +107,7 @@ async def restart_unloadable(controller: RunningController, sim: SimulatedAgent,
         # The snapshot held before it did not clear the reason, nor count as applied.
         assert len(errors_at_apply) == 1 and errors_at_apply[0].startswith(HOLDING)
         await wait_until(lambda: bool(on_applied))
-        assert agent.counters.pushes_applied == 1 and [c.full for c in on_applied] == [True]
+        assert agent.push_stats.pushes_applied == 1 and [c.full for c in on_applied] == [True]
         assert agent.last_error == "" and agent.status()["recovering"] is False
         await check_kept()
         assert StateFile(sim.state_dir / "state").load(agent.identity.tenant_channel) is not None
@@ -117,7 +117,7 @@ async def restart_unloadable(controller: RunningController, sim: SimulatedAgent,
                          and backend.verify(agent.state))
         assert full_applies == [applied] and not any(stalled.forced[1:])
         await wait_until(lambda: len(on_applied) > 1)
-        assert agent.counters.pushes_applied == 2 and [c.full for c in on_applied] == [True, False]
+        assert agent.push_stats.pushes_applied == 2 and [c.full for c in on_applied] == [True, False]
     finally:
         stalled.release.set()
         stop.set()

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from gateway_agent.dns.dnsmasq import (
+from gateway_agent.dns.config import (
     DnsError,
-    DnsmasqManager,
     DnsPlan,
     DnsSettings,
     parse_upstream,
@@ -27,6 +26,7 @@ from gateway_agent.dns.dnsmasq import (
     render_servers,
     render_sink,
 )
+from gateway_agent.dns.dnsmasq import DnsmasqManager
 from tests.support.netns import dns_lookup
 
 NOW = 1_700_000_000_000

@@ -7,18 +7,13 @@ import re
 import pytest
 
 from controller.domain.errors import InvalidInput
-from controller.domain.ioc import (
+from controller.domain.ioc import IocKind, IocValue, canonical_network, parse_domain, parse_ioc, to_proto
+from controller.domain.ioc_meta import (
     DEFAULT_CONFIDENCE,
     DEFAULT_SOURCE,
     GLOBAL_SCOPE,
-    IocKind,
-    IocValue,
     Scope,
-    canonical_network,
-    parse_domain,
-    parse_ioc,
     parse_scope,
-    to_proto,
     validate_confidence,
     validate_source,
 )
@@ -363,11 +358,11 @@ def test_source_rejected(value: object, expected: str) -> None:
 
 def test_scope_round_trip() -> None:
     assert parse_scope("global") == GLOBAL_SCOPE == Scope(None)
-    assert parse_scope("global").is_global
+    assert parse_scope("global").tenant is None
     assert str(parse_scope("global")) == "global"
     acme = parse_scope("tenant:acme-corp")
     assert acme == Scope("acme-corp")
-    assert not acme.is_global
+    assert acme.tenant == "acme-corp"
     assert str(acme) == "tenant:acme-corp"
     assert parse_scope(str(acme)) == acme
 

@@ -8,17 +8,11 @@ import pytest
 
 from controller.domain.categories import BUILTIN_CATEGORIES
 from controller.domain.errors import InvalidInput
-from controller.domain.policy import (
-    DEFAULT_POLICY_YAML,
-    MAX_RULES,
-    Policy,
-    PortRange,
-    Rule,
-    parse_byte_size,
-    parse_policy_yaml,
-    policy_to_bundle,
-    validate_policy,
-)
+from controller.domain.policy.bundle import policy_to_bundle
+from controller.domain.policy.fields import PortRange, parse_byte_size
+from controller.domain.policy.model import MAX_RULES, Policy, Rule
+from controller.domain.policy.validation import validate_policy
+from controller.domain.policy.yaml_reader import DEFAULT_POLICY_YAML, parse_policy_yaml
 from mssp.v1 import common_pb2
 
 EXAMPLE = textwrap.dedent(

@@ -135,14 +135,14 @@ async def test_forged_and_replayed_pushes_are_rejected(controller: RunningContro
                      .SerializeToString())
     # Garbage bytes on the tenant subject.
     await nc.publish(channel_subject(tenant_channel(sim.agent.identity.tenant_id)), b"\x00garbage{;}")
-    await wait_until(lambda: sim.agent.counters.rejected >= 2)
+    await wait_until(lambda: sim.agent.push_stats.rejected >= 2)
     assert "192.0.2.66" not in sim.ioc_values()
 
     # Replayed: a genuine, correctly signed, older push.
     first_ioc_push = next(d for d in captured if b"198.51.100.1" in d)
-    stale_before = sim.agent.counters.stale
+    stale_before = sim.agent.push_stats.stale
     await nc.publish(channel_subject("global"), first_ioc_push)
-    await wait_until(lambda: sim.agent.counters.stale > stale_before)
+    await wait_until(lambda: sim.agent.push_stats.stale > stale_before)
     assert sim.versions() == before
     assert sim.ioc_values() >= {"198.51.100.1", "198.51.100.2"}
 

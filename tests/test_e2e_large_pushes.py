@@ -12,6 +12,7 @@ from sqlalchemy import insert
 from controller import outbox
 from controller.grpc_api.gateway import SYNC_BURST
 from controller.service import ControllerService
+from controller.services import channels
 from controller.simulation import SimulatedAgent, wait_until
 from controller.store.models import Ioc
 from gateway_agent.state import StateChange
@@ -36,7 +37,7 @@ def bulk_import(svc: ControllerService, iocs: list[common_pb2.Ioc], *, rows: boo
             s.connection().execute(insert(Ioc), [
                 {"channel": GLOBAL_CHANNEL, "type": i.type, "value": i.value, "source": i.source,
                  "confidence": i.confidence, "created_at_ms": now, "expires_at_ms": 0} for i in iocs])
-        return svc._append_push(s, GLOBAL_CHANNEL, iocs=delta)
+        return channels.append_push(s, GLOBAL_CHANNEL, iocs=delta)
 
 
 class PushMonitor:
@@ -115,7 +116,7 @@ async def test_a_push_too_large_for_nats_does_not_block_the_pushes_behind_it(
     # the start-up resync must be over, or the gap's resync coalesces into it and is not counted
     await wait_until(lambda: not (sim.agent._resync_queued or sim.agent.resyncing), within=30)
     await asyncio.sleep(0.5)
-    resyncs = sim.agent.counters.resyncs
+    resyncs = sim.agent.push_stats.resyncs
     huge = domains(240_000, "h", pad=40)  # ~17 MiB in one delta: more than any push may take in parts
     assert push_pb2.IocDelta(upsert=huge).ByteSize() > MAX_PUSH_BYTES
     stuck = await asyncio.to_thread(bulk_import, svc, huge, rows=False)
@@ -128,7 +129,7 @@ async def test_a_push_too_large_for_nats_does_not_block_the_pushes_behind_it(
     await wait_until(lambda: sim.versions().global_seq == info.seq and "198.51.100.77" in sim.ioc_values(),
                      within=30)
     # counted when the Sync stream ends, a moment after its last part was applied
-    await wait_until(lambda: sim.agent.counters.resyncs > resyncs, within=30)
+    await wait_until(lambda: sim.agent.push_stats.resyncs > resyncs, within=30)
     assert sim.agent.state.ioc_count() == 1
     errors = await asyncio.to_thread(outbox.publish_errors, svc.db)
     assert [(e.channel, e.seq) for e in errors] == [(GLOBAL_CHANNEL, stuck)]

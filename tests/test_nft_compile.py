@@ -14,25 +14,18 @@ from pathlib import Path
 
 import pytest
 
+from gateway_agent.backends import BACKENDS, make_backend
+from gateway_agent.backends.base import BackendError
 from gateway_agent.backends.nft import NftBackend, endpoint_host
-from gateway_agent.nft.compile import (
-    Compiled,
-    CompileError,
-    NftConfig,
-    RenderError,
-    compile_delta,
-    compile_state,
-    domain_targets,
-    marker_for,
-    parse_address,
-    parse_cidr,
-    to_native,
-    valid_domain,
-)
+from gateway_agent.nft.compile import Compiled, compile_state, domain_targets
+from gateway_agent.nft.config import CompileError, NftConfig, marker_for
 from gateway_agent.nft.counters import Monotonic, NftCounterSource
+from gateway_agent.nft.delta import compile_delta
+from gateway_agent.nft.native import RenderError, to_native
+from gateway_agent.nft.validate import parse_address, parse_cidr
 from gateway_agent.state import DesiredState, StateChange
 from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, IOC_SET_HITS, RULE_HITS
-from mssp.common.names import valid_rule_name
+from mssp.common.names import valid_domain, valid_rule_name
 from mssp.v1 import common_pb2 as pb
 
 GOLDEN = Path(__file__).parent / "golden" / "nft"
@@ -436,21 +429,20 @@ def test_backend_never_block_and_protected_names() -> None:
 
 
 def test_cli_offers_the_nft_backend(tmp_path: Path) -> None:
-    from gateway_agent import cli
-
     identity = {"tenant_id": "t1", "tenant_name": "acme", "gateway_id": "g1", "gateway_name": "gw1",
                 "controller": "203.0.113.5:7443", "gateway_endpoint": "ctl.mssp.test:7443",
                 "nats_urls": ["nats://203.0.113.6:4222"], "signing_public_key_hex": "00" * 32}
     (tmp_path / "identity.json").write_text(json.dumps(identity))
     (tmp_path / "enforcement.json").write_text(json.dumps({"wan_ifaces": ["wan"], "dns": {
         "listen": ["192.0.2.1"], "upstreams": ["203.0.113.53"], "sinkhole": "null"}}))
-    assert "nft" in cli.BACKENDS
-    backend = cli.make_backend("nft", tmp_path)
+    assert "nft" in BACKENDS
+    backend = make_backend("nft", tmp_path)
     assert isinstance(backend, NftBackend) and backend.dns is not None
+    assert backend.dns_query_log() == tmp_path / "dns" / "queries.log"  # what telemetry reads
     assert backend.wan_ifaces == ("wan",)
     assert {"203.0.113.5/32", "203.0.113.6/32", "203.0.113.53/32"} <= {str(n) for n in
                                                                          backend.never_block_networks}
     assert backend._protected("mssp.test")  # the gRPC endpoint's name can never be sinkholed
     (tmp_path / "enforcement.json").write_text(json.dumps({"dns": {"listen": ["192.0.2.1; x"]}}))
-    with pytest.raises(cli.CliError):
-        cli.make_backend("nft", tmp_path)
+    with pytest.raises(BackendError, match=r"^nft backend: "):
+        make_backend("nft", tmp_path)

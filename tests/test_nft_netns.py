@@ -22,7 +22,7 @@ import pytest
 import gateway_agent.backends.nft as nft_backend
 from gateway_agent.backends.base import ApplyError
 from gateway_agent.backends.nft import NftBackend
-from gateway_agent.dns.dnsmasq import DnsSettings
+from gateway_agent.dns.config import DnsSettings
 from gateway_agent.nft.compile import Compiled
 from gateway_agent.state import DesiredState, StateChange
 from mssp.common.clock import now_ms

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from gateway_agent.nft.compile import NftConfig, compile_state, to_native
+from gateway_agent.nft.compile import compile_state
+from gateway_agent.nft.config import NftConfig
+from gateway_agent.nft.native import to_native
 from gateway_agent.nft.timeouts import MAX_TIMEOUT_S, nft_duration, timeout_seconds
 from gateway_agent.state import DesiredState
 from mssp.common.limits import MAX_TTL_SECONDS

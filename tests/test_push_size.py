@@ -7,8 +7,9 @@ from __future__ import annotations
 import pytest
 
 from controller.domain.errors import InvalidInput
-from controller.domain.policy import MAX_POLICY_BYTES
+from controller.domain.policy.yaml_reader import MAX_POLICY_BYTES
 from controller.service import ControllerService
+from controller.services import channels
 from controller.store.db import Database
 from gateway_agent.state import DesiredState
 from mssp.common.channels import GLOBAL_CHANNEL
@@ -69,7 +70,7 @@ def test_a_delta_too_large_to_travel_is_replaced_by_a_snapshot(svc: ControllerSe
     acme = svc.create_tenant("acme")
     svc.add_ioc("198.51.100.1")
     with svc.db.session() as s:  # what a runaway bulk import would commit
-        svc._append_push(s, GLOBAL_CHANNEL, iocs=push_pb2.IocDelta(upsert=[common_pb2.Ioc(
+        channels.append_push(s, GLOBAL_CHANNEL, iocs=push_pb2.IocDelta(upsert=[common_pb2.Ioc(
             type=common_pb2.IOC_TYPE_DOMAIN, value="huge.example", source="x" * (MAX_PUSH_BYTES + 1))]))
     svc.add_ioc("198.51.100.2")
     pushes = svc.sync_pushes(acme.id, common_pb2.Versions(global_seq=1, tenant_seq=0))

@@ -23,8 +23,9 @@ import pytest
 from controller.simulation import SimulatedAgent, enroll_agent, wait_until
 from gateway_agent.backends.nft import NftBackend
 from gateway_agent.backends.recording import RecordingBackend
-from gateway_agent.dns.dnsmasq import DnsSettings
-from gateway_agent.nft.compile import NftConfig, compile_state
+from gateway_agent.dns.config import DnsSettings
+from gateway_agent.nft.compile import compile_state
+from gateway_agent.nft.config import NftConfig
 from gateway_agent.refusals import Refusal, RefusalBook
 from gateway_agent.state import DesiredState, StateChange
 from mssp.common.clock import now_ms

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import inspect
 
 from controller.domain.errors import AlreadyExists, Conflict, InvalidInput, NotFound, Unauthenticated
+from controller.domain.models import Versions
 from controller.service import ControllerService, StatusUpdate
 from controller.store.db import Database
 from gateway_agent.state import DesiredState
@@ -63,7 +64,7 @@ def test_enrollment_token_is_one_time_and_stored_hashed(svc: ControllerService, 
         svc.redeem_enrollment_token("mssp_enr_not-a-token")
     desired = svc.complete_enrollment(ticket.gateway_id, cert_serial="ab12", nats_public_key="U" * 56,
                                       agent_version="t")
-    assert desired == common_pb2.Versions()
+    assert desired == Versions()
     assert svc.gateway_identity_by_serial("ab12").tenant_id == ticket.tenant_id
     assert svc.gateway_identity_by_serial("ffff") is None
 

@@ -20,9 +20,13 @@ from pathlib import Path
 import pytest
 
 from controller.domain.ioc import parse_domain, parse_ioc, to_proto
-from controller.domain.policy import parse_policy_yaml, policy_to_bundle
-from gateway_agent.dns.dnsmasq import DnsmasqManager, DnsPlan, DnsSettings, render_main, render_servers
-from gateway_agent.nft.compile import Compiled, NftConfig, compile_state, to_native
+from controller.domain.policy.bundle import policy_to_bundle
+from controller.domain.policy.yaml_reader import parse_policy_yaml
+from gateway_agent.dns.config import DnsPlan, DnsSettings, render_main, render_servers
+from gateway_agent.dns.dnsmasq import DnsmasqManager
+from gateway_agent.nft.compile import Compiled, compile_state
+from gateway_agent.nft.config import NftConfig
+from gateway_agent.nft.native import to_native
 from gateway_agent.refusals import Refusal, RefusalBook, report_fields
 from gateway_agent.state import DesiredState
 from mssp.common.names import domain_problem, valid_domain, valid_rule_name

@@ -31,8 +31,8 @@ from controller.telemetry.bounds import (
 )
 from controller.telemetry.consumer import STREAM, TelemetryConsumer
 from controller.telemetry.consumer_state import chunk_enrollment
-from controller.telemetry.ingest import validate_batch
 from controller.telemetry.models import TelemetryBatchSeen, UsageDaily
+from controller.telemetry.validate import validate_batch
 from gateway_agent.counters import CounterSample
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.publisher import MSG_ID_HEADER, TelemetryPublisher, batch_subject, msg_id

@@ -11,14 +11,17 @@ import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NatsClient
 from nats.js import api
+from sqlalchemy import select
 
 from controller.store.db import Database
 from controller.telemetry import queries
 from controller.telemetry.consumer import STREAM, TelemetryConsumer
+from controller.telemetry.models import GatewayHealth
 from gateway_agent.counters import CounterSample
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.publisher import TelemetryPublisher, batch_subject
@@ -29,6 +32,14 @@ from tests.support.nats import NatsBroker
 
 TA, TB = "tenantA", "tenantB"
 Totals = dict[tuple[str, str, str], tuple[int, int, int]]
+
+
+def gateway_health(db: Database, tenant_id: str) -> list[dict[str, Any]]:
+    """The newest reported agent health per gateway of a tenant, as stored."""
+    table = GatewayHealth.__table__  # type: ignore[attr-defined]
+    stmt = select(table).where(table.c.tenant_id == tenant_id).order_by(table.c.gateway_id)
+    with db.read_engine.connect() as conn:
+        return [dict(r) for r in conn.execute(stmt).mappings()]
 
 
 class KernelCounters:
@@ -139,7 +150,7 @@ async def test_agent_to_sql_totals_equal_the_counters(
         assert all(len(a.spool) == 0 for a in agents)
         await eventually(lambda: controller_matches(db, agents))
         assert consumer.stats.rejected == 0
-        health = await asyncio.to_thread(queries.gateway_health, db, TA)
+        health = await asyncio.to_thread(gateway_health, db, TA)
         assert [(h["gateway_id"], h["spool_drops"]) for h in health] == [("gw1", 0)]
         assert health[0]["rss_bytes"] > 0
     finally:
@@ -238,11 +249,11 @@ async def test_spool_overflow_drops_oldest_and_reports_it(
         with_last = [*survivors, telemetry_pb2.TelemetryBatch(gateway_id="gw1", batch_seq=last)]
 
         async def health_reports_drops() -> bool:
-            health = await asyncio.to_thread(queries.gateway_health, db, TA)
+            health = await asyncio.to_thread(gateway_health, db, TA)
             return bool(health) and health[0]["batch_seq"] == last
 
         await eventually(health_reports_drops)
-        health = await asyncio.to_thread(queries.gateway_health, db, TA)
+        health = await asyncio.to_thread(gateway_health, db, TA)
         assert health[0]["spool_drops"] == 4
         # Exactly the surviving batches plus the last one: measured minus what the dropped ones carried.
         dropped = [b for seq, b in made.items() if seq not in {x.batch_seq for x in with_last}]

@@ -1,10 +1,21 @@
-"""Domain errors. Adapters map them to transport codes (gRPC status, HTTP status, CLI exit)."""
+"""The controller's errors, one tree. Each edge maps them once (gRPC status in
+controller/grpc_api/errors.py; HTTP status and CLI exit for the faces to come); every message is
+one line, meant for the operator.
+
+Two branches: a DomainError means the request or the current state forbids the change (asking
+again changes nothing); Unavailable means something the controller depends on failed (asking
+again later may work). A broker failure is never a domain error.
+"""
 
 from __future__ import annotations
 
 
-class DomainError(Exception):
-    """Base: the message is one line, meant for the operator."""
+class ControllerError(Exception):
+    """Base of every error the controller raises on purpose."""
+
+
+class DomainError(ControllerError):
+    """The request or the state it meets forbids it."""
 
 
 class InvalidInput(DomainError):
@@ -25,3 +36,11 @@ class Conflict(DomainError):
 
 class Unauthenticated(DomainError):
     pass
+
+
+class Unavailable(ControllerError):
+    """Infrastructure failed (database, broker): nothing is wrong with the request; retry later."""
+
+
+class BrokerUnavailable(Unavailable):
+    """The message broker: not connected, a publish or flush that failed, an update not confirmed."""

@@ -12,6 +12,7 @@ import nkeys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller.domain.errors import InvalidInput, Unauthenticated
+from controller.grpc_api.convert import versions
 from controller.grpc_api.errors import maps_domain_errors
 from controller.pki import CertificateAuthority, load_gateway_csr
 from controller.service import ControllerService
@@ -96,5 +97,5 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             nats_urls=self.nats_urls,
             nats_user_jwt=user_jwt,
             signing_public_key=self.signing_public,
-            desired=desired,
+            desired=versions(desired),
         )

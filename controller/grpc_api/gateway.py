@@ -18,10 +18,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller import refusals
 from controller.domain.errors import Unauthenticated
+from controller.domain.models import GatewayIdentity, StatusUpdate
+from controller.grpc_api.convert import versions, versions_from
 from controller.grpc_api.errors import maps_domain_errors
 from controller.pki import serial_of_pem
-from controller.ratelimit import KeyedRateLimiter, RateLimited
-from controller.service import ControllerService, GatewayIdentity, StatusUpdate
+from controller.ratelimit import KeyedRateLimiter
+from controller.service import ControllerService
 from controller.status_recorder import StatusRecorder
 from mssp.common.clock import now_ms
 from mssp.common.envelope import sign_split
@@ -64,20 +66,15 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             raise Unauthenticated("gateway certificate is revoked or unknown")
         return identity
 
+    @maps_domain_errors
     async def Sync(
         self, request: gateway_pb2.SyncRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[push_pb2.SignedEnvelope]:
-        try:
-            identity = await self._identify(context)
-        except Unauthenticated as exc:
-            await context.abort(grpc.StatusCode.UNAUTHENTICATED, str(exc))
-        try:
-            self.limiter.take(identity.gateway_id)
-        except RateLimited as exc:
-            await context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, str(exc))
+        identity = await self._identify(context)
+        self.limiter.take(identity.gateway_id)  # RateLimited: RESOURCE_EXHAUSTED (grpc_api/errors.py)
         pushes = await self._run(
             functools.partial(self.service.sync_pushes, force_snapshot=request.force_snapshot),
-            identity.tenant_id, request.applied,
+            identity.tenant_id, versions_from(request.applied),
         )
         for envelope in await self._run(self._sign_all, pushes):
             yield envelope
@@ -92,8 +89,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         identity = await self._identify(context)
         refused, refused_total = refusals.reported(request)
         self.recorder.submit(StatusUpdate(
-            gateway_id=identity.gateway_id, applied=request.applied, agent_version=request.agent_version[:64],
+            gateway_id=identity.gateway_id, applied=versions_from(request.applied),
+            agent_version=request.agent_version[:64],
             backend=request.backend[:32], last_error=request.last_error[:500], seen_at_ms=now_ms(),
             refusals=refused, refusals_total=refused_total,
         ))
-        return gateway_pb2.StatusAck(desired=await self.recorder.desired(identity.tenant_id))
+        return gateway_pb2.StatusAck(desired=versions(await self.recorder.desired(identity.tenant_id)))

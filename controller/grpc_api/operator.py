@@ -13,6 +13,7 @@ import grpc
 
 from controller import outbox
 from controller.domain.errors import Unauthenticated
+from controller.grpc_api import convert
 from controller.grpc_api.enrollment import enrollment_token
 from controller.grpc_api.errors import maps_domain_errors
 from controller.pki import CertificateAuthority
@@ -65,20 +66,21 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     async def CreateTenant(
         self, request: operator_pb2.CreateTenantRequest, context: Ctx
     ) -> operator_pb2.Tenant:
-        return await self._call(context, self.service.create_tenant, request.name, request.plan)
+        tenant = await self._call(context, self.service.create_tenant, request.name, request.plan)
+        return convert.tenant(tenant)
 
     @maps_domain_errors
     async def ListTenants(
         self, request: operator_pb2.ListTenantsRequest, context: Ctx
     ) -> operator_pb2.ListTenantsResponse:
         tenants = await self._call(context, self.service.list_tenants)
-        return operator_pb2.ListTenantsResponse(tenants=tenants)
+        return operator_pb2.ListTenantsResponse(tenants=[convert.tenant(t) for t in tenants])
 
     @maps_domain_errors
     async def GetTenant(
         self, request: operator_pb2.TenantRef, context: Ctx
     ) -> operator_pb2.Tenant:
-        return await self._call(context, self.service.get_tenant, request.name)
+        return convert.tenant(await self._call(context, self.service.get_tenant, request.name))
 
     @maps_domain_errors
     async def AddGateway(
@@ -89,7 +91,8 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
             request.token_ttl_seconds or None,
         )
         return operator_pb2.AddGatewayResponse(
-            gateway=gateway, enrollment_token=enrollment_token(secret, self.ca), token_expires_at_ms=expires
+            gateway=convert.gateway(gateway), enrollment_token=enrollment_token(secret, self.ca),
+            token_expires_at_ms=expires,
         )
 
     @maps_domain_errors
@@ -97,13 +100,14 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         self, request: operator_pb2.ListGatewaysRequest, context: Ctx
     ) -> operator_pb2.ListGatewaysResponse:
         gateways = await self._call(context, self.service.list_gateways, request.tenant or None)
-        return operator_pb2.ListGatewaysResponse(gateways=gateways)
+        return operator_pb2.ListGatewaysResponse(gateways=[convert.gateway(g) for g in gateways])
 
     @maps_domain_errors
     async def GetGateway(
         self, request: operator_pb2.GatewayRef, context: Ctx
     ) -> operator_pb2.Gateway:
-        return await self._call(context, self.service.get_gateway, request.tenant, request.name)
+        gateway = await self._call(context, self.service.get_gateway, request.tenant, request.name)
+        return convert.gateway(gateway)
 
     @maps_domain_errors
     async def RevokeGateway(
@@ -114,7 +118,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         )
         if nats_key:
             await self.on_revoke(nats_key)
-        return gateway
+        return convert.gateway(gateway)
 
     @maps_domain_errors
     async def SetPolicy(
@@ -122,13 +126,13 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> operator_pb2.PolicyInfo:
         info = await self._call(context, self.service.set_policy, request.tenant, request.yaml)
         self.on_change()
-        return info
+        return convert.policy_info(info)
 
     @maps_domain_errors
     async def GetPolicy(
         self, request: operator_pb2.TenantRef, context: Ctx
     ) -> operator_pb2.PolicyInfo:
-        return await self._call(context, self.service.get_policy, request.name)
+        return convert.policy_info(await self._call(context, self.service.get_policy, request.name))
 
     @maps_domain_errors
     async def AddIoc(
@@ -141,7 +145,7 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
             confidence=request.confidence if request.has_confidence else None,
         )
         self.on_change()
-        return info
+        return convert.ioc_info(info)
 
     @maps_domain_errors
     async def RemoveIoc(
@@ -149,19 +153,20 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> operator_pb2.RemoveIocResponse:
         result = await self._call(context, self.service.remove_ioc, request.value, request.scope or "global")
         self.on_change()
-        return result
+        return convert.remove_ioc(result)
 
     @maps_domain_errors
     async def ListIocs(
         self, request: operator_pb2.ListIocsRequest, context: Ctx
     ) -> operator_pb2.ListIocsResponse:
         iocs = await self._call(context, self.service.list_iocs, request.scope or None)
-        return operator_pb2.ListIocsResponse(iocs=iocs)
+        return operator_pb2.ListIocsResponse(iocs=[convert.ioc_info(i) for i in iocs])
 
     @maps_domain_errors
     async def FleetStatus(
         self, request: operator_pb2.FleetStatusRequest, context: Ctx
     ) -> operator_pb2.FleetStatusResponse:
-        reply = await self._call(context, self.service.fleet_status, request.tenant or None)
+        fleet = await self._call(context, self.service.fleet_status, request.tenant or None)
+        reply = convert.fleet_status(fleet)
         reply.push_errors.extend(await asyncio.to_thread(_push_errors, self.service))
         return reply

@@ -1,8 +1,9 @@
 """TelemetryService: alerts, top lists and billing usage for msspctl.
 
 Authenticated exactly like OperatorService (the operator bearer token, compared as a digest in
-constant time). Tenants are named as the operator names them; names are resolved to ids through a
-callable so this adapter does not depend on the fleet service, and ids are shown with names.
+constant time). Tenants are named as the operator names them; names are resolved to ids through
+callables (the service's direct lookups, one query each: ControllerService.tenant_id, tenant_names,
+gateway_names) so this adapter does not depend on the fleet service, and ids are shown with names.
 """
 
 from __future__ import annotations
@@ -63,10 +64,11 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
             raise InvalidInput("a tenant is required")
         return self.resolve_tenant(name.strip())
 
-    def _names(self) -> tuple[dict[str, str], dict[str, str]]:
-        tenants = self.tenant_names() if self.tenant_names else {}
-        gateways = self.gateway_names() if self.gateway_names else {}
-        return tenants, gateways
+    def _tenant_names(self) -> dict[str, str]:
+        return self.tenant_names() if self.tenant_names else {}
+
+    def _gateway_names(self) -> dict[str, str]:
+        return self.gateway_names() if self.gateway_names else {}
 
     # ---- RPCs ------------------------------------------------------------------------------
 
@@ -80,7 +82,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         tenant_id = self._tenant_id(request.tenant) if request.tenant else None
         since = self._since(request.since_seconds, DEFAULT_ALERT_WINDOW)
         found = queries.alerts(self.db, tenant_id, since, request.limit or 100, request.kind or None)
-        tenants, gateways = self._names()
+        tenants, gateways = self._tenant_names(), self._gateway_names()
         return telemetry_pb2.ListAlertsResponse(alerts=[
             telemetry_pb2.Alert(
                 id=a.id, tenant_id=a.tenant_id, tenant=tenants.get(a.tenant_id, ""),
@@ -100,7 +102,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         by = request.by or "host"
         since = self._since(request.since_seconds, DEFAULT_TOP_WINDOW)
         items = queries.top(self.db, tenant_id, by, since, request.limit or 20)
-        _, gateways = self._names()
+        gateways = self._gateway_names()
         return telemetry_pb2.TopResponse(
             tenant=request.tenant.strip(), by=by, since_ms=since,
             entries=[
@@ -121,7 +123,7 @@ class TelemetryServicer(telemetry_pb2_grpc.TelemetryServiceServicer):
         this_month = datetime.fromtimestamp(self.clock_ms() / 1000, UTC).strftime("%Y-%m")
         period = request.period.strip() or this_month
         result = queries.usage(self.db, tenant_id, period)
-        _, gateways = self._names()
+        gateways = self._gateway_names()
         return telemetry_pb2.UsageResponse(
             tenant=request.tenant.strip(), tenant_id=tenant_id, period=result.period,
             gateway_days=result.gateway_days, egress_bytes=result.egress_bytes,

@@ -27,7 +27,7 @@ from typing import Any
 import nkeys
 from nats.aio.client import Client as NatsClient
 
-from controller.domain.errors import DomainError, InvalidInput
+from controller.domain.errors import BrokerUnavailable, InvalidInput
 from controller.pki import CLIENT_VALIDITY
 from mssp.common.channels import PUSH_PREFIX, TELEMETRY_PREFIX, channel_subject, tenant_channel
 from mssp.common.creds import creds_file_text
@@ -62,8 +62,9 @@ _SEED_FILES = {
 }
 
 
-class ClaimsUpdateFailed(DomainError):
-    """The broker refused or did not acknowledge an account JWT update."""
+class ClaimsUpdateFailed(BrokerUnavailable):
+    """The broker refused or did not acknowledge an account JWT update (a broker failure, not a
+    domain error: UNAVAILABLE should it ever reach an RPC)."""
 
 
 def _b64(data: bytes) -> str:

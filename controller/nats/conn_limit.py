@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 
+from controller.nats.system import SystemConnection
 from mssp.common.aio import wait_event
 
 log = logging.getLogger(__name__)
@@ -73,7 +73,8 @@ class ConnectionLimiter:
         self.max_per_user = max_per_user
         self.period = period
         self.stats = ConnLimitStats()
-        self._nc: NatsClient | None = None
+        self._system = SystemConnection(connect_options, creds, "mssp-controller-connlimit",
+                                        on_open=self._subscribe)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -86,21 +87,10 @@ class ConnectionLimiter:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
-            self._nc = None
+        await self._system.close()
 
-    async def _connection(self) -> NatsClient:
-        if self._nc is not None and not self._nc.is_closed:
-            return self._nc
-        options: dict[str, Any] = {"connect_timeout": 5, "max_reconnect_attempts": 2,
-                                   "reconnect_time_wait": 0.5, "name": "mssp-controller-connlimit"}
-        options.update(self.connect_options())
-        nc = await nats.connect(user_credentials=str(self.creds), **options)
+    async def _subscribe(self, nc: NatsClient) -> None:
         await nc.subscribe(f"$SYS.ACCOUNT.{self.account}.CONNECT", cb=self._on_connect)
-        self._nc = nc
-        return nc
 
     async def _on_connect(self, _msg: Any) -> None:
         self._wake.set()
@@ -126,7 +116,7 @@ class ConnectionLimiter:
     async def check(self) -> int:
         """One pass: kick what is over the limit; returns how many were kicked."""
         self.stats.checks += 1
-        nc = await self._connection()
+        nc = await self._system.get()
         server_id, conns = await self._connections(nc)
         kicked = 0
         users = {int(c["cid"]): str(c.get("authorized_user")) for c in conns}

@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import nats
 from nats.aio.client import Client as NatsClient
 
 from controller.nats.auth import UPDATE_TIMEOUT, NatsIdentity, decode_jwt_claims, push_account_update
+from controller.nats.system import SystemConnection
 from mssp.common.aio import wait_event
 
 log = logging.getLogger("mssp.controller.revocation")
@@ -131,7 +131,7 @@ class RevocationSync:
         self.confirmed: dict[str, int] | None = None  # what the broker last confirmed holding
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
-        self._nc: NatsClient | None = None
+        self._system = SystemConnection(connect_options, creds, "mssp-controller-system")
         self._task: asyncio.Task[None] | None = None
 
     def desired(self) -> dict[str, int]:
@@ -150,10 +150,7 @@ class RevocationSync:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._nc is not None:
-            with contextlib.suppress(Exception):
-                await self._nc.close()
-            self._nc = None
+        await self._system.close()
 
     async def revoked(self) -> bool:
         """A revocation was committed: push now. False if the broker did not confirm; the
@@ -168,7 +165,7 @@ class RevocationSync:
         async with self._lock:
             try:
                 desired = await asyncio.to_thread(self.desired)
-                nc = await self._connection()
+                nc = await self._system.get()
                 if not nc.is_connected:  # reconnecting: fail fast, do not hold the lock for timeouts
                     raise ConnectionError("not connected to the broker")
                 if not force_push:
@@ -198,19 +195,6 @@ class RevocationSync:
         if self.confirmed != revocations:
             await asyncio.to_thread(write_state, self.state_file, revocations)
         self.confirmed = revocations
-
-    async def _connection(self) -> NatsClient:
-        if self._nc is not None and not self._nc.is_closed:
-            return self._nc
-        # Few reconnect attempts: nats-py retries a first connect forever otherwise (holding our lock
-        # while the broker is down); a connection that gave up is closed and replaced next time.
-        options: dict[str, Any] = {
-            "connect_timeout": 5, "max_reconnect_attempts": 2, "reconnect_time_wait": 0.5,
-            "name": "mssp-controller-system",
-        }
-        options.update(self.connect_options())
-        self._nc = await nats.connect(user_credentials=str(self.creds), **options)
-        return self._nc
 
     async def _run(self) -> None:
         backoff = self.min_backoff

@@ -53,7 +53,8 @@ class EnrollmentToken(SQLModel, table=True):
 
     token_hash: str = Field(primary_key=True, max_length=64)  # sha256 hex; the secret is never stored
     gateway_id: str = Field(foreign_key="gateway.id", index=True, max_length=32)
-    expires_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    # Indexed: housekeeping deletes tokens some time past their expiry (controller/store/tokens.py).
+    expires_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))
     used_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 
 
@@ -90,3 +91,14 @@ class PushLog(SQLModel, table=True):
     publish_error: str = Field(
         default="", sa_column=Column(Text, nullable=False, default="", server_default="")
     )
+
+
+class HousekeepingLease(SQLModel, table=True):
+    """Which controller runs a housekeeping job this period (controller/store/lease.py): one row per
+    job, taken by whoever finds it expired, so replicas on one database do not all run it."""
+
+    __tablename__ = "housekeeping_lease"
+
+    job: str = Field(primary_key=True, max_length=64)
+    holder: str = Field(max_length=64)
+    expires_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))

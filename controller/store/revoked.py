@@ -12,6 +12,7 @@ from collections.abc import Iterable
 
 from sqlmodel import col, select
 
+from controller.domain.models import GatewayStatus
 from controller.store.db import Database
 from controller.store.models import Gateway
 
@@ -25,7 +26,7 @@ def revoked_nats_keys(db: Database) -> dict[str, int]:
     with db.session(readonly=True) as s:
         rows = s.exec(
             select(Gateway.nats_public_key, Gateway.revoked_at_ms).where(
-                Gateway.status == "revoked", Gateway.nats_public_key != ""
+                Gateway.status == GatewayStatus.REVOKED.value, Gateway.nats_public_key != ""
             )
         ).all()
     return {key: max(1, -(-int(at_ms) // 1000)) for key, at_ms in rows}
@@ -39,7 +40,7 @@ def revoked_since(db: Database, gateway_ids: Iterable[str]) -> dict[str, int]:
         for i in range(0, len(ids), _CHUNK):
             rows = s.exec(
                 select(Gateway.id, Gateway.revoked_at_ms).where(
-                    Gateway.status == "revoked", col(Gateway.id).in_(ids[i:i + _CHUNK])
+                    Gateway.status == GatewayStatus.REVOKED.value, col(Gateway.id).in_(ids[i:i + _CHUNK])
                 )
             ).all()
             out.update({gid: int(at_ms) for gid, at_ms in rows})

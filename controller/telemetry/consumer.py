@@ -19,7 +19,6 @@ import asyncio
 import contextlib
 import logging
 import threading
-import time
 from collections.abc import Callable
 
 import nats.errors
@@ -31,18 +30,12 @@ from nats.js.errors import BadRequestError
 
 from controller.store.db import Database
 from controller.store.revoked import revoked_since
-from controller.telemetry.bounds import EnrolledAt, EnrollmentTimes, PeriodRefused
+from controller.telemetry.alerts import Thresholds
+from controller.telemetry.bounds import BatchRejected, EnrolledAt, EnrollmentTimes, PeriodRefused
 from controller.telemetry.consumer_state import CachedThresholds, ConsumerStats, Outcome, chunk_enrollment
-from controller.telemetry.ingest import (
-    BatchRejected,
-    FoldResult,
-    Thresholds,
-    ingest,
-    is_transient,
-    purge,
-    validate_batch,
-)
+from controller.telemetry.ingest import FoldResult, ingest, is_transient
 from controller.telemetry.pull import BoundedPull, MessageBuffer, stored_ms
+from controller.telemetry.validate import validate_batch
 from mssp.common.channels import TELEMETRY_PREFIX
 from mssp.common.clock import now_ms
 from mssp.v1 import telemetry_pb2
@@ -77,7 +70,6 @@ class TelemetryConsumer:
         fetch_max_bytes: int = 8 * 1024**2,
         buffer_max_bytes: int = 64 * 1024**2,
         retry_delay: float = 2.0,
-        purge_interval: float = 3600.0,
         workers: int = 2,
         linger: float = 0.5,
         clock_ms: Callable[[], int] | None = None,
@@ -99,7 +91,6 @@ class TelemetryConsumer:
         self.max_msgs_per_gateway = max_msgs_per_gateway
         self.fetch_max_bytes = fetch_max_bytes
         self.retry_delay = retry_delay
-        self.purge_interval = purge_interval
         self.workers = max(1, workers)
         self.linger = linger
         self._stats_lock = threading.Lock()
@@ -113,7 +104,6 @@ class TelemetryConsumer:
         self._idle = asyncio.Event()
         self._idle.set()
         self._stopping = False
-        self._next_purge = time.monotonic() + min(60.0, purge_interval)
 
     # ---- setup -----------------------------------------------------------------------------
 
@@ -248,9 +238,6 @@ class TelemetryConsumer:
                     self.stats.last_error = f"worker: {type(exc).__name__}: {exc}"
                     log.exception("telemetry chunk of %d failed unexpectedly; it will be retried", len(msgs))
                     await self._settle(msgs, [Outcome.RETRY] * len(msgs))
-                if time.monotonic() >= self._next_purge:
-                    self._next_purge = time.monotonic() + self.purge_interval
-                    await self._purge()
             finally:
                 self._busy -= 1
                 if not self._busy:
@@ -292,13 +279,6 @@ class TelemetryConsumer:
                     await msg.nak(delay=self.retry_delay)
             except Exception as exc:  # a lost ack means a redelivery, which the idempotency key absorbs
                 log.debug("could not settle a telemetry message: %s", exc)
-
-    async def _purge(self) -> None:
-        try:
-            removed = await asyncio.to_thread(purge, self.db, self.clock_ms())
-            log.info("telemetry retention: %s", removed)
-        except Exception as exc:
-            log.warning("telemetry retention failed: %s", exc)
 
     # ---- the worker thread -----------------------------------------------------------------
 

@@ -10,8 +10,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import Enum
 
+from controller.telemetry.alerts import Thresholds
 from controller.telemetry.bounds import BatchRejected, EnrolledAt, EnrollmentTimes
-from controller.telemetry.ingest import Thresholds, subject_identity
+from controller.telemetry.validate import subject_identity
 
 
 class Outcome(Enum):

@@ -34,16 +34,17 @@ class TelemetryBatchSeen(SQLModel, table=True):
     gateway_id: str = Field(primary_key=True, max_length=ID_LEN)
     batch_seq: int = Field(sa_column=_bigint(primary_key=True))
     tenant_id: str = Field(max_length=ID_LEN)
-    period_end_ms: int = Field(sa_column=_bigint(index=True))  # drives retention (see ingest.MAX_AGE_MS)
+    period_end_ms: int = Field(sa_column=_bigint(index=True))  # drives retention (see retention.py)
     received_at_ms: int = Field(sa_column=_bigint())
 
 
 class RollupHourly(SQLModel, table=True):
     """Counter deltas summed per tenant, metric, UTC hour, gateway and dimension. The key order serves
-    "top X for tenant T since S" straight from the primary key."""
+    "top X for tenant T since S" straight from the primary key; retention deletes by hour_ms alone,
+    which needs its own index (hour_ms never changes in an update, so updates stay HOT)."""
 
     __tablename__ = "rollup_hourly"
-    __table_args__ = ({"postgresql_with": HOT_UPDATES},)
+    __table_args__ = (Index("ix_rollup_hourly_hour_ms", "hour_ms"), {"postgresql_with": HOT_UPDATES})
 
     tenant_id: str = Field(primary_key=True, max_length=ID_LEN)
     metric: str = Field(primary_key=True, max_length=METRIC_LEN)

@@ -16,7 +16,7 @@ from sqlalchemy import case, func, select
 
 from controller.domain.errors import InvalidInput
 from controller.store.db import Database
-from controller.telemetry.models import DetectionEvent, GatewayHealth, RollupHourly, UsageDaily
+from controller.telemetry.models import DetectionEvent, RollupHourly, UsageDaily
 from mssp.common.metrics import (
     ALERT_KINDS,
     CATEGORY_BYTES,
@@ -34,7 +34,6 @@ _PERIOD_RE = re.compile(r"(\d{4})-(0[1-9]|1[0-2])")
 _ROLLUP = RollupHourly.__table__  # type: ignore[attr-defined]
 _USAGE = UsageDaily.__table__  # type: ignore[attr-defined]
 _EVENT = DetectionEvent.__table__  # type: ignore[attr-defined]
-_HEALTH = GatewayHealth.__table__  # type: ignore[attr-defined]
 
 
 @dataclass
@@ -238,9 +237,3 @@ def totals(db: Database, tenant_id: str | None = None) -> dict[tuple[str, str, s
     with db.read_engine.connect() as conn:
         return {(g, m, d): (int(p), int(b), int(c)) for g, m, d, p, b, c in conn.execute(stmt)}
 
-
-def gateway_health(db: Database, tenant_id: str) -> list[dict[str, Any]]:
-    """The newest reported agent health per gateway of a tenant."""
-    stmt = select(_HEALTH).where(_HEALTH.c.tenant_id == tenant_id).order_by(_HEALTH.c.gateway_id)
-    with db.read_engine.connect() as conn:
-        return [dict(r) for r in conn.execute(stmt).mappings()]

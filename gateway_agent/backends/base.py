@@ -1,20 +1,29 @@
-"""The enforcement backend interface.
+"""The enforcement backend interface: everything the agent's runtime asks of a backend.
 
 Shaped for a kernel backend: `apply_full` must be one atomic transaction that leaves the previous
 ruleset in force when it fails; `apply_delta` adds and removes IOC elements without rebuilding;
-`verify` is a cheap read-back (never a full listing of huge sets).
+`verify` is a cheap read-back (never a full listing of huge sets). Telemetry reads the kernel's
+counters (`read_counters`) and the DNS query log (`dns_query_log`); a backend without them returns
+nothing, never raises, so the runtime needs no probing of what a backend is.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from pathlib import Path
 
+from gateway_agent.counters import CounterSample
+from gateway_agent.errors import AgentError
 from gateway_agent.refusals import Refusal
 from gateway_agent.state import DesiredState, StateChange
 
 
-class ApplyError(Exception):
+class ApplyError(AgentError):
     """The backend refused the state; whatever was in force before still is."""
+
+
+class BackendError(AgentError):
+    """No backend of that kind, or its configuration is unusable: the agent cannot start."""
 
 
 class EnforcementBackend(ABC):
@@ -32,6 +41,14 @@ class EnforcementBackend(ABC):
     def refusals(self) -> tuple[Refusal, ...]:
         """What the state in force asked for but this backend does not enforce (see refusals.py)."""
         return ()
+
+    def read_counters(self) -> list[CounterSample]:
+        """Cumulative counters of what is in force (see counters.py); none by default."""
+        return []
+
+    def dns_query_log(self) -> Path | None:
+        """The DNS query log telemetry reads, when this backend runs a DNS server."""
+        return None
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

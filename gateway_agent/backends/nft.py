@@ -18,11 +18,8 @@ from __future__ import annotations
 import ipaddress
 import json
 import logging
-import os
 import re
-import shutil
 import socket
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,37 +29,27 @@ from urllib.parse import urlsplit
 
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.counters import CounterSample
-from gateway_agent.dns.dnsmasq import DnsError, DnsmasqManager, DnsPlan, DnsSettings
-from gateway_agent.nft.compile import (
-    MARKER_SET,
-    CompileError,
-    Network,
-    NftConfig,
-    RenderError,
-    compile_delta,
-    compile_state,
-    effective_expiry,
-    marker_for,
-    parse_address,
-    to_native,
-    valid_domain,
-)
+from gateway_agent.dns.config import DnsError, DnsPlan, DnsSettings
+from gateway_agent.dns.dnsmasq import DnsmasqManager
+from gateway_agent.nft.compile import compile_state
+from gateway_agent.nft.config import CompileError, NftConfig, marker_for
 from gateway_agent.nft.counters import NftCounterSource
+from gateway_agent.nft.delta import compile_delta
+from gateway_agent.nft.iocs import effective_expiry
+from gateway_agent.nft.names import MARKER_SET, parse_cidr_set, set_version
+from gateway_agent.nft.native import RenderError, to_native
 from gateway_agent.nft.runner import NftError, NftRunner
+from gateway_agent.nft.validate import Network, parse_address
 from gateway_agent.refusals import Refusal, RefusalBook
 from gateway_agent.state import DesiredState, StateChange
 from mssp.common.clock import now_ms
+from mssp.common.names import valid_domain
 from mssp.v1 import common_pb2
 
 log = logging.getLogger("mssp.agent.nft")
 
 ENFORCEMENT_FILE = "enforcement.json"
 _HOSTNAME_RE = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,62}))*\.?")
-
-
-def nft_available() -> bool:
-    """True where the nft backend can run: Linux, root, `nft` on PATH (the CLI's default then)."""
-    return sys.platform.startswith("linux") and os.geteuid() == 0 and shutil.which("nft") is not None
 
 
 def endpoint_host(entry: str) -> str:
@@ -103,7 +90,7 @@ class NftBackend(EnforcementBackend):
         """`never_block` takes addresses, CIDRs, hostnames, host:port and URLs (NATS, gRPC).
 
         `native_threshold`: above this many IOC elements the transaction goes to nft in its own
-        syntax (see compile.to_native); below, as JSON.
+        syntax (see native.to_native); below, as JSON.
         """
         self.runner = runner or NftRunner(netns)
         self.netns = netns
@@ -290,6 +277,9 @@ class NftBackend(EnforcementBackend):
     def read_counters(self) -> list[CounterSample]:
         return self.counter_source.read_counters()
 
+    def dns_query_log(self) -> Path | None:
+        return self.dns.settings.query_log if self.dns is not None else None
+
     def _ioc_value(self, address: str) -> str:
         """The IOC an address hit: the single-address IOC, else the longest CIDR IOC holding it."""
         applied = self.applied
@@ -301,8 +291,8 @@ class NftBackend(EnforcementBackend):
         channels = list(applied.state.channels.values())
         if any((single, address) in ch.iocs for ch in channels):
             return address
-        lengths = sorted((int(n.rsplit("_p", 1)[1]) for n in applied.cidr_sets
-                          if n.startswith(f"ioc_cidr{version}_")), reverse=True)
+        cidr_sets = [parse_cidr_set(name) for name in applied.cidr_sets]
+        lengths = sorted((p[1] for p in cidr_sets if p is not None and p[0] == version), reverse=True)
         for length in lengths:
             net = ipaddress.ip_network(f"{address}/{length}", strict=False)
             key = (cidr, f"{net.network_address}/{length}")
@@ -318,7 +308,7 @@ class NftBackend(EnforcementBackend):
         out: dict[str, list[tuple[str, int]]] = {}
         for name in names:
             body = sets.get(name, {})
-            version = 4 if name.endswith("_v4") else 6
+            version = set_version(name)
             for elem in body.get("elem", []):
                 if isinstance(elem, dict) and isinstance(elem.get("elem"), dict):
                     val, expires = elem["elem"].get("val"), elem["elem"].get("expires", 0)

@@ -1,7 +1,8 @@
 """A backend that enforces nothing and writes the compiled desired state to a file.
 
 Used for simulation (demo, benchmarks, tests without root): the file shows exactly what a
-kernel backend would have been asked to enforce.
+kernel backend would have been asked to enforce. It counts nothing and runs no DNS server, so it
+keeps the interface's defaults: no counters, no query log.
 """
 
 from __future__ import annotations

@@ -24,8 +24,21 @@ from typing import Any
 
 from gateway_agent.counters import CounterSample
 from gateway_agent.nft import TABLE
-from gateway_agent.nft.compile import IOC_SET_NAMES, VERDICT_DEFAULT, VERDICT_NEVER_BLOCK, parse_address
+from gateway_agent.nft.names import (
+    CATEGORY_HOST_SET,
+    HOST_EGRESS_SET,
+    HOST_FLOWS_SET,
+    HOST_SETS,
+    IOC_HITS_SET,
+    IOC_SET_NAMES,
+    VERDICT_DEFAULT,
+    VERDICT_NEVER_BLOCK,
+    category_host_set,
+    parse_counter_set,
+    rule_counter_index,
+)
 from gateway_agent.nft.runner import NftError, NftRunner
+from gateway_agent.nft.validate import parse_address
 from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS, IOC_SET_HITS, RULE_HITS
 
 Key = tuple[str, str]  # (metric, dimension)
@@ -187,8 +200,6 @@ def _elem_counter(elem: Any) -> tuple[Any, Value] | None:
 class NftCounterSource:
     """CounterSource over the agent's table (see module docstring)."""
 
-    HOST_SETS = ("host_v4", "host_v6", "flows_v4", "flows_v6", "ioc_hits_v4", "ioc_hits_v6")
-
     def __init__(self, runner: NftRunner, *, lock: threading.RLock | None = None,
                  read_counters_fn: Callable[[str | None], dict[str, Value]] | None = None) -> None:
         self.runner = runner
@@ -210,7 +221,7 @@ class NftCounterSource:
 
     def set_names(self) -> list[str]:
         """The dynamic counter sets read for telemetry (small, bounded by LAN hosts)."""
-        return [*self.HOST_SETS, *(f"cathost_{c}_v{v}" for c in self.categories for v in (4, 6))]
+        return [*HOST_SETS, *(category_host_set(c, v) for c in self.categories for v in (4, 6))]
 
     def _raw(self, sets: Mapping[str, dict[str, Any]] | None = None) -> dict[Key, Value]:
         raw: dict[Key, Value] = {}
@@ -220,7 +231,7 @@ class NftCounterSource:
             raw[key] = (p + value[0], b + value[1])
 
         for name, value in self._read_named(self.runner.netns).items():
-            if name.startswith("rule_"):
+            if rule_counter_index(name) is not None:
                 add((RULE_HITS, self.rule_names.get(name, name)), value)
             elif name in (VERDICT_DEFAULT, VERDICT_NEVER_BLOCK):
                 add((RULE_HITS, f"@{name}"), value)  # '@' cannot start a policy rule name
@@ -229,15 +240,16 @@ class NftCounterSource:
         if sets is None:
             sets = self.runner.list_sets(self.set_names())
         for name, body in sets.items():
-            if name not in self.HOST_SETS and not name.startswith("cathost_"):
+            kind_of_set = parse_counter_set(name)
+            if kind_of_set is None:
                 continue
-            version = 4 if name.endswith("_v4") else 6
+            kind, category, version = kind_of_set
             for elem in body.get("elem", []):
                 parsed = _elem_counter(elem)
                 if parsed is None:
                     continue
                 val, value = parsed
-                if name.startswith("ioc_hits_"):
+                if kind == IOC_HITS_SET:
                     parts = val.get("concat") if isinstance(val, dict) else None
                     if not isinstance(parts, list) or len(parts) != 2:
                         continue
@@ -248,12 +260,11 @@ class NftCounterSource:
                 host = parse_address(val, version)
                 if host is None:
                     continue
-                if name.startswith("host_"):
+                if kind == HOST_EGRESS_SET:
                     add((HOST_EGRESS, host), value)
-                elif name.startswith("flows_"):
+                elif kind == HOST_FLOWS_SET:
                     add((HOST_FLOWS, host), value)
-                elif name.startswith("cathost_"):
-                    category = name[len("cathost_"):-3]
+                elif kind == CATEGORY_HOST_SET:
                     add((CATEGORY_BYTES, f"{category}|{host}"), value)
         return raw
 

@@ -17,13 +17,14 @@ import subprocess
 from collections.abc import Iterable
 from typing import Any
 
+from gateway_agent.errors import AgentError
 from gateway_agent.nft import FAMILY, TABLE
 
 NETNS_RE = re.compile(r"[A-Za-z0-9_.-]{1,64}")
 _SET_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
 
 
-class NftError(Exception):
+class NftError(AgentError):
     """nft refused a transaction or a read; nothing was changed by it."""
 
 
@@ -60,7 +61,7 @@ class NftRunner:
         self._transaction(["-j", "-f", "-"], data)
 
     def apply_text(self, text: str, *, check_first: bool = False) -> None:
-        """One transaction in nft syntax (big element lists; see compile.to_native)."""
+        """One transaction in nft syntax (big element lists; see native.to_native)."""
         data = text.encode()
         if check_first:
             self._transaction(["-c", "-f", "-"], data)

@@ -129,8 +129,3 @@ BUILTIN_CATEGORIES: dict[str, tuple[str, ...]] = {
         "c3pool.com",
     ),
 }
-
-
-def builtin_category_names() -> list[str]:
-    """Sorted names of the shipped categories."""
-    return sorted(BUILTIN_CATEGORIES)

@@ -1,0 +1,144 @@
+"""What the service layer returns: frozen values, no transport types. Field names are those of the
+operator API's messages (protos/mssp/v1/operator.proto), so the gRPC adapter converts field by
+field (controller/grpc_api/convert.py) and any other face (HTTP, a feed importer) reads the same
+names. Pushes stay protobuf: they are the wire format gateways verify, stored as such."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Protocol
+
+from controller.domain.ioc import IocKind
+
+
+class GatewayStatus(StrEnum):
+    """A gateway's lifecycle: pending -> enrolled -> revoked (pending -> revoked too). Stored as
+    the plain string (the gateway.status column); a member compares equal to it."""
+
+    PENDING = "pending"
+    ENROLLED = "enrolled"
+    REVOKED = "revoked"
+
+
+class SeqPair(Protocol):
+    """Anything carrying the two channel seqs (Versions, or the wire message an agent sent)."""
+
+    @property
+    def global_seq(self) -> int: ...
+
+    @property
+    def tenant_seq(self) -> int: ...
+
+
+@dataclass(frozen=True)
+class Versions:
+    """Seqs of the global channel and of one tenant's channel: what a gateway applied or should."""
+
+    global_seq: int = 0
+    tenant_seq: int = 0
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: str
+    name: str
+    plan: str
+    created_at_ms: int
+    gateway_count: int  # not revoked
+    policy_version: int
+    tenant_seq: int
+    ioc_count: int
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Something a gateway was sent but does not enforce, as it reported it (made inert)."""
+
+    kind: str
+    value: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Gateway:
+    """One gateway as the fleet views show it (fleet row, `gateway show`)."""
+
+    id: str
+    tenant: str  # the tenant's name
+    name: str
+    status: GatewayStatus
+    created_at_ms: int
+    enrolled_at_ms: int
+    last_seen_ms: int
+    online: bool
+    desired: Versions
+    applied: Versions
+    converged: bool
+    agent_version: str
+    backend: str
+    last_error: str
+    cert_serial: str
+    refusals: tuple[Refusal, ...] = ()
+    refusals_total: int = 0
+
+
+@dataclass(frozen=True)
+class FleetStatus:
+    gateways: tuple[Gateway, ...]
+    total: int
+    online: int
+    converged: int
+
+
+@dataclass(frozen=True)
+class PolicyInfo:
+    tenant: str
+    version: int
+    yaml: str
+    bundle: bytes  # the compiled PolicyBundle, serialized as gateways receive it
+    updated_at_ms: int = 0
+    seq: int = 0  # the tenant channel seq that carried this version (set by set_policy)
+
+
+@dataclass(frozen=True)
+class Indicator:
+    """An indicator as stored: canonical value, kind, expiry (0 = never), confidence, source."""
+
+    type: IocKind
+    value: str
+    expires_at_ms: int
+    confidence: int
+    source: str
+
+
+@dataclass(frozen=True)
+class IocRecord:
+    ioc: Indicator
+    scope: str  # "global" or "tenant:NAME"
+    created_at_ms: int
+    seq: int  # the channel seq that carried the last change
+
+
+@dataclass(frozen=True)
+class RemoveIocResult:
+    removed: bool
+    seq: int  # the push that carried the removal, or the channel head when nothing was removed
+
+
+@dataclass(frozen=True)
+class GatewayIdentity:
+    gateway_id: str
+    tenant_id: str
+
+
+@dataclass(frozen=True)
+class StatusUpdate:
+    gateway_id: str
+    applied: SeqPair
+    agent_version: str
+    backend: str
+    last_error: str
+    seen_at_ms: int
+    refusals: tuple[tuple[str, str, str], ...] = ()  # (kind, value, reason), see controller/refusals.py
+    refusals_total: int = 0

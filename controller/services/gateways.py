@@ -1,0 +1,128 @@
+"""Gateways and enrollment: add (with its one-time token), enroll, revoke, identify, record reports.
+
+The one-time transitions themselves (token spent once, pending -> enrolled once) are conditional
+UPDATEs in controller/enrollment.py."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+
+from sqlalchemy import bindparam, delete, update
+from sqlmodel import col, select
+
+from controller import enrollment, refusals
+from controller.domain.errors import AlreadyExists, Conflict, InvalidInput
+from controller.domain.models import Gateway, GatewayIdentity, GatewayStatus, StatusUpdate, Versions
+from controller.domain.names import validate_gateway_name
+from controller.enrollment import EnrollmentTicket, hash_token
+from controller.services.channels import desired
+from controller.services.fleet import Fleet, gateway_row
+from controller.services.tenants import new_id, tenant_row
+from controller.store import models as rows
+from controller.store.db import Database
+from mssp.common.clock import now_ms
+from mssp.common.limits import MAX_TTL_SECONDS
+
+TOKEN_PREFIX = "mssp_enr_"
+
+
+class Gateways:
+    def __init__(self, db: Database, fleet: Fleet, *, token_ttl_seconds: int) -> None:
+        self.db = db
+        self.fleet = fleet
+        self.token_ttl_seconds = token_ttl_seconds
+
+    def add_gateway(
+        self, tenant_name: str, name: str, token_ttl_seconds: int | None = None
+    ) -> tuple[Gateway, str, int]:
+        """A pending gateway, its one-time enrollment secret (only the hash is stored) and when
+        that expires."""
+        name = validate_gateway_name(name)
+        ttl = self.token_ttl_seconds if token_ttl_seconds is None else token_ttl_seconds
+        if not 0 < ttl <= MAX_TTL_SECONDS:
+            raise InvalidInput(f"token lifetime must be between 1 second and 10 years, got {ttl}s")
+        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        with self.db.session() as s:
+            tenant = tenant_row(s, tenant_name)
+            existing = s.exec(
+                select(rows.Gateway).where(rows.Gateway.tenant_id == tenant.id, rows.Gateway.name == name)
+            ).first()
+            if existing is not None:
+                raise AlreadyExists(f"gateway {tenant.name}/{name} already exists ({existing.status})")
+            now = now_ms()
+            gateway = rows.Gateway(id=new_id(), tenant_id=tenant.id, name=name, created_at_ms=now)
+            expires = now + ttl * 1000
+            s.add(gateway)
+            s.flush()
+            s.add(rows.EnrollmentToken(token_hash=hash_token(secret), gateway_id=gateway.id,
+                                  expires_at_ms=expires))
+            s.flush()
+            return self.fleet.view(s, gateway, tenant), secret, expires
+
+    def revoke_gateway(self, tenant_name: str, name: str) -> tuple[Gateway, str]:
+        """Revoked at once for gRPC (checked on every call); the caller revokes the NATS user (the
+        key returned, empty if it never enrolled)."""
+        revoked = GatewayStatus.REVOKED
+        with self.db.session() as s:
+            tenant, gateway = gateway_row(s, tenant_name, name)
+            if gateway.status == revoked:
+                raise Conflict(f"gateway {tenant.name}/{gateway.name} is already revoked")
+            # Once, as a conditional UPDATE: of concurrent revokes one wins, and the row is re-read
+            # under its lock, so an enrollment that committed meanwhile has its NATS key revoked too.
+            moved = s.exec(  # type: ignore[call-overload]
+                update(rows.Gateway)
+                .where(col(rows.Gateway.id) == gateway.id, col(rows.Gateway.status) != revoked.value)
+                .values(status=revoked.value)
+            )
+            if moved.rowcount != 1:
+                raise Conflict(f"gateway {tenant.name}/{gateway.name} is already revoked")
+            s.refresh(gateway)
+            gateway.status, gateway.revoked_at_ms = revoked.value, now_ms()  # see store/revoked.py
+            s.add(gateway)
+            s.exec(delete(rows.EnrollmentToken).where(col(rows.EnrollmentToken.gateway_id) == gateway.id))
+            s.flush()
+            return self.fleet.view(s, gateway, tenant), gateway.nats_public_key
+
+    def redeem_enrollment_token(self, secret: str) -> EnrollmentTicket:
+        """Spend a one-time token (see controller/enrollment.py). It commits before the caller
+        signs anything, so a racer that loses never holds a certificate or a NATS credential."""
+        with self.db.session() as s:
+            return enrollment.spend_token(s, secret)
+
+    def complete_enrollment(
+        self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str
+    ) -> Versions:
+        """pending -> enrolled; the versions the new gateway should reach."""
+        with self.db.session() as s:
+            tenant_id = enrollment.mark_enrolled(s, gateway_id, cert_serial=cert_serial,
+                                                 nats_public_key=nats_public_key, agent_version=agent_version)
+            return desired(s, tenant_id)
+
+    def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
+        with self.db.session(readonly=True) as s:  # on every gateway call: must not queue behind writers
+            gateway = s.exec(
+                select(rows.Gateway).where(rows.Gateway.cert_serial == serial,
+                                           rows.Gateway.status == GatewayStatus.ENROLLED.value)
+            ).first()
+            return None if gateway is None else GatewayIdentity(gateway.id, gateway.tenant_id)
+
+    def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
+        """Many reports in one transaction (see StatusRecorder)."""
+        if not updates:
+            return
+        params = [
+            {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq, "v": u.agent_version,
+             "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
+             "rt": u.refusals_total}
+            for u in updates
+        ]
+        statement = (
+            update(rows.Gateway).where(col(rows.Gateway.id) == bindparam("gid")).values(
+                applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
+                agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
+                last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
+            )
+        )
+        with self.db.session() as s:
+            s.connection().execute(statement, params)
