@@ -14,7 +14,6 @@ LEASE_FACTOR + 1 periods later) and never runs the job sooner than a period afte
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import time
@@ -28,7 +27,7 @@ from controller.store.db import Database
 from controller.store.lease import take_lease
 from controller.store.tokens import delete_expired_tokens
 from controller.telemetry.retention import purge
-from mssp.common.aio import wait_event
+from mssp.common.aio import cancel_and_wait, wait_event
 from mssp.common.clock import now_ms
 
 log = logging.getLogger("mssp.controller.housekeeping")
@@ -108,11 +107,8 @@ class Housekeeper:
     async def stop(self) -> None:
         """Stop scheduling; wait for runs in progress (a worker thread cannot be cancelled, and the
         database is closed after this)."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         running = list(self._running.values())
         if running:
             await asyncio.gather(*running, return_exceptions=True)

@@ -11,7 +11,6 @@ wakes this loop once its removal pushes are committed."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from dataclasses import dataclass, field
 
@@ -20,7 +19,7 @@ from nats.aio.client import Client as NatsClient
 
 from controller import outbox
 from controller.service import ControllerService
-from mssp.common.aio import wait_event
+from mssp.common.aio import cancel_and_wait, wait_event
 from mssp.common.channels import channel_subject
 from mssp.common.envelope import sign_push, sign_split
 from mssp.common.parts import MAX_ENVELOPE_BYTES, MAX_PUSH_BYTES, PushTooLarge
@@ -68,11 +67,7 @@ class PushPublisher:
         ]
 
     async def stop(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*self._tasks)
 
     async def _outbox_loop(self) -> None:
         while True:

@@ -6,7 +6,6 @@ and the desired versions sent back come from one read of the channel heads per i
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 import logging
 import time
@@ -15,6 +14,7 @@ from concurrent.futures import Executor
 from controller.domain.models import StatusUpdate, Versions
 from controller.service import ControllerService
 from controller.services.channels import desired_from_heads
+from mssp.common.aio import cancel_and_wait
 from mssp.common.text import clean_line, has_unsafe
 
 log = logging.getLogger("mssp.controller.status")
@@ -35,10 +35,7 @@ class StatusRecorder:
         self._task = asyncio.create_task(self._flush_loop(), name="status-recorder")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await cancel_and_wait(self._task)
         await self.flush()
 
     def submit(self, update: StatusUpdate) -> None:

@@ -3,10 +3,9 @@ job once per period, not once per replica, and a lease left by a dead controller
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import threading
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,6 +18,7 @@ from controller.housekeeping import LEASE_FACTOR, Housekeeper, Job
 from controller.store.db import Database
 from controller.store.lease import lease_holder, take_lease
 from mssp.common.clock import now_ms
+from tests.support.waiting import eventually
 
 T0 = 1_700_000_000_000
 PERIOD_MS = 10_000
@@ -100,16 +100,6 @@ def test_the_first_take_of_a_job_has_one_winner(db: Database, other: Database) -
     assert sorted(results) == [False] * 7 + [True]
     holder = lease_holder(db, "fresh")
     assert holder is not None and holder[0] == f"c{results.index(True)}"
-
-
-async def eventually(condition: Callable[[], Awaitable[bool] | bool], within: float = 60.0) -> None:
-    """Poll until true (a deadline for hangs, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        while True:
-            value = condition()
-            if value if isinstance(value, bool) else await value:
-                return
-            await asyncio.sleep(0.05)
 
 
 async def test_two_housekeeping_loops_share_each_period(db: Database, other: Database) -> None:

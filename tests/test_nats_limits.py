@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +31,7 @@ from gateway_agent.telemetry.collector import MAX_BATCH_BYTES as AGENT_MAX_BATCH
 from gateway_agent.telemetry.publisher import batch_subject
 from mssp.common.metrics import HOST_EGRESS
 from mssp.v1 import telemetry_pb2
+from tests.support.waiting import eventually
 
 if TYPE_CHECKING:
     from tests.support.nats import NatsBroker
@@ -40,14 +40,6 @@ pytest_plugins = ["tests.support.nats"]
 
 TA, TB = "tenantA", "tenantB"
 WAIT = 20.0
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while not await predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
 
 
 async def log_says(broker: NatsBroker, text: str) -> bool:

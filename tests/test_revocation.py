@@ -9,7 +9,7 @@ import datetime as dt
 import re
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +35,7 @@ from controller.store.revoked import revoked_nats_keys
 from gateway_agent.enroll import enroll
 from mssp.v1 import operator_pb2, operator_pb2_grpc
 from tests.support.fleet import RunningController, controller_settings, start_controller
+from tests.support.waiting import eventually
 
 REFUSED = r"(?i)authorization violation|revoked|expired"
 WAIT = 30.0
@@ -45,16 +46,6 @@ class Gw:
     name: str
     public: str
     creds: Path
-
-
-async def eventually(predicate: Callable[[], Awaitable[bool]], within: float = WAIT) -> None:
-    deadline = time.monotonic() + within
-    while True:
-        if await predicate():
-            return
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.1)
 
 
 def enrolled_gateways(service: ControllerService, identity: NatsIdentity, tenant: str, names: list[str],

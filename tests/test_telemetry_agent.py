@@ -3,7 +3,6 @@ deltas and resets, dnsmasq query-log parsing, and the publisher's drain order ov
 
 from __future__ import annotations
 
-import asyncio
 import os
 import re
 from collections.abc import Callable
@@ -29,6 +28,7 @@ from gateway_agent.telemetry.publisher import TelemetryPublisher, batch_subject,
 from gateway_agent.telemetry.spool import TelemetrySpool
 from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS, HOST_FLOWS, IOC_HITS
 from mssp.v1 import common_pb2, telemetry_pb2
+from tests.support.waiting import eventually
 
 TENANT, GATEWAY = "t1", "gw1"
 
@@ -430,23 +430,14 @@ async def test_publisher_run_loop_ticks_and_wakes(tmp_path: Path) -> None:
     publisher = TelemetryPublisher(collector, spool, lambda: nc, interval=0.05)  # type: ignore
     publisher.start()
     try:
-        await eventually(lambda: len(spool) >= 3)
+        await eventually_fast(lambda: len(spool) >= 3)
         nc.is_connected = True
         publisher.wake()  # what the agent's reconnected callback does
-        await eventually(lambda: len(js.log) >= 3)
+        await eventually_fast(lambda: len(js.log) >= 3)
     finally:
         await publisher.stop()
     seqs = [seq for _, seq, _ in js.log]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
-
-
-async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
-    """Poll a condition (a deadline for hangs, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        for _ in iter(int, 1):
-            if condition():
-                return
-            await asyncio.sleep(0.01)
 
 
 def test_spool_files_are_private(tmp_path: Path) -> None:
@@ -467,3 +458,7 @@ async def test_create_publisher_keeps_everything_in_the_state_dir(tmp_path: Path
     again = create_publisher(tmp_path, tenant_id=TENANT, gateway_id=GATEWAY, connection=lambda: None)
     assert again.spool.seqs() == [seq]
     assert again.collector.state.seq == seq
+
+
+async def eventually_fast(condition: Callable[[], bool], within: float = 10.0) -> None:
+    await eventually(condition, within, interval=0.01)

@@ -9,7 +9,6 @@ import asyncio
 import hashlib
 import struct
 import zlib
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -41,6 +40,7 @@ from mssp.common.metrics import HOST_EGRESS
 from mssp.common.telemetry_bounds import MAX_PERIOD_MS
 from mssp.v1 import telemetry_pb2
 from tests.support.nats import NatsBroker
+from tests.support.waiting import eventually
 
 TA = "tenantA"
 MIN = 60_000
@@ -122,15 +122,6 @@ def add_gateway(db: Database, gateway_id: str, enrolled_at_ms: int) -> None:
             s.flush()
         s.add(Gateway(id=gateway_id, tenant_id=TA, name=gateway_id, status="enrolled",
                       created_at_ms=enrolled_at_ms, enrolled_at_ms=enrolled_at_ms))
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    """Poll until true (a deadline for hangs, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        for _ in iter(int, 1):
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 def seen_and_usage(db: Database) -> tuple[list[tuple[str, int]], list[tuple[str, str, int, int]]]:

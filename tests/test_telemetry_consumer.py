@@ -5,7 +5,6 @@ one durable all leave every batch counted exactly once; stream and consumer setu
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +23,7 @@ from mssp.common.metrics import HOST_EGRESS
 from mssp.v1 import push_pb2, telemetry_pb2
 from tests.support.nats import NatsBroker
 from tests.support.telemetry_batches import NOW, TA, TB, Totals, expected, make_batch, subject_of
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    """Poll until true (a deadline for hangs, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        for _ in iter(int, 1):
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
+from tests.support.waiting import eventually
 
 
 async def db_totals(db: Database) -> Totals:

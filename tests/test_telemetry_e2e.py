@@ -8,7 +8,6 @@ Totals at the controller must equal what the agents' counters measured, through 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from gateway_agent.telemetry.spool import TelemetrySpool
 from mssp.common.metrics import CATEGORY_BYTES, HOST_EGRESS
 from mssp.v1 import telemetry_pb2
 from tests.support.nats import NatsBroker
+from tests.support.waiting import eventually
 
 TA, TB = "tenantA", "tenantB"
 Totals = dict[tuple[str, str, str], tuple[int, int, int]]
@@ -98,15 +98,6 @@ async def start_consumer(broker: NatsBroker, db: Database) -> TelemetryConsumer:
     consumer = TelemetryConsumer(db, nc, fetch_timeout=0.3, ack_wait=2.0, linger=0.05)
     await consumer.start()
     return consumer
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    """Poll until true (a deadline for hangs, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        for _ in iter(int, 1):
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 async def controller_matches(db: Database, agents: list[Agent]) -> bool:

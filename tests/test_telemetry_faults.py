@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
@@ -24,17 +24,9 @@ from mssp.common.metrics import HOST_EGRESS
 from mssp.v1 import telemetry_pb2
 from tests.support.nats import NatsBroker
 from tests.support.postgres import create_database
+from tests.support.waiting import eventually
 
 TA, GW = "tenantA", "gw1"
-
-
-async def eventually(condition: Callable[[], Awaitable[bool]], within: float = 60.0) -> None:
-    """Poll until true (a deadline for hangs, not a timing assertion)."""
-    async with asyncio.timeout(within):
-        for _ in iter(int, 1):
-            if await condition():
-                return
-            await asyncio.sleep(0.05)
 
 
 def enrolled_fleet(db: Database) -> None:

@@ -14,7 +14,6 @@ reconnect that arrives before the broker noticed the old socket died.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Callable, Mapping
@@ -25,7 +24,7 @@ from typing import Any
 from nats.aio.client import Client as NatsClient
 
 from controller.nats.system import SystemConnection
-from mssp.common.aio import wait_event
+from mssp.common.aio import cancel_and_wait, wait_event
 
 log = logging.getLogger(__name__)
 
@@ -82,11 +81,8 @@ class ConnectionLimiter:
         self._task = asyncio.create_task(self._run(), name="nats-conn-limit")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._system.close()
 
     async def _subscribe(self, nc: NatsClient) -> None:

@@ -31,7 +31,7 @@ from nats.aio.client import Client as NatsClient
 
 from controller.nats.auth import UPDATE_TIMEOUT, NatsIdentity, decode_jwt_claims, push_account_update
 from controller.nats.system import SystemConnection
-from mssp.common.aio import wait_event
+from mssp.common.aio import cancel_and_wait, wait_event
 
 log = logging.getLogger("mssp.controller.revocation")
 
@@ -145,11 +145,8 @@ class RevocationSync:
             self._task = asyncio.create_task(self._run(), name="nats-revocations")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
         await self._system.close()
 
     async def revoked(self) -> bool:

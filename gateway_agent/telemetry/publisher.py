@@ -13,7 +13,6 @@ publish that id first and have the real batch dropped as a "duplicate".
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -26,7 +25,7 @@ from nats.aio.client import Client as NatsClient
 from gateway_agent.counters import CounterSource
 from gateway_agent.telemetry.collector import TelemetryCollector
 from gateway_agent.telemetry.spool import DEFAULT_MAX_BATCHES, DEFAULT_MAX_BYTES, TelemetrySpool
-from mssp.common.aio import wait_event
+from mssp.common.aio import cancel_and_wait, wait_event
 from mssp.common.channels import telemetry_subject_prefix
 from mssp.common.telemetry_bounds import MAX_PERIOD_MS
 from mssp.v1 import common_pb2
@@ -90,11 +89,8 @@ class TelemetryPublisher:
             self._task = asyncio.create_task(self.run(), name="telemetry")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancel_and_wait(self._task)
+        self._task = None
 
     def wake(self) -> None:
         """Drain now (call it from the NATS reconnected callback)."""

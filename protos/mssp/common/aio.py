@@ -8,6 +8,7 @@ awaiting stop() hangs forever. ``asyncio.timeout`` counts cancellations and re-r
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 
 async def wait_event(event: asyncio.Event, seconds: float) -> bool:
@@ -18,3 +19,18 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     except TimeoutError:
         return event.is_set()
     return True
+
+
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
+    """Cancel background tasks and wait until they have finished (None: nothing to stop). The
+    tasks' CancelledError is expected; our own cancellation, if it arrives meanwhile, propagates."""
+    live = [t for t in tasks if t is not None]
+    for task in live:
+        task.cancel()
+    for task in live:
+        try:
+            await task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
