@@ -19,11 +19,13 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.aio.client import Client as NatsClient
 
 from controller.config import Settings
+from controller.domain.errors import ListenError
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
 from controller.grpc_api.telemetry import TelemetryServicer
 from controller.housekeeping import Housekeeper, controller_jobs
+from controller.listen_state import ListenState
 from controller.nats.auth import NatsIdentity
 from controller.nats.conn_limit import ConnectionLimiter
 from controller.nats.embedded import EmbeddedNats
@@ -37,6 +39,7 @@ from controller.store.db import Database
 from controller.store.revoked import revoked_nats_keys
 from controller.telemetry.bounds import EnrollmentTimes
 from controller.telemetry.consumer import TelemetryConsumer
+from mssp.common.dirlock import DirLock, lock_dir
 from mssp.common.files import write_private
 from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc, telemetry_pb2_grpc
 
@@ -46,7 +49,22 @@ GRPC_OPTIONS = [
     ("grpc.max_receive_message_length", 4 * 1024 * 1024),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+    # gRPC sets SO_REUSEPORT by default: a second server on our port would bind too and take
+    # calls at random (wrong CA, wrong data). A port in use must refuse instead.
+    ("grpc.so_reuseport", 0),
 ]
+
+
+def bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials, what: str) -> int:
+    """add_secure_port, failing loudly: depending on the version gRPC returns 0 or raises."""
+    try:
+        port = server.add_secure_port(address, creds)
+    except RuntimeError:
+        port = 0
+    if not port:
+        raise ListenError(f"cannot listen on {address} ({what}): the address is in use "
+                          "(another server?) or not available here")
+    return port
 
 
 def _split(address: str) -> tuple[str, int]:
@@ -83,10 +101,16 @@ class ControllerApp:
         self.revocations: RevocationSync | None = None
         self.conn_limit: ConnectionLimiter | None = None
         self.housekeeper: Housekeeper | None = None
+        self.listen = ListenState(settings.data_dir)  # ports kept across restarts (listen.json)
+        self.lock: DirLock | None = None
+        self.wrote_runtime_file = False
 
     async def start(self) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # One controller per data dir: a second one would share the database, keys and controller.json.
+        self.lock = lock_dir(s.data_dir, holder="controller", name=s.lock_file.name)
+        self.listen.load()
         self.db = Database(s.database_url)
         await asyncio.to_thread(self.db.upgrade)
         self.service = ControllerService(
@@ -106,6 +130,7 @@ class ControllerApp:
 
         grpc_host, grpc_port = _split(s.grpc_listen)
         gw_host, gw_port = _split(s.gateway_listen)
+        grpc_port, gw_port = self.listen.port("grpc", grpc_port), self.listen.port("gateway", gw_port)
         advertise = s.advertise_host or (gw_host if gw_host not in ("0.0.0.0", "::") else "127.0.0.1")
         hosts = list(dict.fromkeys([*s.server_cert_hosts, advertise]))
         key_pem, chain_pem = await asyncio.to_thread(ca.server_credentials, s.pki_dir, hosts)
@@ -116,13 +141,18 @@ class ControllerApp:
         # Enrollment + operator API: server-authenticated TLS (agents have no certificate yet).
         api = grpc.aio.server(options=GRPC_OPTIONS)
         api_creds = grpc.ssl_server_credentials([(key_pem, chain_pem)])
-        bound_api = api.add_secure_port(f"{grpc_host}:{grpc_port}", api_creds)
+        self.servers.append(api)  # stop() stops it even when the next bind fails
+        bound_api = bind(api, f"{grpc_host}:{grpc_port}", api_creds,
+                         self.listen.what("grpc", "enrollment + operator API"))
         # Gateway API: mutual TLS, client certificates from our CA only.
         gw = grpc.aio.server(options=GRPC_OPTIONS)
         gw_creds = grpc.ssl_server_credentials(
             [(key_pem, chain_pem)], root_certificates=ca.cert_pem, require_client_auth=True
         )
-        bound_gw = gw.add_secure_port(f"{gw_host}:{gw_port}", gw_creds)
+        self.servers.append(gw)
+        bound_gw = bind(gw, f"{gw_host}:{gw_port}", gw_creds, self.listen.what("gateway", "gateway API"))
+        self.listen.record("grpc", bound_api)
+        self.listen.record("gateway", bound_gw)
         self.grpc_address = f"{_display_host(grpc_host)}:{bound_api}"
         self.gateway_address = f"{advertise}:{bound_gw}"
 
@@ -158,20 +188,21 @@ class ControllerApp:
             api,
         )
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
-            GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder), gw
+            GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder,
+                            nats_urls=self._agent_nats_urls), gw
         )
         for server in (api, gw):
             health_servicer = health.aio.HealthServicer()
             await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
             await server.start()
-            self.servers.append(server)
         self.publisher.start()
         self.status_recorder.start()
         self.publisher.wake()  # anything committed but unpublished before a crash
         self.housekeeper = Housekeeper(self.db, controller_jobs(self.service, self.db, s,
                                                                 on_iocs_expired=self.publisher.wake))
         await self.housekeeper.start()
+        await asyncio.to_thread(self.listen.save)
         await asyncio.to_thread(self._write_runtime_file)
         log.info("controller up: api %s, gateways %s, nats %s", self.grpc_address, self.gateway_address,
                  ",".join(self.nats_urls))
@@ -186,10 +217,12 @@ class ControllerApp:
             host, port = _split(s.nats_listen)
             # Revoked gateways stay out after a restart: the preloaded account JWT carries them.
             revocations = await asyncio.to_thread(self.revocations.desired)
-            self.embedded_nats = EmbeddedNats(self.identity, s.nats_dir, host=host, port=port,
+            self.embedded_nats = EmbeddedNats(self.identity, s.nats_dir, host=host,
+                                              port=self.listen.port("nats", port), movable=not port,
                                               revocations=revocations, tls=broker_tls,
                                               sync_interval=s.jetstream_sync_interval)
             self.nats_urls = [await self.embedded_nats.start()]
+            self.listen.record("nats", self.embedded_nats.port)
         creds = s.nats_dir / "controller.creds"
         await asyncio.to_thread(write_private, creds, self.identity.controller_creds().encode())
         nc = NatsClient()
@@ -257,6 +290,7 @@ class ControllerApp:
         tmp = self.settings.runtime_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, self.settings.runtime_file)
+        self.wrote_runtime_file = True
 
     async def stop(self) -> None:
         if self.housekeeper is not None:
@@ -283,8 +317,13 @@ class ControllerApp:
             await self.embedded_nats.stop()
         if self.db is not None:
             self.db.dispose()
-        with contextlib.suppress(FileNotFoundError):
-            self.settings.runtime_file.unlink()
+        if self.wrote_runtime_file:  # never another controller's (a refused second start wrote none)
+            self.wrote_runtime_file = False
+            with contextlib.suppress(FileNotFoundError):
+                self.settings.runtime_file.unlink()
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
 
 
 def _display_host(host: str) -> str:

@@ -3,6 +3,8 @@
 The data dir holds everything a controller owns on disk:
   controller.db            SQLite store (when no db_url is given)
   controller.json          where the running server listens (read by msspctl for defaults)
+  controller.lock          held (flock) by the one controller running on this dir; its pid inside
+  listen.json              listener ports of the last start, reused for any listener on port 0
   operator.token           the operator credential, mode 0600
   pki/                     CA, server certificate, push-signing key
   nats/                    NATS operator/account keys, generated nats.conf, JetStream storage
@@ -33,7 +35,7 @@ class Settings(BaseSettings):
     db_url: str | None = None
     nats_url: str | None = None  # None: start the embedded nats-server child process
     agent_nats_url: str | None = None  # what agents are told to use; default: nats_url / embedded URL
-    nats_listen: str = "127.0.0.1:0"  # embedded nats-server; port 0 picks a free port
+    nats_listen: str = "127.0.0.1:0"  # embedded nats-server; port 0: free port, kept (listen.json)
     # TLS on every broker connection (certificate from our CA; agents pin it). auto: on unless the
     # broker is reached over loopback only (listen address, agent URL, or external URL hosts).
     nats_tls: Literal["auto", "on", "off"] = "auto"
@@ -82,6 +84,10 @@ class Settings(BaseSettings):
     @property
     def runtime_file(self) -> Path:
         return self.data_dir / "controller.json"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.data_dir / "controller.lock"
 
     @property
     def operator_token_file(self) -> Path:

@@ -60,6 +60,13 @@ class ControllerService:
     def get_tenant(self, name: str) -> Tenant:
         return self.tenants.get_tenant(name)
 
+    def set_plan(self, name: str, plan: str) -> Tenant:
+        return self.tenants.set_plan(name, plan)
+
+    def delete_tenant(self, name: str) -> tuple[Tenant, int, list[str]]:
+        """(tenant, gateways revoked, NATS keys to revoke on the broker)."""
+        return self.tenants.delete_tenant(name)
+
     def tenant_id(self, name: str) -> str:
         return self.tenants.tenant_id(name)
 
@@ -76,8 +83,16 @@ class ControllerService:
     ) -> tuple[Gateway, str, int]:
         return self.gateways.add_gateway(tenant_name, name, token_ttl_seconds)
 
+    def issue_token(
+        self, tenant_name: str, name: str, token_ttl_seconds: int | None = None
+    ) -> tuple[Gateway, str, int, bool]:
+        return self.gateways.issue_token(tenant_name, name, token_ttl_seconds)
+
     def revoke_gateway(self, tenant_name: str, name: str) -> tuple[Gateway, str]:
         return self.gateways.revoke_gateway(tenant_name, name)
+
+    def delete_gateway(self, tenant_name: str, name: str) -> tuple[Gateway, str]:
+        return self.gateways.delete_gateway(tenant_name, name)
 
     def redeem_enrollment_token(self, secret: str) -> EnrollmentTicket:
         return self.gateways.redeem_enrollment_token(secret)
@@ -119,7 +134,7 @@ class ControllerService:
     # -- IOCs ----------------------------------------------------------------------------------
 
     def add_ioc(
-        self, value: str, scope: str = "global", *, ttl_seconds: int = 0, source: str | None = None,
+        self, value: str, scope: str = "global", *, ttl_seconds: int | None = None, source: str | None = None,
         confidence: int | None = None,
     ) -> IocRecord:
         return self.iocs.add_ioc(value, scope, ttl_seconds=ttl_seconds, source=source, confidence=confidence)

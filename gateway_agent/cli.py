@@ -21,10 +21,13 @@ from gateway_agent.identity import AgentIdentity
 from gateway_agent.runtime import GatewayAgent
 from gateway_agent.statefile import StateFile
 from gateway_agent.status_file import STATUS_FILE
+from mssp.common.dirlock import DirLocked, lock_dir
+
+LOCK_FILE = "agent.lock"  # flock held by the one `mssp-agent run` on a state dir (mssp.common.dirlock)
 
 
 class CliError(AgentError):
-    """A bad argument or an unreadable file named on the command line."""
+    """A bad argument, an unreadable file named on the command line, or a state dir in use."""
 
 
 def cmd_enroll(args: argparse.Namespace) -> int:
@@ -46,6 +49,15 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     identity = AgentIdentity.load(state_dir)
+    try:  # two agents on one state dir would fight over its files and the router's ruleset
+        lock = lock_dir(state_dir, holder="agent", name=LOCK_FILE)
+    except DirLocked as exc:
+        raise CliError(str(exc)) from None
+    with lock:
+        return _run(args, state_dir, identity)
+
+
+def _run(args: argparse.Namespace, state_dir: Path, identity: AgentIdentity) -> int:
     agent = GatewayAgent(identity, make_backend(args.backend, state_dir), heartbeat_interval=args.heartbeat)
 
     async def main() -> None:

@@ -19,7 +19,7 @@ import grpc
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from gateway_agent import __version__, nats_connect
+from gateway_agent import __version__, brokers, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.recovery import Recovery, reload_applied, restore
@@ -91,6 +91,9 @@ class GatewayAgent:
         self._channel: grpc.aio.Channel | None = None
         self._stub: gateway_pb2_grpc.GatewayServiceStub | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.away = brokers.AwayLog()  # controller/broker away: one warning a minute at most
+        self.brokers = brokers.BrokerFollower(identity, self.away, lambda: self._channel, lambda: self._stub,
+                                              lambda: self._nc, lambda: self.nats_connected)
         self.telemetry: TelemetryPublisher | None = None
         if telemetry_interval is not None:
             self.telemetry = create_publisher(
@@ -108,9 +111,11 @@ class GatewayAgent:
         creds = await asyncio.to_thread(self._channel_credentials)
         options = [("grpc.ssl_target_name_override", self.identity.tls_server_name)]
         self._channel = grpc.aio.secure_channel(
-            self.identity.gateway_endpoint, creds, options=options if self.identity.tls_server_name else []
+            self.identity.gateway_endpoint, creds,
+            options=[*brokers.CHANNEL_OPTIONS, *(options if self.identity.tls_server_name else [])],
         )
         self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
+        self.brokers.stopped = False  # a run after close() follows the broker again
         self._tasks = [
             asyncio.create_task(self._worker(), name="push-worker"),
             asyncio.create_task(self._nats_loop(), name="nats"),
@@ -133,6 +138,7 @@ class GatewayAgent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        await self.brokers.stop()
         if self._nc is not None:
             with contextlib.suppress(Exception):
                 await self._nc.close()
@@ -155,7 +161,7 @@ class GatewayAgent:
     # ---- NATS ------------------------------------------------------------------------------
 
     async def _nats_loop(self) -> None:
-        backoff = 0.5
+        attempt = 0
         while self._nc is None:
             try:
                 ident = self.identity  # the broker must chain to the CA pinned at enrollment
@@ -166,16 +172,18 @@ class GatewayAgent:
                     name=f"mssp-agent {self.identity.label}",
                     allow_reconnect=True,
                     max_reconnect_attempts=-1,
-                    reconnect_time_wait=0.5,
+                    reconnect_to_server_handler=brokers.reconnect_handler,  # capped, jittered
                     connect_timeout=5,
                     reconnected_cb=self._on_reconnected,
                     disconnected_cb=self._on_disconnected,
                     error_cb=self._on_nats_error,
                 )
             except Exception as exc:
-                log.warning("%s: NATS unreachable (%s); retrying", self.identity.label, exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, MAX_BACKOFF)
+                self.away.warning("%s: NATS unreachable (%s); retrying", self.identity.label, exc,
+                                  kind=brokers.nats_error_kind(exc))
+                self.brokers.broker_away()  # the broker may have moved: ask the controller
+                await asyncio.sleep(brokers.backoff(attempt))
+                attempt += 1
         for channel in sorted(self.state.channel_names):
             await self._nc.subscribe(channel_subject(channel), cb=self._on_message)
         await self._nc.flush()
@@ -196,9 +204,10 @@ class GatewayAgent:
 
     async def _on_disconnected(self) -> None:
         self.nats_connected = False
+        self.brokers.broker_away()
 
     async def _on_nats_error(self, exc: Exception) -> None:
-        log.warning("%s: NATS error: %s", self.identity.label, exc)
+        self.away.warning("%s: NATS error: %s", self.identity.label, exc, kind=brokers.nats_error_kind(exc))
 
     # ---- applying pushes -------------------------------------------------------------------
 
@@ -305,15 +314,16 @@ class GatewayAgent:
         except (grpc.aio.AioRpcError, PushRejected) as exc:
             self.controller_reachable = False
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
-            log.warning("%s: resync failed (%s); retrying in %.1fs", self.identity.label, detail,
-                        self._resync_backoff)
-            asyncio.get_running_loop().call_later(self._resync_backoff, self.request_resync)
+            delay = self._resync_backoff * random.uniform(0.5, 1.0)
+            self.away.warning("%s: resync failed (%s); retrying in %.1fs", self.identity.label, detail, delay)
+            asyncio.get_running_loop().call_later(delay, self.request_resync)
             self._resync_backoff = min(self._resync_backoff * 2, MAX_BACKOFF)
             return
         self.controller_reachable = True
         self._resync_backoff = 0.5
         self.push_stats.resyncs += 1
         self.synced.set()
+        self.brokers.refresh_soon()  # where the broker is now (it may have moved or grown)
         self._schedule_report()
 
     def _schedule_report(self) -> None:

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from mssp.common.aio import wait_event
+from mssp.common.aio import cancel_and_wait, wait_event
 
 Waiter = Callable[[asyncio.Event], Awaitable[object]]
 
@@ -60,3 +60,33 @@ async def test_wait_event_times_out_and_reports_a_set_event() -> None:
     assert await wait_event(event, 0.01) is False
     event.set()
     assert await wait_event(event, 0.0) is True
+
+
+async def test_cancel_and_wait_resends_a_swallowed_cancel() -> None:
+    """A task that swallows the first cancel (as nats-py's request can on 3.11) still stops."""
+    swallowed = 0
+
+    async def stubborn() -> None:
+        nonlocal swallowed
+        while True:
+            try:
+                await asyncio.sleep(10)
+            except asyncio.CancelledError:
+                swallowed += 1
+                if swallowed > 1:
+                    raise
+
+    task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    await asyncio.wait_for(cancel_and_wait(task, resend=0.05), 5)
+    assert task.cancelled() and swallowed == 2
+
+
+async def test_cancel_and_wait_raises_what_the_task_died_of() -> None:
+    async def broken() -> None:
+        raise ValueError("boom")
+
+    task = asyncio.create_task(broken())
+    await asyncio.sleep(0)
+    with pytest.raises(ValueError, match="boom"):
+        await cancel_and_wait(task, None)

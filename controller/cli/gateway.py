@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import typer
-from rich.panel import Panel
 from rich.text import Text
 
 from controller.cli import output
@@ -13,7 +12,7 @@ from controller.cli.fleet import converged_cell, refusal_lines
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
-app = typer.Typer(help="Add, inspect and revoke gateways.", no_args_is_help=True)
+app = typer.Typer(help="Add, inspect, re-token, revoke and delete gateways.", no_args_is_help=True)
 
 REF_HELP = "TENANT/NAME, e.g. acme/branch-1"
 
@@ -36,19 +35,23 @@ def add(
     if fmt is Format.json:
         output.print_json(reply)
         return
-    address = controller_address(ctx)
     gw = reply.gateway
+    output.console().print(f"added gateway [bold]{output.esc(gw.tenant)}/{output.esc(gw.name)}[/bold] "
+                           f"(status {gw.status})")
+    print_enrollment_token(ctx, reply.enrollment_token, reply.token_expires_at_ms)
+
+
+def print_enrollment_token(ctx: typer.Context, token: str, expires_at_ms: int) -> None:
+    """The token on a line of its own and in the enroll command, never wrapped, cropped or boxed,
+    whatever the terminal width: a secret cut by a border or a fold is useless once pasted."""
+    address = controller_address(ctx)
     con = output.console()
-    con.print(f"added gateway [bold]{output.esc(gw.tenant)}/{output.esc(gw.name)}[/bold] "
-              f"(status {gw.status})")
-    con.print(Panel(Text(reply.enrollment_token, style="bold yellow"), title="one-time enrollment token",
-                    subtitle="shown once: it cannot be displayed again", expand=False))
-    con.print(f"expires: {output.when(reply.token_expires_at_ms)}")
+    con.print("[bold]one-time enrollment token[/bold] (shown once: it cannot be displayed again):")
+    con.print(Text(token, style="bold yellow"), soft_wrap=True, crop=False, overflow="ignore")
+    con.print(f"expires: {output.when(expires_at_ms)}")
     con.print("on the router, run:")
-    output.plain(
-        f"  mssp-agent enroll --controller {address} --token {reply.enrollment_token} "
-        "--state-dir /var/lib/mssp-agent"
-    )
+    output.plain(f"  mssp-agent enroll --controller {address} --token {token} "
+                 "--state-dir /var/lib/mssp-agent")
 
 
 @app.command("list")
@@ -100,6 +103,50 @@ def revoke(
     else:
         output.console().print(
             f"revoked gateway {output.esc(gw.tenant)}/{output.esc(gw.name)} (status {gw.status})"
+        )
+
+
+@app.command("token")
+def token(
+    ctx: typer.Context, ref: str = typer.Argument(..., metavar="TENANT/NAME", help=REF_HELP),
+    token_ttl: str | None = typer.Option(
+        None, "--token-ttl", help="enrollment token lifetime, e.g. 30m, 24h, 7d (server default 24h)"
+    ),
+    fmt: Output = Format.table,
+) -> None:
+    """A new one-time enrollment token: for a pending gateway (its older tokens stop working), or
+    for a revoked or lost router a re-enrollment as a new identity (the old certificate stays revoked)."""
+    tenant, name = parse_gateway_ref(ref)
+    ttl = parse_ttl_seconds(token_ttl, "--token-ttl")
+    reply = call(ctx, "IssueGatewayToken", operator_pb2.IssueGatewayTokenRequest(
+        tenant=tenant, name=name, token_ttl_seconds=ttl,
+    ))
+    if fmt is Format.json:
+        output.print_json(reply)
+        return
+    gw = reply.gateway
+    shown = f"{output.esc(gw.tenant)}/{output.esc(gw.name)}"
+    what = ("re-enrollment as a new identity (the old certificate stays revoked)" if reply.new_identity
+            else "older unused tokens no longer work")
+    output.console().print(f"new token for gateway [bold]{shown}[/bold] (status {gw.status}): {what}")
+    print_enrollment_token(ctx, reply.enrollment_token, reply.token_expires_at_ms)
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context, ref: str = typer.Argument(..., metavar="TENANT/NAME", help=REF_HELP),
+    fmt: Output = Format.table,
+) -> None:
+    """Revoke a gateway and remove it from the controller. The router keeps enforcing its last state
+    and reports itself revoked; removing the agent from the router is done on the router. No prompt."""
+    tenant, name = parse_gateway_ref(ref)
+    gw = call(ctx, "DeleteGateway", operator_pb2.GatewayRef(tenant=tenant, name=name))
+    if fmt is Format.json:
+        output.print_json(gw)
+    else:
+        output.console().print(
+            f"deleted gateway {output.esc(gw.tenant)}/{output.esc(gw.name)} (revoked; its certificate "
+            "stays refused)"
         )
 
 

@@ -20,14 +20,20 @@ def add(
     ctx: typer.Context,
     value: str = typer.Argument(..., help="IPv4/IPv6 address or CIDR, or a domain"),
     scope: str = typer.Option("global", "--scope", "-s", help=SCOPE_HELP),
-    ttl: str | None = typer.Option(None, "--ttl", help="expire after e.g. 24h, 7d (default: never)"),
-    source: str = typer.Option("", "--source", help="where the indicator came from, e.g. a feed name"),
+    ttl: str | None = typer.Option(
+        None, "--ttl", help="expire after e.g. 24h, 7d, or 'never' (default: never; a refresh keeps it)"
+    ),
+    source: str = typer.Option(
+        "", "--source", help="where the indicator came from, e.g. a feed name (a refresh keeps it)"
+    ),
     confidence: int | None = typer.Option(None, "--confidence", min=0, max=100, help="0-100"),
     fmt: Output = Format.table,
 ) -> None:
-    """Add (or refresh) an IOC; gateways in scope block it within seconds."""
+    """Add (or refresh) an IOC; gateways in scope block it within seconds. A refresh changes only
+    the fields given."""
     request = operator_pb2.AddIocRequest(
-        value=value, scope=scope, ttl_seconds=parse_ttl_seconds(ttl, "--ttl"), source=source,
+        value=value, scope=scope, source=source, has_ttl=ttl is not None,
+        ttl_seconds=0 if ttl is not None and ttl.strip() == "never" else parse_ttl_seconds(ttl, "--ttl"),
     )
     if confidence is not None:
         request.confidence = confidence
@@ -37,8 +43,9 @@ def add(
         output.print_json(info)
         return
     expires = output.when(info.ioc.expires_at_ms, never="never expires")
+    verb = "refreshed" if info.refreshed else "added"
     output.console().print(
-        f"added {_type(info.ioc)} [bold]{output.esc(info.ioc.value)}[/bold] to {output.esc(info.scope)} "
+        f"{verb} {_type(info.ioc)} [bold]{output.esc(info.ioc.value)}[/bold] to {output.esc(info.scope)} "
         f"(seq {info.seq}, confidence {info.ioc.confidence}, expires {output.esc(expires)})"
     )
 
@@ -56,6 +63,11 @@ def remove(
         output.print_json(reply)
     elif reply.removed:
         output.console().print(f"removed {output.esc(value)} from {output.esc(scope)} (seq {reply.seq})")
+    elif reply.held_in:
+        held = ", ".join(reply.held_in)
+        output.console().print(
+            f"{output.esc(value)} is not in {output.esc(scope)}; held in {output.esc(held)}; nothing changed"
+        )
     else:
         output.console().print(f"{output.esc(value)} was not in {output.esc(scope)}; nothing changed")
 

@@ -53,8 +53,13 @@ def run(
         gateway_listen=gateway_listen, advertise_host=advertise_host,
     )
     from controller.app import run_server
+    from controller.domain.errors import ListenError
+    from mssp.common.dirlock import DirLocked
 
-    run_server(settings)
+    try:
+        run_server(settings)
+    except (DirLocked, ListenError) as exc:  # the data dir or a port belongs to another server
+        raise CliError(str(exc)) from None
 
 
 @nats_app.command("config")

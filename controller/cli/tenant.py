@@ -9,7 +9,7 @@ from controller.cli.client import call
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
-app = typer.Typer(help="Create and inspect tenants.", no_args_is_help=True)
+app = typer.Typer(help="Create, inspect, re-plan and delete tenants.", no_args_is_help=True)
 
 
 @app.command("create")
@@ -65,3 +65,37 @@ def show(
         ("policy version", str(tenant.policy_version)),
         ("tenant channel seq", str(tenant.tenant_seq)),
     ))
+
+
+@app.command("set-plan")
+def set_plan(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="tenant name"),
+    plan: str = typer.Argument(..., help="billing plan (the names `tenant create --plan` accepts)"),
+    fmt: Output = Format.table,
+) -> None:
+    """Change a tenant's billing plan."""
+    tenant = call(ctx, "SetTenantPlan", operator_pb2.SetTenantPlanRequest(name=name, plan=plan))
+    if fmt is Format.json:
+        output.print_json(tenant)
+    else:
+        output.console().print(
+            f"tenant [bold]{output.esc(tenant.name)}[/bold] is now on plan {output.esc(tenant.plan)}"
+        )
+
+
+@app.command("delete")
+def delete(
+    ctx: typer.Context, name: str = typer.Argument(..., help="tenant name"), fmt: Output = Format.table
+) -> None:
+    """Revoke every gateway of a tenant, then delete it. Its data is kept for the retention period and
+    its name stays reserved meanwhile. No prompt."""
+    reply = call(ctx, "DeleteTenant", operator_pb2.TenantRef(name=name))
+    if fmt is Format.json:
+        output.print_json(reply)
+        return
+    n = reply.gateways_revoked
+    output.console().print(
+        f"deleted tenant [bold]{output.esc(reply.tenant.name)}[/bold] ({n} gateway{'s' if n != 1 else ''} "
+        "revoked; its data is kept for the retention period)"
+    )

@@ -44,3 +44,7 @@ class Unavailable(ControllerError):
 
 class BrokerUnavailable(Unavailable):
     """The message broker: not connected, a publish or flush that failed, an update not confirmed."""
+
+
+class ListenError(ControllerError):
+    """A listen address is taken or cannot be bound: the controller does not start (never shares)."""

@@ -118,12 +118,14 @@ class IocRecord:
     scope: str  # "global" or "tenant:NAME"
     created_at_ms: int
     seq: int  # the channel seq that carried the last change
+    refreshed: bool = False  # add_ioc: the scope already held it (fields not given were kept)
 
 
 @dataclass(frozen=True)
 class RemoveIocResult:
     removed: bool
     seq: int  # the push that carried the removal, or the channel head when nothing was removed
+    held_in: tuple[str, ...] = ()  # when not removed: the scopes that do hold the value
 
 
 @dataclass(frozen=True)

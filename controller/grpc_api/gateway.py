@@ -47,8 +47,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(
         self, service: ControllerService, signing_key: Ed25519PrivateKey, executor: Executor,
         recorder: StatusRecorder, limiter: KeyedRateLimiter | None = None,
+        nats_urls: Callable[[], list[str]] = list,
     ) -> None:
         self.service = service
+        self.nats_urls = nats_urls  # read on every call: the broker's URL can change while we run
         self.signing_key = signing_key
         self.executor = executor
         self.recorder = recorder
@@ -95,3 +97,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             refusals=refused, refusals_total=refused_total,
         ))
         return gateway_pb2.StatusAck(desired=versions(await self.recorder.desired(identity.tenant_id)))
+
+    @maps_domain_errors
+    async def GetBrokers(
+        self, request: gateway_pb2.GetBrokersRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.Brokers:
+        await self._identify(context)  # a revoked gateway learns nothing
+        return gateway_pb2.Brokers(nats_urls=self.nats_urls())

@@ -83,6 +83,22 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         return convert.tenant(await self._call(context, self.service.get_tenant, request.name))
 
     @maps_domain_errors
+    async def SetTenantPlan(
+        self, request: operator_pb2.SetTenantPlanRequest, context: Ctx
+    ) -> operator_pb2.Tenant:
+        return convert.tenant(await self._call(context, self.service.set_plan, request.name, request.plan))
+
+    @maps_domain_errors
+    async def DeleteTenant(
+        self, request: operator_pb2.TenantRef, context: Ctx
+    ) -> operator_pb2.DeleteTenantResponse:
+        tenant, revoked, nats_keys = await self._call(context, self.service.delete_tenant, request.name)
+        if nats_keys:  # one broker update covers them all: its revocation list is read from the store
+            more = f" (+{len(nats_keys) - 1} more)" if len(nats_keys) > 1 else ""
+            await self.on_revoke(nats_keys[0] + more)
+        return operator_pb2.DeleteTenantResponse(tenant=convert.tenant(tenant), gateways_revoked=revoked)
+
+    @maps_domain_errors
     async def AddGateway(
         self, request: operator_pb2.AddGatewayRequest, context: Ctx
     ) -> operator_pb2.AddGatewayResponse:
@@ -121,6 +137,30 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         return convert.gateway(gateway)
 
     @maps_domain_errors
+    async def IssueGatewayToken(
+        self, request: operator_pb2.IssueGatewayTokenRequest, context: Ctx
+    ) -> operator_pb2.AddGatewayResponse:
+        gateway, secret, expires, new_identity = await self._call(
+            context, self.service.issue_token, request.tenant, request.name,
+            request.token_ttl_seconds or None,
+        )
+        return operator_pb2.AddGatewayResponse(
+            gateway=convert.gateway(gateway), enrollment_token=enrollment_token(secret, self.ca),
+            token_expires_at_ms=expires, new_identity=new_identity,
+        )
+
+    @maps_domain_errors
+    async def DeleteGateway(
+        self, request: operator_pb2.GatewayRef, context: Ctx
+    ) -> operator_pb2.Gateway:
+        gateway, nats_key = await self._call(
+            context, self.service.delete_gateway, request.tenant, request.name
+        )
+        if nats_key:
+            await self.on_revoke(nats_key)
+        return convert.gateway(gateway)
+
+    @maps_domain_errors
     async def SetPolicy(
         self, request: operator_pb2.SetPolicyRequest, context: Ctx
     ) -> operator_pb2.PolicyInfo:
@@ -140,7 +180,8 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
     ) -> operator_pb2.IocInfo:
         info = await self._call(
             context, self.service.add_ioc, request.value, request.scope or "global",
-            ttl_seconds=request.ttl_seconds,
+            # Given when flagged, or non-zero (a client from before has_ttl never sets it).
+            ttl_seconds=request.ttl_seconds if request.has_ttl or request.ttl_seconds else None,
             source=request.source or None,
             confidence=request.confidence if request.has_confidence else None,
         )

@@ -135,4 +135,7 @@ class ConnectionLimiter:
             except Exception as exc:  # the broker is away or slow: try again next time
                 self.stats.errors += 1
                 log.warning("NATS connection limit check failed: %s", exc)
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():  # nats-py can swallow a cancel (while flushing)
+                raise asyncio.CancelledError
             await wait_event(self._wake, self.period)

@@ -112,7 +112,8 @@ class EmbeddedNats:
 
     Layout: nats.conf, nats-server.log, jwt/ (account resolver), jetstream/ (JetStream store).
     `restart()` keeps the port and the config file, so account updates pushed at runtime (stored in
-    jwt/ with a newer issue time) survive an outage simulation. With `tls` the broker speaks TLS only
+    jwt/ with a newer issue time) survive an outage simulation; with `movable` a taken port is
+    replaced by a free one (agents follow: GetBrokers). With `tls` the broker speaks TLS only
     (handshake first) and its URL is tls://; `sync_interval` None leaves JetStream's fsync default.
     """
 
@@ -126,11 +127,13 @@ class EmbeddedNats:
         revocations: Mapping[str, int] | None = None,
         tls: BrokerTls | None = None,
         sync_interval: str | None = SYNC_ALWAYS,
+        movable: bool = False,
     ) -> None:
         self.identity = identity
         self.directory = Path(directory)
         self.host = host
         self.port = port
+        self.movable = movable  # `port` is a preference (kept from a prior start), not a must
         self.revocations = dict(revocations or {})
         self.tls = tls
         self.sync_interval = sync_interval
@@ -166,7 +169,7 @@ class EmbeddedNats:
         """Start the broker and wait until it accepts connections; returns its URL."""
         if self.running:
             return self.url
-        auto_port = self.port == 0
+        auto_port = self.port == 0 or self.movable
         for attempt in range(_PORT_RETRIES if auto_port else 1):
             if auto_port and attempt:
                 self.port = 0
@@ -176,7 +179,7 @@ class EmbeddedNats:
             except EmbeddedNatsError as exc:
                 if not (auto_port and "address already in use" in str(exc)):
                     raise
-                log.warning("picked port %s was taken meanwhile; trying another", self.port)
+                log.warning("port %s is taken; trying another", self.port)
         raise EmbeddedNatsError("could not find a free port for nats-server")
 
     async def _start_once(self) -> None:

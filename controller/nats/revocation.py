@@ -133,6 +133,7 @@ class RevocationSync:
         self._wake = asyncio.Event()
         self._system = SystemConnection(connect_options, creds, "mssp-controller-system")
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     def desired(self) -> dict[str, int]:
         """Database revocations plus those pushed before (blocking: call it from a thread)."""
@@ -142,9 +143,14 @@ class RevocationSync:
         """Reconcile in the background from now on: the first pass runs at once (at start, an
         external broker may never have heard of revocations made while we were down)."""
         if self._task is None:
+            self._stopping = False
             self._task = asyncio.create_task(self._run(), name="nats-revocations")
 
     async def stop(self) -> None:
+        # Not the cancel alone: nats-py's request (asyncio.wait_for on 3.11) can swallow a cancel
+        # that lands as the reply arrives, and the loop would then wait out its period.
+        self._stopping = True
+        self._wake.set()
         await cancel_and_wait(self._task)
         self._task = None
         await self._system.close()
@@ -195,7 +201,7 @@ class RevocationSync:
 
     async def _run(self) -> None:
         backoff = self.min_backoff
-        while True:
+        while not self._stopping:
             self._wake.clear()
             if await self.reconcile():
                 delay, backoff = self.period, self.min_backoff

@@ -71,17 +71,18 @@ class Fleet:
         )
 
     def gateway_names(self, tenant_id: str | None = None) -> dict[str, str]:
-        """id -> name of every gateway (of one tenant if given), in one read."""
+        """id -> name of every gateway (of one tenant if given), in one read; a retired record (see
+        services/retire.py) by the name it had."""
         with self.db.session(readonly=True) as s:
-            query = select(rows.Gateway.id, rows.Gateway.name)
+            query = select(rows.Gateway.id, rows.Gateway.name, rows.Gateway.former_name)
             if tenant_id is not None:
                 query = query.where(rows.Gateway.tenant_id == tenant_id)
-            return {gid: name for gid, name in s.exec(query)}
+            return {gid: former or name for gid, name, former in s.exec(query)}
 
     def _listing(self, s: Session, tenant_name: str | None) -> list[Gateway]:
         query = select(rows.Gateway, rows.Tenant).join(
             rows.Tenant, col(rows.Gateway.tenant_id) == col(rows.Tenant.id)
-        )
+        ).where(rows.Gateway.retired_at_ms == 0, rows.Tenant.deleted_at_ms == 0)  # see services/retire.py
         if tenant_name:
             query = query.where(rows.Tenant.id == tenant_row(s, tenant_name).id)
         channel_heads = heads(s)

@@ -1,15 +1,16 @@
-"""Gateways and enrollment: add (with its one-time token), enroll, revoke, identify, record reports.
+"""Gateways and enrollment: add (with its one-time token), re-issue a token, enroll, revoke, delete,
+identify, record reports.
 
-The one-time transitions themselves (token spent once, pending -> enrolled once) are conditional
-UPDATEs in controller/enrollment.py."""
+The one-time transitions themselves (token spent once, pending -> enrolled once, revoked once,
+retired once) are conditional UPDATEs in controller/enrollment.py and controller/services/retire.py."""
 
 from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, delete, update
-from sqlmodel import col, select
+from sqlalchemy import bindparam, update
+from sqlmodel import Session, col, select
 
 from controller import enrollment, refusals
 from controller.domain.errors import AlreadyExists, Conflict, InvalidInput
@@ -18,7 +19,8 @@ from controller.domain.names import validate_gateway_name
 from controller.enrollment import EnrollmentTicket, hash_token
 from controller.services.channels import desired
 from controller.services.fleet import Fleet, gateway_row
-from controller.services.tenants import new_id, tenant_row
+from controller.services.retire import retire_row, revoke_row
+from controller.services.tenants import hold_tenant, new_id, tenant_row
 from controller.store import models as rows
 from controller.store.db import Database
 from mssp.common.clock import now_ms
@@ -39,10 +41,7 @@ class Gateways:
         """A pending gateway, its one-time enrollment secret (only the hash is stored) and when
         that expires."""
         name = validate_gateway_name(name)
-        ttl = self.token_ttl_seconds if token_ttl_seconds is None else token_ttl_seconds
-        if not 0 < ttl <= MAX_TTL_SECONDS:
-            raise InvalidInput(f"token lifetime must be between 1 second and 10 years, got {ttl}s")
-        secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        ttl = self._ttl(token_ttl_seconds)
         with self.db.session() as s:
             tenant = tenant_row(s, tenant_name)
             existing = s.exec(
@@ -50,38 +49,81 @@ class Gateways:
             ).first()
             if existing is not None:
                 raise AlreadyExists(f"gateway {tenant.name}/{name} already exists ({existing.status})")
-            now = now_ms()
-            gateway = rows.Gateway(id=new_id(), tenant_id=tenant.id, name=name, created_at_ms=now)
-            expires = now + ttl * 1000
+            hold_tenant(s, tenant)
+            gateway = rows.Gateway(id=new_id(), tenant_id=tenant.id, name=name, created_at_ms=now_ms())
             s.add(gateway)
             s.flush()
-            s.add(rows.EnrollmentToken(token_hash=hash_token(secret), gateway_id=gateway.id,
-                                  expires_at_ms=expires))
-            s.flush()
+            secret, expires = _new_token(s, gateway.id, ttl)
             return self.fleet.view(s, gateway, tenant), secret, expires
+
+    def issue_token(
+        self, tenant_name: str, name: str, token_ttl_seconds: int | None = None
+    ) -> tuple[Gateway, str, int, bool]:
+        """A new one-time token: for a pending gateway (its unused tokens stop working), or for a
+        revoked one a re-enrollment as a new identity (a new gateway id; the revoked record stays as
+        a tombstone, so its certificate and NATS key stay refused). The last item says which."""
+        ttl = self._ttl(token_ttl_seconds)
+        with self.db.session() as s:
+            tenant, gateway = gateway_row(s, tenant_name, name)
+            shown = f"{tenant.name}/{gateway.name}"
+            if gateway.status == GatewayStatus.ENROLLED:
+                raise Conflict(f"gateway {shown} is enrolled; a new token replaces its identity only after "
+                               f"`msspctl gateway revoke {shown}`")
+            hold_tenant(s, tenant)
+            replaced = gateway.status == GatewayStatus.REVOKED
+            if replaced:
+                name = gateway.name
+                retire_row(s, gateway, shown)
+                gateway = rows.Gateway(id=new_id(), tenant_id=tenant.id, name=name, created_at_ms=now_ms())
+                s.add(gateway)
+                s.flush()
+            else:
+                now = now_ms()
+                # Still pending, as a conditional UPDATE that holds the row: a racing enrollment or
+                # revoke either waits for this or has moved the gateway on (then this changes nothing).
+                held = s.exec(  # type: ignore[call-overload]
+                    update(rows.Gateway)
+                    .where(col(rows.Gateway.id) == gateway.id,
+                           col(rows.Gateway.status) == GatewayStatus.PENDING.value)
+                    .values(status=GatewayStatus.PENDING.value)
+                )
+                if held.rowcount != 1:
+                    raise Conflict(f"gateway {shown} was enrolled or revoked meanwhile; see `msspctl gateway "
+                                   f"show {shown}`")
+                token = rows.EnrollmentToken
+                s.exec(  # type: ignore[call-overload]
+                    update(token).where(col(token.gateway_id) == gateway.id, col(token.used_at_ms) == 0,
+                                        col(token.expires_at_ms) > now)
+                    .values(expires_at_ms=now)  # told "expired; ask the operator for a new one"
+                )
+            secret, expires = _new_token(s, gateway.id, ttl)
+            return self.fleet.view(s, gateway, tenant), secret, expires, replaced
+
+    def delete_gateway(self, tenant_name: str, name: str) -> tuple[Gateway, str]:
+        """Revoke (as revoke_gateway) and remove the record from every view; the NATS key to revoke
+        on the broker (empty if it was already revoked or never enrolled). The row stays as a
+        tombstone (see controller/services/retire.py): the revocation lists are read from it."""
+        with self.db.session() as s:
+            tenant, gateway = gateway_row(s, tenant_name, name)
+            revoked_now = revoke_row(s, gateway)
+            view = self.fleet.view(s, gateway, tenant)
+            retire_row(s, gateway, f"{tenant.name}/{view.name}")
+            return view, gateway.nats_public_key if revoked_now else ""
+
+    def _ttl(self, token_ttl_seconds: int | None) -> int:
+        ttl = self.token_ttl_seconds if token_ttl_seconds is None else token_ttl_seconds
+        if not 0 < ttl <= MAX_TTL_SECONDS:
+            raise InvalidInput(f"token lifetime must be between 1 second and 10 years, got {ttl}s")
+        return ttl
 
     def revoke_gateway(self, tenant_name: str, name: str) -> tuple[Gateway, str]:
         """Revoked at once for gRPC (checked on every call); the caller revokes the NATS user (the
         key returned, empty if it never enrolled)."""
-        revoked = GatewayStatus.REVOKED
         with self.db.session() as s:
             tenant, gateway = gateway_row(s, tenant_name, name)
-            if gateway.status == revoked:
+            # Once (see services/retire.py): of concurrent revokes one wins.
+            if gateway.status == GatewayStatus.REVOKED or not revoke_row(s, gateway):
                 raise Conflict(f"gateway {tenant.name}/{gateway.name} is already revoked")
-            # Once, as a conditional UPDATE: of concurrent revokes one wins, and the row is re-read
-            # under its lock, so an enrollment that committed meanwhile has its NATS key revoked too.
-            moved = s.exec(  # type: ignore[call-overload]
-                update(rows.Gateway)
-                .where(col(rows.Gateway.id) == gateway.id, col(rows.Gateway.status) != revoked.value)
-                .values(status=revoked.value)
-            )
-            if moved.rowcount != 1:
-                raise Conflict(f"gateway {tenant.name}/{gateway.name} is already revoked")
-            s.refresh(gateway)
-            gateway.status, gateway.revoked_at_ms = revoked.value, now_ms()  # see store/revoked.py
-            s.add(gateway)
-            s.exec(delete(rows.EnrollmentToken).where(col(rows.EnrollmentToken.gateway_id) == gateway.id))
-            s.flush()
             return self.fleet.view(s, gateway, tenant), gateway.nats_public_key
 
     def redeem_enrollment_token(self, secret: str) -> EnrollmentTicket:
@@ -126,3 +168,12 @@ class Gateways:
         )
         with self.db.session() as s:
             s.connection().execute(statement, params)
+
+
+def _new_token(s: Session, gateway_id: str, ttl: int) -> tuple[str, int]:
+    """A one-time secret for the gateway (only its hash is stored) and when it expires."""
+    secret = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    expires = now_ms() + ttl * 1000
+    s.add(rows.EnrollmentToken(token_hash=hash_token(secret), gateway_id=gateway_id, expires_at_ms=expires))
+    s.flush()
+    return secret, expires

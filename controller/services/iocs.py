@@ -1,5 +1,9 @@
 """Indicators of compromise: add or refresh, remove, list, expire; each change pushed with it on
-the global channel or its tenant's."""
+the global channel or its tenant's.
+
+A refresh (adding a value the scope already holds) changes only the fields given: a re-add
+without a ttl keeps the expiry, without a confidence or source keeps those. A remove of a value the
+scope does not hold names the scopes that do, so a typo in --scope is not mistaken for success."""
 
 from __future__ import annotations
 
@@ -31,10 +35,18 @@ def scope_channel(s: Session, scope: Scope) -> str:
     return tenant_channel(tenant_row(s, scope.tenant).id)
 
 
-def ioc_record(row: rows.Ioc, scope: str) -> IocRecord:
+def ioc_record(row: rows.Ioc, scope: str, *, refreshed: bool = False) -> IocRecord:
     ioc = Indicator(type=IocKind(row.type), value=row.value, expires_at_ms=row.expires_at_ms,
                     confidence=row.confidence, source=row.source)
-    return IocRecord(ioc=ioc, scope=scope, created_at_ms=row.created_at_ms, seq=row.seq)
+    return IocRecord(ioc=ioc, scope=scope, created_at_ms=row.created_at_ms, seq=row.seq, refreshed=refreshed)
+
+
+def scope_names(s: Session) -> dict[str, str]:
+    """channel -> scope as the operator writes it, for every scope an operator can see."""
+    live = select(rows.Tenant).where(rows.Tenant.deleted_at_ms == 0)
+    names = {tenant_channel(t.id): f"tenant:{t.name}" for t in s.exec(live)}
+    names[GLOBAL_CHANNEL] = "global"
+    return names
 
 
 class Iocs:
@@ -42,34 +54,45 @@ class Iocs:
         self.db = db
 
     def add_ioc(
-        self, value: str, scope: str = "global", *, ttl_seconds: int = 0, source: str | None = None,
+        self, value: str, scope: str = "global", *, ttl_seconds: int | None = None, source: str | None = None,
         confidence: int | None = None,
     ) -> IocRecord:
-        """Add or refresh an indicator; its push commits with it."""
+        """Add or refresh an indicator; its push commits with it. None = not given: a new indicator
+        gets the default (never expires, DEFAULT_CONFIDENCE, DEFAULT_SOURCE), a refresh keeps its own."""
         parsed = parse_ioc(value)
         where = parse_scope(scope)
-        if not 0 <= ttl_seconds <= MAX_TTL_SECONDS:
+        if ttl_seconds is not None and not 0 <= ttl_seconds <= MAX_TTL_SECONDS:
             raise InvalidInput(f"ttl must be between 0 (never expires) and 10 years, got {ttl_seconds}s")
-        confidence = validate_confidence(DEFAULT_CONFIDENCE if confidence is None else confidence)
-        source = validate_source(source)
+        if confidence is not None:
+            confidence = validate_confidence(confidence)
+        if source is not None:
+            source = validate_source(source)
         now = now_ms()
-        expires = now + ttl_seconds * 1000 if ttl_seconds else 0
-        wire = to_proto(parsed, expires_at_ms=expires, confidence=confidence, source=source)
         with self.db.session() as s:
             channel = scope_channel(s, where)
             lock_channel(s, channel)  # else two adds of a new indicator both insert it
             row = s.exec(
                 select(rows.Ioc)
-                .where(rows.Ioc.channel == channel, rows.Ioc.type == wire.type, rows.Ioc.value == wire.value)
+                .where(rows.Ioc.channel == channel, rows.Ioc.type == int(parsed.kind),
+                       rows.Ioc.value == parsed.value)
             ).first()
+            refreshed = row is not None and not 0 < row.expires_at_ms <= now  # expired: added anew
             if row is None:
-                row = rows.Ioc(channel=channel, type=wire.type, value=wire.value, source=source,
-                             confidence=confidence, created_at_ms=now)
-            row.source, row.confidence, row.expires_at_ms = source, confidence, expires
+                row = rows.Ioc(channel=channel, type=int(parsed.kind), value=parsed.value, created_at_ms=now,
+                               source=validate_source(None), confidence=DEFAULT_CONFIDENCE, expires_at_ms=0)
+            elif not refreshed:
+                row.created_at_ms, row.source, row.confidence = now, validate_source(None), DEFAULT_CONFIDENCE
+                row.expires_at_ms = 0
+            if ttl_seconds is not None:
+                row.expires_at_ms = now + ttl_seconds * 1000 if ttl_seconds else 0
+            row.source = row.source if source is None else source
+            row.confidence = row.confidence if confidence is None else confidence
+            wire = to_proto(parsed, expires_at_ms=row.expires_at_ms, confidence=row.confidence,
+                            source=row.source)
             row.seq = append_push(s, channel, iocs=push_pb2.IocDelta(upsert=[wire]))
             s.add(row)
             s.flush()
-            return ioc_record(row, str(where))
+            return ioc_record(row, str(where), refreshed=refreshed)
 
     def remove_ioc(self, value: str, scope: str = "global") -> RemoveIocResult:
         """Removing an indicator that is not there is not an error and changes nothing."""
@@ -83,7 +106,12 @@ class Iocs:
                                        rows.Ioc.value == parsed.value)
             ).first()
             if row is None:
-                return RemoveIocResult(removed=False, seq=head(s, channel))
+                names = scope_names(s)
+                others = s.exec(select(rows.Ioc.channel).where(
+                    rows.Ioc.type == int(parsed.kind), rows.Ioc.value == parsed.value
+                )).all()
+                held = tuple(sorted(names[c] for c in others if c in names))
+                return RemoveIocResult(removed=False, seq=head(s, channel), held_in=held)
             s.delete(row)
             gone = common_pb2.Ioc(type=row.type, value=row.value)
             seq = append_push(s, channel, iocs=push_pb2.IocDelta(remove=[gone]))
@@ -91,11 +119,11 @@ class Iocs:
 
     def list_iocs(self, scope: str | None = None) -> list[IocRecord]:
         with self.db.session(readonly=True) as s:
-            names = {tenant_channel(t.id): f"tenant:{t.name}" for t in s.exec(select(rows.Tenant))}
-            names[GLOBAL_CHANNEL] = "global"
-            query = select(rows.Ioc).order_by(rows.Ioc.channel, rows.Ioc.type, rows.Ioc.value)
+            names = scope_names(s)  # a deleted tenant's indicators are hidden with it
+            query = select(rows.Ioc).where(col(rows.Ioc.channel).in_(names))
             if scope:
-                query = query.where(rows.Ioc.channel == scope_channel(s, parse_scope(scope)))
+                query = select(rows.Ioc).where(rows.Ioc.channel == scope_channel(s, parse_scope(scope)))
+            query = query.order_by(rows.Ioc.channel, rows.Ioc.type, rows.Ioc.value)
             return [ioc_record(row, names.get(row.channel, row.channel)) for row in s.exec(query)]
 
     def expire_iocs(self) -> int:

@@ -6,7 +6,7 @@ published after the commit) and the delta log that resyncs serve from.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -19,6 +19,10 @@ class Tenant(SQLModel, table=True):
     policy_yaml: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     policy_bundle: bytes = Field(default=b"", sa_column=Column(LargeBinary, nullable=False, default=b""))
     policy_updated_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # Set by `tenant delete`: hidden from every view, its name reserved until its data is purged.
+    deleted_at_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
 
 
 class Gateway(SQLModel, table=True):
@@ -35,6 +39,14 @@ class Gateway(SQLModel, table=True):
     nats_public_key: str = Field(default="", max_length=64)
     # When it was revoked: the broker revocation time and the cut-off for its telemetry.
     revoked_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # Set when the record is deleted or replaced by a re-enrollment: a revoked tombstone (its serial
+    # and NATS key stay refused), renamed "~<id>" so the name is free, hidden from every view.
+    retired_at_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    former_name: str = Field(  # a retired record's name, for labelling its telemetry history
+        default="", sa_column=Column(String(63), nullable=False, default="", server_default="")
+    )
     agent_version: str = Field(default="", max_length=64)
     backend: str = Field(default="", max_length=32)
     last_error: str = Field(default="", max_length=500)

@@ -21,16 +21,19 @@ async def wait_event(event: asyncio.Event, seconds: float) -> bool:
     return True
 
 
-async def cancel_and_wait(*tasks: asyncio.Task[Any] | None) -> None:
-    """Cancel background tasks and wait until they have finished (None: nothing to stop). The
-    tasks' CancelledError is expected; our own cancellation, if it arrives meanwhile, propagates."""
+async def cancel_and_wait(*tasks: asyncio.Task[Any] | None, resend: float = 0.5) -> None:
+    """Cancel background tasks and wait until they have finished (None: nothing to stop).
+
+    A library call built on 3.11's asyncio.wait_for (nats-py's request, for one) can swallow the
+    cancel, so it is sent again every `resend` seconds until the task ends. Our own cancellation
+    propagates; an error the task ended with is raised."""
     live = [t for t in tasks if t is not None]
     for task in live:
         task.cancel()
     for task in live:
-        try:
-            await task
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if current is not None and current.cancelling():
-                raise
+        while not task.done():
+            await asyncio.wait({task}, timeout=resend)
+            if not task.done():
+                task.cancel()
+        if not task.cancelled() and task.exception() is not None:
+            raise task.exception()  # type: ignore[misc]

@@ -39,3 +39,13 @@ class StatusAck(_message.Message):
     DESIRED_FIELD_NUMBER: _ClassVar[int]
     desired: _common_pb2.Versions
     def __init__(self, desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ...) -> None: ...
+
+class GetBrokersRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class Brokers(_message.Message):
+    __slots__ = ("nats_urls",)
+    NATS_URLS_FIELD_NUMBER: _ClassVar[int]
+    nats_urls: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ...) -> None: ...

@@ -46,6 +46,11 @@ class GatewayServiceStub:
                 request_serializer=mssp_dot_v1_dot_gateway__pb2.StatusReport.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_gateway__pb2.StatusAck.FromString,
                 _registered_method=True)
+        self.GetBrokers = channel.unary_unary(
+                '/mssp.v1.GatewayService/GetBrokers',
+                request_serializer=mssp_dot_v1_dot_gateway__pb2.GetBrokersRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_gateway__pb2.Brokers.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -66,6 +71,14 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetBrokers(self, request, context):
+        """Where the broker is now: agents ask after every Sync and while their NATS connection is
+        failing, so they follow a broker that moved (a restart on a new port) or a cluster that grew.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -78,6 +91,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.ReportStatus,
                     request_deserializer=mssp_dot_v1_dot_gateway__pb2.StatusReport.FromString,
                     response_serializer=mssp_dot_v1_dot_gateway__pb2.StatusAck.SerializeToString,
+            ),
+            'GetBrokers': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBrokers,
+                    request_deserializer=mssp_dot_v1_dot_gateway__pb2.GetBrokersRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_gateway__pb2.Brokers.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -135,6 +153,33 @@ class GatewayService:
             '/mssp.v1.GatewayService/ReportStatus',
             mssp_dot_v1_dot_gateway__pb2.StatusReport.SerializeToString,
             mssp_dot_v1_dot_gateway__pb2.StatusAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBrokers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.GatewayService/GetBrokers',
+            mssp_dot_v1_dot_gateway__pb2.GetBrokersRequest.SerializeToString,
+            mssp_dot_v1_dot_gateway__pb2.Brokers.FromString,
             options,
             channel_credentials,
             insecure,

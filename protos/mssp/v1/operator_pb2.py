@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mssp.v1 import common_pb2 as mssp_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mssp/v1/operator.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\"\x19\n\tTenantRef\x12\x0c\n\x04name\x18\x01 \x01(\t\"*\n\nGatewayRef\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"1\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"\x9d\x01\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x15\n\rgateway_count\x18\x05 \x01(\r\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x04\x12\x12\n\ntenant_seq\x18\x07 \x01(\x04\x12\x11\n\tioc_count\x18\x08 \x01(\r\"\x14\n\x12ListTenantsRequest\"7\n\x13ListTenantsResponse\x12 \n\x07tenants\x18\x01 \x03(\x0b\x32\x0f.mssp.v1.Tenant\"L\n\x11\x41\x64\x64GatewayRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11token_ttl_seconds\x18\x03 \x01(\x03\"n\n\x12\x41\x64\x64GatewayResponse\x12!\n\x07gateway\x18\x01 \x01(\x0b\x32\x10.mssp.v1.Gateway\x12\x18\n\x10\x65nrollment_token\x18\x02 \x01(\t\x12\x1b\n\x13token_expires_at_ms\x18\x03 \x01(\x03\"%\n\x13ListGatewaysRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\":\n\x14ListGatewaysResponse\x12\"\n\x08gateways\x18\x01 \x03(\x0b\x32\x10.mssp.v1.Gateway\"\x80\x03\n\x07Gateway\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x03\x12\x16\n\x0e\x65nrolled_at_ms\x18\x06 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x07 \x01(\x03\x12\x0e\n\x06online\x18\x08 \x01(\x08\x12\"\n\x07\x64\x65sired\x18\t \x01(\x0b\x32\x11.mssp.v1.Versions\x12\"\n\x07\x61pplied\x18\n \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x11\n\tconverged\x18\x0b \x01(\x08\x12\x15\n\ragent_version\x18\x0c \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\r \x01(\t\x12\x12\n\nlast_error\x18\x0e \x01(\t\x12\x13\n\x0b\x63\x65rt_serial\x18\x0f \x01(\t\x12\"\n\x08refusals\x18\x1e \x03(\x0b\x32\x10.mssp.v1.Refusal\x12\x16\n\x0erefusals_total\x18\x1f \x01(\r\"0\n\x10SetPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04yaml\x18\x02 \x01(\t\"\x86\x01\n\nPolicyInfo\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0c\n\x04yaml\x18\x03 \x01(\t\x12%\n\x06\x62undle\x18\x04 \x01(\x0b\x32\x15.mssp.v1.PolicyBundle\x12\x15\n\rupdated_at_ms\x18\x05 \x01(\x03\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"~\n\rAddIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x12\n\nconfidence\x18\x05 \x01(\r\x12\x16\n\x0ehas_confidence\x18\x06 \x01(\x08\"W\n\x07IocInfo\x12\x19\n\x03ioc\x18\x01 \x01(\x0b\x32\x0c.mssp.v1.Ioc\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x04\"0\n\x10RemoveIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\"1\n\x11RemoveIocResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x0b\n\x03seq\x18\x02 \x01(\x04\" \n\x0fListIocsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"2\n\x10ListIocsResponse\x12\x1e\n\x04iocs\x18\x01 \x03(\x0b\x32\x10.mssp.v1.IocInfo\"$\n\x12\x46leetStatusRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\x94\x01\n\x13\x46leetStatusResponse\x12\"\n\x08gateways\x18\x01 \x03(\x0b\x32\x10.mssp.v1.Gateway\x12\r\n\x05total\x18\x02 \x01(\r\x12\x0e\n\x06online\x18\x03 \x01(\r\x12\x11\n\tconverged\x18\x04 \x01(\r\x12\'\n\x0bpush_errors\x18\x14 \x03(\x0b\x32\x12.mssp.v1.PushError\"O\n\tPushError\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x32\xc3\x06\n\x0fOperatorService\x12=\n\x0c\x43reateTenant\x12\x1c.mssp.v1.CreateTenantRequest\x1a\x0f.mssp.v1.Tenant\x12H\n\x0bListTenants\x12\x1b.mssp.v1.ListTenantsRequest\x1a\x1c.mssp.v1.ListTenantsResponse\x12\x30\n\tGetTenant\x12\x12.mssp.v1.TenantRef\x1a\x0f.mssp.v1.Tenant\x12\x45\n\nAddGateway\x12\x1a.mssp.v1.AddGatewayRequest\x1a\x1b.mssp.v1.AddGatewayResponse\x12K\n\x0cListGateways\x12\x1c.mssp.v1.ListGatewaysRequest\x1a\x1d.mssp.v1.ListGatewaysResponse\x12\x33\n\nGetGateway\x12\x13.mssp.v1.GatewayRef\x1a\x10.mssp.v1.Gateway\x12\x36\n\rRevokeGateway\x12\x13.mssp.v1.GatewayRef\x1a\x10.mssp.v1.Gateway\x12;\n\tSetPolicy\x12\x19.mssp.v1.SetPolicyRequest\x1a\x13.mssp.v1.PolicyInfo\x12\x34\n\tGetPolicy\x12\x12.mssp.v1.TenantRef\x1a\x13.mssp.v1.PolicyInfo\x12\x32\n\x06\x41\x64\x64Ioc\x12\x16.mssp.v1.AddIocRequest\x1a\x10.mssp.v1.IocInfo\x12\x42\n\tRemoveIoc\x12\x19.mssp.v1.RemoveIocRequest\x1a\x1a.mssp.v1.RemoveIocResponse\x12?\n\x08ListIocs\x12\x18.mssp.v1.ListIocsRequest\x1a\x19.mssp.v1.ListIocsResponse\x12H\n\x0b\x46leetStatus\x12\x1b.mssp.v1.FleetStatusRequest\x1a\x1c.mssp.v1.FleetStatusResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x16mssp/v1/operator.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\"\x19\n\tTenantRef\x12\x0c\n\x04name\x18\x01 \x01(\t\"*\n\nGatewayRef\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"1\n\x13\x43reateTenantRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"\x9d\x01\n\x06Tenant\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0c\n\x04plan\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x15\n\rgateway_count\x18\x05 \x01(\r\x12\x16\n\x0epolicy_version\x18\x06 \x01(\x04\x12\x12\n\ntenant_seq\x18\x07 \x01(\x04\x12\x11\n\tioc_count\x18\x08 \x01(\r\"2\n\x14SetTenantPlanRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04plan\x18\x02 \x01(\t\"Q\n\x14\x44\x65leteTenantResponse\x12\x1f\n\x06tenant\x18\x01 \x01(\x0b\x32\x0f.mssp.v1.Tenant\x12\x18\n\x10gateways_revoked\x18\x02 \x01(\r\"\x14\n\x12ListTenantsRequest\"7\n\x13ListTenantsResponse\x12 \n\x07tenants\x18\x01 \x03(\x0b\x32\x0f.mssp.v1.Tenant\"L\n\x11\x41\x64\x64GatewayRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11token_ttl_seconds\x18\x03 \x01(\x03\"\x84\x01\n\x12\x41\x64\x64GatewayResponse\x12!\n\x07gateway\x18\x01 \x01(\x0b\x32\x10.mssp.v1.Gateway\x12\x18\n\x10\x65nrollment_token\x18\x02 \x01(\t\x12\x1b\n\x13token_expires_at_ms\x18\x03 \x01(\x03\x12\x14\n\x0cnew_identity\x18\x04 \x01(\x08\"S\n\x18IssueGatewayTokenRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11token_ttl_seconds\x18\x03 \x01(\x03\"%\n\x13ListGatewaysRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\":\n\x14ListGatewaysResponse\x12\"\n\x08gateways\x18\x01 \x03(\x0b\x32\x10.mssp.v1.Gateway\"\x80\x03\n\x07Gateway\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0e\n\x06tenant\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x05 \x01(\x03\x12\x16\n\x0e\x65nrolled_at_ms\x18\x06 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x07 \x01(\x03\x12\x0e\n\x06online\x18\x08 \x01(\x08\x12\"\n\x07\x64\x65sired\x18\t \x01(\x0b\x32\x11.mssp.v1.Versions\x12\"\n\x07\x61pplied\x18\n \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x11\n\tconverged\x18\x0b \x01(\x08\x12\x15\n\ragent_version\x18\x0c \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\r \x01(\t\x12\x12\n\nlast_error\x18\x0e \x01(\t\x12\x13\n\x0b\x63\x65rt_serial\x18\x0f \x01(\t\x12\"\n\x08refusals\x18\x1e \x03(\x0b\x32\x10.mssp.v1.Refusal\x12\x16\n\x0erefusals_total\x18\x1f \x01(\r\"0\n\x10SetPolicyRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0c\n\x04yaml\x18\x02 \x01(\t\"\x86\x01\n\nPolicyInfo\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\x04\x12\x0c\n\x04yaml\x18\x03 \x01(\t\x12%\n\x06\x62undle\x18\x04 \x01(\x0b\x32\x15.mssp.v1.PolicyBundle\x12\x15\n\rupdated_at_ms\x18\x05 \x01(\x03\x12\x0b\n\x03seq\x18\x06 \x01(\x04\"\x8f\x01\n\rAddIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\x12\n\nconfidence\x18\x05 \x01(\r\x12\x16\n\x0ehas_confidence\x18\x06 \x01(\x08\x12\x0f\n\x07has_ttl\x18\x07 \x01(\x08\"j\n\x07IocInfo\x12\x19\n\x03ioc\x18\x01 \x01(\x0b\x32\x0c.mssp.v1.Ioc\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x03 \x01(\x03\x12\x0b\n\x03seq\x18\x04 \x01(\x04\x12\x11\n\trefreshed\x18\x05 \x01(\x08\"0\n\x10RemoveIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\"B\n\x11RemoveIocResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x0f\n\x07held_in\x18\x03 \x03(\t\" \n\x0fListIocsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"2\n\x10ListIocsResponse\x12\x1e\n\x04iocs\x18\x01 \x03(\x0b\x32\x10.mssp.v1.IocInfo\"$\n\x12\x46leetStatusRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\"\x94\x01\n\x13\x46leetStatusResponse\x12\"\n\x08gateways\x18\x01 \x03(\x0b\x32\x10.mssp.v1.Gateway\x12\r\n\x05total\x18\x02 \x01(\r\x12\x0e\n\x06online\x18\x03 \x01(\r\x12\x11\n\tconverged\x18\x04 \x01(\r\x12\'\n\x0bpush_errors\x18\x14 \x03(\x0b\x32\x12.mssp.v1.PushError\"O\n\tPushError\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x32\xd4\x08\n\x0fOperatorService\x12=\n\x0c\x43reateTenant\x12\x1c.mssp.v1.CreateTenantRequest\x1a\x0f.mssp.v1.Tenant\x12H\n\x0bListTenants\x12\x1b.mssp.v1.ListTenantsRequest\x1a\x1c.mssp.v1.ListTenantsResponse\x12\x30\n\tGetTenant\x12\x12.mssp.v1.TenantRef\x1a\x0f.mssp.v1.Tenant\x12?\n\rSetTenantPlan\x12\x1d.mssp.v1.SetTenantPlanRequest\x1a\x0f.mssp.v1.Tenant\x12\x41\n\x0c\x44\x65leteTenant\x12\x12.mssp.v1.TenantRef\x1a\x1d.mssp.v1.DeleteTenantResponse\x12\x45\n\nAddGateway\x12\x1a.mssp.v1.AddGatewayRequest\x1a\x1b.mssp.v1.AddGatewayResponse\x12K\n\x0cListGateways\x12\x1c.mssp.v1.ListGatewaysRequest\x1a\x1d.mssp.v1.ListGatewaysResponse\x12\x33\n\nGetGateway\x12\x13.mssp.v1.GatewayRef\x1a\x10.mssp.v1.Gateway\x12\x36\n\rRevokeGateway\x12\x13.mssp.v1.GatewayRef\x1a\x10.mssp.v1.Gateway\x12S\n\x11IssueGatewayToken\x12!.mssp.v1.IssueGatewayTokenRequest\x1a\x1b.mssp.v1.AddGatewayResponse\x12\x36\n\rDeleteGateway\x12\x13.mssp.v1.GatewayRef\x1a\x10.mssp.v1.Gateway\x12;\n\tSetPolicy\x12\x19.mssp.v1.SetPolicyRequest\x1a\x13.mssp.v1.PolicyInfo\x12\x34\n\tGetPolicy\x12\x12.mssp.v1.TenantRef\x1a\x13.mssp.v1.PolicyInfo\x12\x32\n\x06\x41\x64\x64Ioc\x12\x16.mssp.v1.AddIocRequest\x1a\x10.mssp.v1.IocInfo\x12\x42\n\tRemoveIoc\x12\x19.mssp.v1.RemoveIocRequest\x1a\x1a.mssp.v1.RemoveIocResponse\x12?\n\x08ListIocs\x12\x18.mssp.v1.ListIocsRequest\x1a\x19.mssp.v1.ListIocsResponse\x12H\n\x0b\x46leetStatus\x12\x1b.mssp.v1.FleetStatusRequest\x1a\x1c.mssp.v1.FleetStatusResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,42 +40,48 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CREATETENANTREQUEST']._serialized_end=177
   _globals['_TENANT']._serialized_start=180
   _globals['_TENANT']._serialized_end=337
-  _globals['_LISTTENANTSREQUEST']._serialized_start=339
-  _globals['_LISTTENANTSREQUEST']._serialized_end=359
-  _globals['_LISTTENANTSRESPONSE']._serialized_start=361
-  _globals['_LISTTENANTSRESPONSE']._serialized_end=416
-  _globals['_ADDGATEWAYREQUEST']._serialized_start=418
-  _globals['_ADDGATEWAYREQUEST']._serialized_end=494
-  _globals['_ADDGATEWAYRESPONSE']._serialized_start=496
-  _globals['_ADDGATEWAYRESPONSE']._serialized_end=606
-  _globals['_LISTGATEWAYSREQUEST']._serialized_start=608
-  _globals['_LISTGATEWAYSREQUEST']._serialized_end=645
-  _globals['_LISTGATEWAYSRESPONSE']._serialized_start=647
-  _globals['_LISTGATEWAYSRESPONSE']._serialized_end=705
-  _globals['_GATEWAY']._serialized_start=708
-  _globals['_GATEWAY']._serialized_end=1092
-  _globals['_SETPOLICYREQUEST']._serialized_start=1094
-  _globals['_SETPOLICYREQUEST']._serialized_end=1142
-  _globals['_POLICYINFO']._serialized_start=1145
-  _globals['_POLICYINFO']._serialized_end=1279
-  _globals['_ADDIOCREQUEST']._serialized_start=1281
-  _globals['_ADDIOCREQUEST']._serialized_end=1407
-  _globals['_IOCINFO']._serialized_start=1409
-  _globals['_IOCINFO']._serialized_end=1496
-  _globals['_REMOVEIOCREQUEST']._serialized_start=1498
-  _globals['_REMOVEIOCREQUEST']._serialized_end=1546
-  _globals['_REMOVEIOCRESPONSE']._serialized_start=1548
-  _globals['_REMOVEIOCRESPONSE']._serialized_end=1597
-  _globals['_LISTIOCSREQUEST']._serialized_start=1599
-  _globals['_LISTIOCSREQUEST']._serialized_end=1631
-  _globals['_LISTIOCSRESPONSE']._serialized_start=1633
-  _globals['_LISTIOCSRESPONSE']._serialized_end=1683
-  _globals['_FLEETSTATUSREQUEST']._serialized_start=1685
-  _globals['_FLEETSTATUSREQUEST']._serialized_end=1721
-  _globals['_FLEETSTATUSRESPONSE']._serialized_start=1724
-  _globals['_FLEETSTATUSRESPONSE']._serialized_end=1872
-  _globals['_PUSHERROR']._serialized_start=1874
-  _globals['_PUSHERROR']._serialized_end=1953
-  _globals['_OPERATORSERVICE']._serialized_start=1956
-  _globals['_OPERATORSERVICE']._serialized_end=2791
+  _globals['_SETTENANTPLANREQUEST']._serialized_start=339
+  _globals['_SETTENANTPLANREQUEST']._serialized_end=389
+  _globals['_DELETETENANTRESPONSE']._serialized_start=391
+  _globals['_DELETETENANTRESPONSE']._serialized_end=472
+  _globals['_LISTTENANTSREQUEST']._serialized_start=474
+  _globals['_LISTTENANTSREQUEST']._serialized_end=494
+  _globals['_LISTTENANTSRESPONSE']._serialized_start=496
+  _globals['_LISTTENANTSRESPONSE']._serialized_end=551
+  _globals['_ADDGATEWAYREQUEST']._serialized_start=553
+  _globals['_ADDGATEWAYREQUEST']._serialized_end=629
+  _globals['_ADDGATEWAYRESPONSE']._serialized_start=632
+  _globals['_ADDGATEWAYRESPONSE']._serialized_end=764
+  _globals['_ISSUEGATEWAYTOKENREQUEST']._serialized_start=766
+  _globals['_ISSUEGATEWAYTOKENREQUEST']._serialized_end=849
+  _globals['_LISTGATEWAYSREQUEST']._serialized_start=851
+  _globals['_LISTGATEWAYSREQUEST']._serialized_end=888
+  _globals['_LISTGATEWAYSRESPONSE']._serialized_start=890
+  _globals['_LISTGATEWAYSRESPONSE']._serialized_end=948
+  _globals['_GATEWAY']._serialized_start=951
+  _globals['_GATEWAY']._serialized_end=1335
+  _globals['_SETPOLICYREQUEST']._serialized_start=1337
+  _globals['_SETPOLICYREQUEST']._serialized_end=1385
+  _globals['_POLICYINFO']._serialized_start=1388
+  _globals['_POLICYINFO']._serialized_end=1522
+  _globals['_ADDIOCREQUEST']._serialized_start=1525
+  _globals['_ADDIOCREQUEST']._serialized_end=1668
+  _globals['_IOCINFO']._serialized_start=1670
+  _globals['_IOCINFO']._serialized_end=1776
+  _globals['_REMOVEIOCREQUEST']._serialized_start=1778
+  _globals['_REMOVEIOCREQUEST']._serialized_end=1826
+  _globals['_REMOVEIOCRESPONSE']._serialized_start=1828
+  _globals['_REMOVEIOCRESPONSE']._serialized_end=1894
+  _globals['_LISTIOCSREQUEST']._serialized_start=1896
+  _globals['_LISTIOCSREQUEST']._serialized_end=1928
+  _globals['_LISTIOCSRESPONSE']._serialized_start=1930
+  _globals['_LISTIOCSRESPONSE']._serialized_end=1980
+  _globals['_FLEETSTATUSREQUEST']._serialized_start=1982
+  _globals['_FLEETSTATUSREQUEST']._serialized_end=2018
+  _globals['_FLEETSTATUSRESPONSE']._serialized_start=2021
+  _globals['_FLEETSTATUSRESPONSE']._serialized_end=2169
+  _globals['_PUSHERROR']._serialized_start=2171
+  _globals['_PUSHERROR']._serialized_end=2250
+  _globals['_OPERATORSERVICE']._serialized_start=2253
+  _globals['_OPERATORSERVICE']._serialized_end=3361
 # @@protoc_insertion_point(module_scope)

@@ -49,6 +49,22 @@ class Tenant(_message.Message):
     ioc_count: int
     def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., gateway_count: _Optional[int] = ..., policy_version: _Optional[int] = ..., tenant_seq: _Optional[int] = ..., ioc_count: _Optional[int] = ...) -> None: ...
 
+class SetTenantPlanRequest(_message.Message):
+    __slots__ = ("name", "plan")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PLAN_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    plan: str
+    def __init__(self, name: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...
+
+class DeleteTenantResponse(_message.Message):
+    __slots__ = ("tenant", "gateways_revoked")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_REVOKED_FIELD_NUMBER: _ClassVar[int]
+    tenant: Tenant
+    gateways_revoked: int
+    def __init__(self, tenant: _Optional[_Union[Tenant, _Mapping]] = ..., gateways_revoked: _Optional[int] = ...) -> None: ...
+
 class ListTenantsRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -70,14 +86,26 @@ class AddGatewayRequest(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., token_ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class AddGatewayResponse(_message.Message):
-    __slots__ = ("gateway", "enrollment_token", "token_expires_at_ms")
+    __slots__ = ("gateway", "enrollment_token", "token_expires_at_ms", "new_identity")
     GATEWAY_FIELD_NUMBER: _ClassVar[int]
     ENROLLMENT_TOKEN_FIELD_NUMBER: _ClassVar[int]
     TOKEN_EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    NEW_IDENTITY_FIELD_NUMBER: _ClassVar[int]
     gateway: Gateway
     enrollment_token: str
     token_expires_at_ms: int
-    def __init__(self, gateway: _Optional[_Union[Gateway, _Mapping]] = ..., enrollment_token: _Optional[str] = ..., token_expires_at_ms: _Optional[int] = ...) -> None: ...
+    new_identity: bool
+    def __init__(self, gateway: _Optional[_Union[Gateway, _Mapping]] = ..., enrollment_token: _Optional[str] = ..., token_expires_at_ms: _Optional[int] = ..., new_identity: _Optional[bool] = ...) -> None: ...
+
+class IssueGatewayTokenRequest(_message.Message):
+    __slots__ = ("tenant", "name", "token_ttl_seconds")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    name: str
+    token_ttl_seconds: int
+    def __init__(self, tenant: _Optional[str] = ..., name: _Optional[str] = ..., token_ttl_seconds: _Optional[int] = ...) -> None: ...
 
 class ListGatewaysRequest(_message.Message):
     __slots__ = ("tenant",)
@@ -154,32 +182,36 @@ class PolicyInfo(_message.Message):
     def __init__(self, tenant: _Optional[str] = ..., version: _Optional[int] = ..., yaml: _Optional[str] = ..., bundle: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., updated_at_ms: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
 
 class AddIocRequest(_message.Message):
-    __slots__ = ("value", "scope", "ttl_seconds", "source", "confidence", "has_confidence")
+    __slots__ = ("value", "scope", "ttl_seconds", "source", "confidence", "has_confidence", "has_ttl")
     VALUE_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SOURCE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     HAS_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    HAS_TTL_FIELD_NUMBER: _ClassVar[int]
     value: str
     scope: str
     ttl_seconds: int
     source: str
     confidence: int
     has_confidence: bool
-    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., source: _Optional[str] = ..., confidence: _Optional[int] = ..., has_confidence: _Optional[bool] = ...) -> None: ...
+    has_ttl: bool
+    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., source: _Optional[str] = ..., confidence: _Optional[int] = ..., has_confidence: _Optional[bool] = ..., has_ttl: _Optional[bool] = ...) -> None: ...
 
 class IocInfo(_message.Message):
-    __slots__ = ("ioc", "scope", "created_at_ms", "seq")
+    __slots__ = ("ioc", "scope", "created_at_ms", "seq", "refreshed")
     IOC_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    REFRESHED_FIELD_NUMBER: _ClassVar[int]
     ioc: _common_pb2.Ioc
     scope: str
     created_at_ms: int
     seq: int
-    def __init__(self, ioc: _Optional[_Union[_common_pb2.Ioc, _Mapping]] = ..., scope: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    refreshed: bool
+    def __init__(self, ioc: _Optional[_Union[_common_pb2.Ioc, _Mapping]] = ..., scope: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., seq: _Optional[int] = ..., refreshed: _Optional[bool] = ...) -> None: ...
 
 class RemoveIocRequest(_message.Message):
     __slots__ = ("value", "scope")
@@ -190,12 +222,14 @@ class RemoveIocRequest(_message.Message):
     def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
 
 class RemoveIocResponse(_message.Message):
-    __slots__ = ("removed", "seq")
+    __slots__ = ("removed", "seq", "held_in")
     REMOVED_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    HELD_IN_FIELD_NUMBER: _ClassVar[int]
     removed: bool
     seq: int
-    def __init__(self, removed: _Optional[bool] = ..., seq: _Optional[int] = ...) -> None: ...
+    held_in: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, removed: _Optional[bool] = ..., seq: _Optional[int] = ..., held_in: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ListIocsRequest(_message.Message):
     __slots__ = ("scope",)

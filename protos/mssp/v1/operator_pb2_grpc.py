@@ -53,6 +53,16 @@ class OperatorServiceStub:
                 request_serializer=mssp_dot_v1_dot_operator__pb2.TenantRef.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
                 _registered_method=True)
+        self.SetTenantPlan = channel.unary_unary(
+                '/mssp.v1.OperatorService/SetTenantPlan',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.SetTenantPlanRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
+                _registered_method=True)
+        self.DeleteTenant = channel.unary_unary(
+                '/mssp.v1.OperatorService/DeleteTenant',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.TenantRef.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.DeleteTenantResponse.FromString,
+                _registered_method=True)
         self.AddGateway = channel.unary_unary(
                 '/mssp.v1.OperatorService/AddGateway',
                 request_serializer=mssp_dot_v1_dot_operator__pb2.AddGatewayRequest.SerializeToString,
@@ -70,6 +80,16 @@ class OperatorServiceStub:
                 _registered_method=True)
         self.RevokeGateway = channel.unary_unary(
                 '/mssp.v1.OperatorService/RevokeGateway',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.Gateway.FromString,
+                _registered_method=True)
+        self.IssueGatewayToken = channel.unary_unary(
+                '/mssp.v1.OperatorService/IssueGatewayToken',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.IssueGatewayTokenRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.AddGatewayResponse.FromString,
+                _registered_method=True)
+        self.DeleteGateway = channel.unary_unary(
+                '/mssp.v1.OperatorService/DeleteGateway',
                 request_serializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_operator__pb2.Gateway.FromString,
                 _registered_method=True)
@@ -130,6 +150,20 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetTenantPlan(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTenant(self, request, context):
+        """Revokes every gateway of the tenant, then hides it; its data is kept
+        for the retention period and its name stays reserved.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddGateway(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -150,6 +184,21 @@ class OperatorServiceServicer:
 
     def RevokeGateway(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def IssueGatewayToken(self, request, context):
+        """A new one-time token: for a pending gateway (its unused tokens stop
+        working) or, for a revoked one, a re-enrollment as a new identity.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteGateway(self, request, context):
+        """Revokes (if needed) and removes the gateway from every view.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -208,6 +257,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.TenantRef.FromString,
                     response_serializer=mssp_dot_v1_dot_operator__pb2.Tenant.SerializeToString,
             ),
+            'SetTenantPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantPlan,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.SetTenantPlanRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.Tenant.SerializeToString,
+            ),
+            'DeleteTenant': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTenant,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.TenantRef.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.DeleteTenantResponse.SerializeToString,
+            ),
             'AddGateway': grpc.unary_unary_rpc_method_handler(
                     servicer.AddGateway,
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.AddGatewayRequest.FromString,
@@ -225,6 +284,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
             ),
             'RevokeGateway': grpc.unary_unary_rpc_method_handler(
                     servicer.RevokeGateway,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.Gateway.SerializeToString,
+            ),
+            'IssueGatewayToken': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueGatewayToken,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.IssueGatewayTokenRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.AddGatewayResponse.SerializeToString,
+            ),
+            'DeleteGateway': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteGateway,
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.FromString,
                     response_serializer=mssp_dot_v1_dot_operator__pb2.Gateway.SerializeToString,
             ),
@@ -355,6 +424,60 @@ class OperatorService:
             _registered_method=True)
 
     @staticmethod
+    def SetTenantPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/SetTenantPlan',
+            mssp_dot_v1_dot_operator__pb2.SetTenantPlanRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTenant(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/DeleteTenant',
+            mssp_dot_v1_dot_operator__pb2.TenantRef.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.DeleteTenantResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AddGateway(request,
             target,
             options=(),
@@ -450,6 +573,60 @@ class OperatorService:
             request,
             target,
             '/mssp.v1.OperatorService/RevokeGateway',
+            mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.Gateway.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def IssueGatewayToken(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/IssueGatewayToken',
+            mssp_dot_v1_dot_operator__pb2.IssueGatewayTokenRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.AddGatewayResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteGateway(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/DeleteGateway',
             mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
             mssp_dot_v1_dot_operator__pb2.Gateway.FromString,
             options,

@@ -1,0 +1,251 @@
+"""Controller restart: how long until every agent is back on push, and the first push's latency.
+
+Prints JSON. The controller runs as `msspctl server run` (embedded nats-server, SQLite, every
+listener on port 0, so the ports come from listen.json on the restart) in its own process; N real
+agents run spread over worker processes. The controller is stopped (SIGTERM), left down for
+--outage seconds and started again on the same data dir; with --move its broker comes back on
+another port (MSSP_NATS_LISTEN), which the agents learn from GetBrokers. "Back" is the moment an
+agent's NATS connection is up again, from the moment the restarted controller wrote controller.json;
+then one IOC is pushed and its latency to every agent measured (CLOCK_MONOTONIC is shared).
+
+    python bench/restart.py [--agents 1000] [--outage 30] [--move] [--workers 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import resource
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from controller.simulation import OperatorApi, SimulatedAgent, percentiles, wait_until
+from gateway_agent.backends.recording import RecordingBackend
+from gateway_agent.enroll import enroll
+from gateway_agent.runtime import GatewayAgent
+from gateway_agent.state import StateChange
+
+
+def raise_fd_limit() -> None:
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+# ---- worker process ----------------------------------------------------------------------------
+
+
+async def worker_main() -> None:
+    logging.basicConfig(level=logging.ERROR)
+    config = json.loads(sys.stdin.readline())
+    agents: list[SimulatedAgent] = []
+    sem = asyncio.Semaphore(16)
+
+    async def start_one(token: str, index: int) -> None:
+        state_dir = Path(config["state_root"]) / f"agent-{index}"
+        async with sem:
+            identity = await enroll(config["controller"], token, state_dir)
+        holder: dict[str, SimulatedAgent] = {}
+
+        def on_applied(change: StateChange, at: float) -> None:
+            holder["sim"].applied_at[(change.channel, change.seq)] = at
+
+        agent = GatewayAgent(identity, RecordingBackend(state_dir / "recording"),
+                             heartbeat_interval=300.0, on_applied=on_applied)
+        sim = SimulatedAgent(agent=agent, state_dir=state_dir)
+        holder["sim"] = sim
+        sim.start()
+        agents.append(sim)
+
+    await asyncio.gather(*(start_one(t, i) for i, t in enumerate(config["tokens"])))
+    await wait_until(lambda: all(a.agent.synced.is_set() and a.agent.nats_connected for a in agents),
+                     within=300)
+    print(json.dumps({"ready": len(agents)}), flush=True)
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while line := (await reader.readline()).decode().strip():
+        cmd = json.loads(line)
+        if cmd["op"] == "stop":
+            break
+        if cmd["op"] == "down":  # until every agent saw the controller go
+            await wait_until(lambda: not any(a.agent.nats_connected for a in agents), within=120)
+            print(json.dumps({"down": True}), flush=True)
+        elif cmd["op"] == "back":  # seconds from controller up to each agent's NATS connection
+            back: dict[int, float] = {}
+            deadline = time.monotonic() + cmd["within"]
+            while len(back) < len(agents) and time.monotonic() < deadline:
+                now = time.monotonic()
+                for i, a in enumerate(agents):
+                    if i not in back and a.agent.nats_connected:
+                        back[i] = now - cmd["t_up"]
+                await asyncio.sleep(0.005)
+            print(json.dumps({"back_s": list(back.values()), "missing": len(agents) - len(back)}),
+                  flush=True)
+        elif cmd["op"] == "wait":
+            key = ("global", cmd["seq"])
+            await wait_until(lambda k=key: all(k in a.applied_at for a in agents), within=120,
+                             interval=0.005)
+            print(json.dumps({"latencies_ms": [(a.applied_at[key] - cmd["t0"]) * 1000 for a in agents]}),
+                  flush=True)
+    for a in agents:
+        await a.stop()
+
+
+# ---- parent ------------------------------------------------------------------------------------
+
+
+class Worker:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc = proc
+
+    def send(self, obj: dict[str, object]) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(json.dumps(obj) + "\n")
+        self.proc.stdin.flush()
+
+    def recv(self) -> dict[str, object]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"worker {self.proc.pid} exited")
+        return json.loads(line)
+
+
+def start_controller(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
+    """The controller process and the monotonic time it was up (controller.json written)."""
+    msspctl = Path(sys.executable).parent / "msspctl"
+    env = {**os.environ, "MSSP_LOG_LEVEL": "WARNING", **env_extra}
+    proc = subprocess.Popen(
+        [str(msspctl), "server", "run", "--data-dir", str(data_dir), "--grpc-listen", "127.0.0.1:0",
+         "--gateway-listen", "127.0.0.1:0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (data_dir / "controller.json").exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"controller exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise RuntimeError("controller did not start within 60s")
+        time.sleep(0.01)
+    return proc, time.monotonic()
+
+
+def stop_controller(proc: subprocess.Popen[bytes]) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def measure(n: int, outage: float, move: bool, workers: int, root: Path) -> dict[str, object]:
+    data_dir = root / "controller"
+    controller, _ = start_controller(data_dir, {"MSSP_NATS_LISTEN": "127.0.0.1:0"})
+    procs: list[Worker] = []
+    try:
+        info = json.loads((data_dir / "controller.json").read_text())
+        ca_pem = (data_dir / "pki" / "ca.crt").read_bytes()
+        token = (data_dir / "operator.token").read_text().strip()
+        op = OperatorApi(info["grpc"], ca_pem, token)
+        tenants = max(1, n // 50)
+        for t in range(tenants):
+            await op.create_tenant(f"tenant-{t:03d}")
+        tokens = [await op.add_gateway(f"tenant-{i % tenants:03d}", f"gw-{i:04d}") for i in range(n)]
+        await op.close()
+        for w, chunk in enumerate(tokens[i::workers] for i in range(workers)):
+            if not chunk:
+                continue
+            proc = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, text=True, start_new_session=True)
+            worker = Worker(proc)
+            worker.send({"controller": info["grpc"], "tokens": chunk,
+                         "state_root": str(root / f"agents-{w}")})
+            procs.append(worker)
+        for w in procs:
+            w.recv()
+        stop_controller(controller)
+        for w in procs:
+            w.send({"op": "down"})
+        for w in procs:
+            w.recv()
+        await asyncio.sleep(outage)
+        env = {"MSSP_NATS_LISTEN": f"127.0.0.1:{free_port()}" if move else "127.0.0.1:0"}
+        controller, t_up = start_controller(data_dir, env)
+        after = json.loads((data_dir / "controller.json").read_text())
+        for w in procs:
+            w.send({"op": "back", "t_up": t_up, "within": 120})
+        backs = [w.recv() for w in procs]
+        back = [x for b in backs for x in b["back_s"]]  # type: ignore[union-attr]
+        op = OperatorApi(after["grpc"], ca_pem, token)
+        t0 = time.monotonic()
+        ioc = await op.add_ioc("198.51.100.1")
+        for w in procs:
+            w.send({"op": "wait", "seq": ioc.seq, "t0": t0})
+        latencies = [x for w in procs for x in w.recv()["latencies_ms"]]  # type: ignore[union-attr]
+        await op.close()
+        return {
+            "agents": n,
+            "outage_seconds": outage,
+            "broker_moved": move,
+            "same_addresses": (after["grpc"], after["gateway"]) == (info["grpc"], info["gateway"]),
+            "nats_urls": {"before": info["nats_urls"], "after": after["nats_urls"]},
+            "worker_processes": len(procs),
+            "not_back": sum(int(b["missing"]) for b in backs),  # type: ignore[call-overload]
+            "back_on_push_s": {k: round(v, 3) for k, v in percentiles(back).items()},
+            "first_push_latency_ms": {k: round(v, 1) for k, v in percentiles(latencies).items()},
+        }
+    finally:
+        for w in procs:
+            with contextlib.suppress(Exception):
+                w.send({"op": "stop"})
+        for w in procs:
+            try:
+                w.proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                os.killpg(w.proc.pid, signal.SIGKILL)
+        if controller.poll() is None:
+            stop_controller(controller)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--agents", type=int, default=1000)
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds the controller stays down")
+    parser.add_argument("--move", action="store_true", help="the broker comes back on another port")
+    parser.add_argument("--workers", type=int, default=4)
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    raise_fd_limit()
+    if args.worker:
+        asyncio.run(worker_main())
+        return
+    root = Path(tempfile.mkdtemp(prefix="mssp-bench-restart-"))
+    try:
+        result = asyncio.run(measure(args.agents, args.outage, args.move, args.workers, root))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    print(json.dumps(result, indent=2))
+
+
+if __name__ == "__main__":
+    main()
