@@ -27,11 +27,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.simulation import OperatorApi, SimulatedAgent, percentiles, wait_until
-from gateway_agent.backends.recording import RecordingBackend
-from gateway_agent.enroll import enroll
-from gateway_agent.runtime import GatewayAgent
-from gateway_agent.state import StateChange
+from fleet_worker import Worker, commands, start_agents
+
+from controller.simulation import OperatorApi, percentiles, wait_until
 
 
 def raise_fd_limit() -> None:
@@ -52,36 +50,9 @@ def rss_kib() -> int:
 async def worker_main() -> None:
     config = json.loads(sys.stdin.readline())
     baseline = rss_kib()
-    agents: list[SimulatedAgent] = []
-    sem = asyncio.Semaphore(16)
-
-    async def start_one(token: str, index: int) -> None:
-        state_dir = Path(config["state_root"]) / f"agent-{index}"
-        async with sem:
-            identity = await enroll(config["controller"], token, state_dir)
-        holder: dict[str, SimulatedAgent] = {}
-
-        def on_applied(change: StateChange, at: float) -> None:
-            holder["sim"].applied_at[(change.channel, change.seq)] = at
-
-        agent = GatewayAgent(identity, RecordingBackend(state_dir / "recording"),
-                             heartbeat_interval=300.0, on_applied=on_applied)
-        sim = SimulatedAgent(agent=agent, state_dir=state_dir)
-        holder["sim"] = sim
-        sim.start()
-        agents.append(sim)
-
-    await asyncio.gather(*(start_one(t, i) for i, t in enumerate(config["tokens"])))
-    await wait_until(lambda: all(a.agent.synced.is_set() and a.agent.nats_connected for a in agents),
-                     within=300)
+    agents = await start_agents(config)
     print(json.dumps({"ready": len(agents), "rss_kib": rss_kib(), "baseline_kib": baseline}), flush=True)
-    loop = asyncio.get_running_loop()
-    reader = asyncio.StreamReader()
-    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
-    while line := (await reader.readline()).decode().strip():
-        cmd = json.loads(line)
-        if cmd["op"] == "stop":
-            break
+    async for cmd in commands():
         key = ("global", cmd["seq"])
         await wait_until(lambda k=key: all(k in a.applied_at for a in agents), within=120, interval=0.005)
         latencies = [(a.applied_at[key] - cmd["t0"]) * 1000 for a in agents]
@@ -91,23 +62,6 @@ async def worker_main() -> None:
 
 
 # ---- parent ------------------------------------------------------------------------------------
-
-
-class Worker:
-    def __init__(self, proc: subprocess.Popen[str]) -> None:
-        self.proc = proc
-
-    def send(self, obj: dict[str, object]) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(json.dumps(obj) + "\n")
-        self.proc.stdin.flush()
-
-    def recv(self) -> dict[str, object]:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"worker {self.proc.pid} exited")
-        return json.loads(line)
 
 
 def start_controller(data_dir: Path) -> subprocess.Popen[bytes]:
