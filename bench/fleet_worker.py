@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -74,3 +76,24 @@ class Worker:
         if not line:
             raise RuntimeError(f"worker {self.proc.pid} exited")
         return json.loads(line)
+
+
+def start_controller(
+    data_dir: Path, env_extra: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[bytes], float]:
+    """The controller process and the monotonic time it was up (controller.json written)."""
+    msspctl = Path(sys.executable).parent / "msspctl"
+    env = {**os.environ, "MSSP_LOG_LEVEL": "WARNING", **(env_extra or {})}
+    proc = subprocess.Popen(
+        [str(msspctl), "server", "run", "--data-dir", str(data_dir), "--grpc-listen", "127.0.0.1:0",
+         "--gateway-listen", "127.0.0.1:0"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )
+    deadline = time.monotonic() + 60
+    while not (data_dir / "controller.json").exists():
+        if proc.poll() is not None:
+            raise RuntimeError(f"controller exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
+        if time.monotonic() > deadline:
+            raise RuntimeError("controller did not start within 60s")
+        time.sleep(0.01)
+    return proc, time.monotonic()

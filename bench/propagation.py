@@ -27,7 +27,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fleet_worker import Worker, commands, start_agents
+from fleet_worker import Worker, commands, start_agents, start_controller
 
 from controller.simulation import OperatorApi, percentiles, wait_until
 
@@ -64,27 +64,9 @@ async def worker_main() -> None:
 # ---- parent ------------------------------------------------------------------------------------
 
 
-def start_controller(data_dir: Path) -> subprocess.Popen[bytes]:
-    msspctl = Path(sys.executable).parent / "msspctl"
-    env = {**os.environ, "MSSP_LOG_LEVEL": "WARNING"}
-    proc = subprocess.Popen(
-        [str(msspctl), "server", "run", "--data-dir", str(data_dir), "--grpc-listen", "127.0.0.1:0",
-         "--gateway-listen", "127.0.0.1:0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (data_dir / "controller.json").exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"controller exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        if time.monotonic() > deadline:
-            raise RuntimeError("controller did not start within 60s")
-        time.sleep(0.1)
-    return proc
-
-
 async def measure(n: int, rounds: int, workers: int, gap: float, root: Path) -> dict[str, object]:
     data_dir = root / f"controller-{n}"
-    controller = start_controller(data_dir)
+    controller, _ = start_controller(data_dir)
     procs: list[Worker] = []
     try:
         info = json.loads((data_dir / "controller.json").read_text())

@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fleet_worker import Worker, commands, start_agents
+from fleet_worker import Worker, commands, start_agents, start_controller
 
 from controller.simulation import OperatorApi, percentiles, wait_until
 
@@ -76,25 +76,6 @@ async def worker_main() -> None:
 
 
 # ---- parent ------------------------------------------------------------------------------------
-
-
-def start_controller(data_dir: Path, env_extra: dict[str, str]) -> tuple[subprocess.Popen[bytes], float]:
-    """The controller process and the monotonic time it was up (controller.json written)."""
-    msspctl = Path(sys.executable).parent / "msspctl"
-    env = {**os.environ, "MSSP_LOG_LEVEL": "WARNING", **env_extra}
-    proc = subprocess.Popen(
-        [str(msspctl), "server", "run", "--data-dir", str(data_dir), "--grpc-listen", "127.0.0.1:0",
-         "--gateway-listen", "127.0.0.1:0"],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )
-    deadline = time.monotonic() + 60
-    while not (data_dir / "controller.json").exists():
-        if proc.poll() is not None:
-            raise RuntimeError(f"controller exited: {proc.stderr.read().decode()[-2000:]}")  # type: ignore[union-attr]
-        if time.monotonic() > deadline:
-            raise RuntimeError("controller did not start within 60s")
-        time.sleep(0.01)
-    return proc, time.monotonic()
 
 
 def stop_controller(proc: subprocess.Popen[bytes]) -> None:
