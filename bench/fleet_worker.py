@@ -86,7 +86,7 @@ def start_controller(
     env = {**os.environ, "MSSP_LOG_LEVEL": "WARNING", **(env_extra or {})}
     proc = subprocess.Popen(
         [str(msspctl), "server", "run", "--data-dir", str(data_dir), "--grpc-listen", "127.0.0.1:0",
-         "--gateway-listen", "127.0.0.1:0"],
+         "--gateway-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
     )
     deadline = time.monotonic() + 60

@@ -18,8 +18,11 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.aio.client import Client as NatsClient
 
+from controller.api.server import ApiServer, start_api
 from controller.config import Settings
 from controller.domain.errors import ListenError
+from controller.grpc_api.apikeys import ApiKeyServicer
+from controller.grpc_api.billing import BillingServicer
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
@@ -41,7 +44,13 @@ from controller.telemetry.bounds import EnrollmentTimes
 from controller.telemetry.consumer import TelemetryConsumer
 from mssp.common.dirlock import DirLock, lock_dir
 from mssp.common.files import write_private
-from mssp.v1 import enrollment_pb2_grpc, gateway_pb2_grpc, operator_pb2_grpc, telemetry_pb2_grpc
+from mssp.v1 import (
+    accounts_pb2_grpc,
+    enrollment_pb2_grpc,
+    gateway_pb2_grpc,
+    operator_pb2_grpc,
+    telemetry_pb2_grpc,
+)
 
 log = logging.getLogger("mssp.controller")
 
@@ -94,6 +103,7 @@ class ControllerApp:
         self.telemetry: TelemetryConsumer | None = None
         self.gateway_executor: ThreadPoolExecutor | None = None
         self.servers: list[grpc.aio.Server] = []
+        self.api: ApiServer | None = None  # the tenant API (controller/api/), None when off
         self.grpc_address = ""
         self.gateway_address = ""
         self.nats_urls: list[str] = []
@@ -114,8 +124,10 @@ class ControllerApp:
         self.db = Database(s.database_url)
         await asyncio.to_thread(self.db.upgrade)
         self.service = ControllerService(
-            self.db, token_ttl_seconds=s.token_ttl_seconds, online_window_seconds=s.online_window_seconds
+            self.db, token_ttl_seconds=s.token_ttl_seconds, online_window_seconds=s.online_window_seconds,
+            plans_path=s.plans_path, read_cache_seconds=s.api_cache_seconds,
         )
+        await asyncio.to_thread(self.service.billing.plan_book)  # a malformed plans file stops start-up
         ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)
         signing_key = await asyncio.to_thread(load_or_create_signing_key, s.pki_dir / "signing.key")
         self.identity = await asyncio.to_thread(NatsIdentity.load_or_create, s.nats_dir)
@@ -172,6 +184,10 @@ class ControllerApp:
             ),
             api,
         )
+        accounts_pb2_grpc.add_ApiKeyServiceServicer_to_server(
+            ApiKeyServicer(self.service, token_digest(token)), api)
+        accounts_pb2_grpc.add_BillingServiceServicer_to_server(
+            BillingServicer(self.service, token_digest(token)), api)
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
         self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds,
@@ -196,6 +212,7 @@ class ControllerApp:
             await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
             await server.start()
+        self.api = await start_api(s, self.service, self.listen)
         self.publisher.start()
         self.status_recorder.start()
         self.publisher.wake()  # anything committed but unpublished before a crash
@@ -285,6 +302,7 @@ class ControllerApp:
             "grpc": self.grpc_address,
             "gateway": self.gateway_address,
             "nats_urls": self.nats_urls,
+            "api": self.api.url if self.api is not None else "",
             "pid": os.getpid(),
         }
         tmp = self.settings.runtime_file.with_suffix(".tmp")
@@ -297,6 +315,9 @@ class ControllerApp:
             await self.housekeeper.stop()
         if self.publisher is not None:
             await self.publisher.stop()
+        if self.api is not None:
+            await self.api.stop()
+            self.api = None
         for server in self.servers:
             await server.stop(grace=1.0)
         self.servers = []

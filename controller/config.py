@@ -6,6 +6,7 @@ The data dir holds everything a controller owns on disk:
   controller.lock          held (flock) by the one controller running on this dir; its pid inside
   listen.json              listener ports of the last start, reused for any listener on port 0
   operator.token           the operator credential, mode 0600
+  plans.yaml               billing plans and prices (optional: built-in defaults when absent)
   pki/                     CA, server certificate, push-signing key
   nats/                    NATS operator/account keys, generated nats.conf, JetStream storage
 """
@@ -52,6 +53,19 @@ class Settings(BaseSettings):
     beacon_interval_seconds: float = 5.0
     online_window_seconds: float = 90.0
     server_cert_hosts: list[str] = Field(default_factory=lambda: ["localhost", "127.0.0.1", "::1"])
+    # Tenant API (FastAPI, served in this process: controller/api/). Non-loopback needs TLS or
+    # api_insecure_http; "off" disables it.
+    api_listen: str = "127.0.0.1:8080"
+    api_tls_cert: Path | None = None
+    api_tls_key: Path | None = None
+    api_insecure_http: bool = False
+    api_rate_limit: int = Field(default=600, ge=1)  # requests per key per window
+    api_rate_window_seconds: int = Field(default=60, ge=1)
+    # How long an open month's usage and security report may be served from memory (0: never).
+    api_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
+    # Load the PDF stack at start-up (in a thread) so a tenant's first report is not ~0.5 s slower.
+    api_warm_reports: bool = True
+    plans_file: Path | None = None  # default: <data dir>/plans.yaml, else the built-in plans
     # Housekeeping (controller/housekeeping.py): each job's period, run once per period across all
     # controllers sharing the database. IOC expiry is frequent: its removal pushes go out at once.
     housekeeping_ioc_expiry_seconds: float = Field(default=1.0, gt=0)
@@ -80,6 +94,10 @@ class Settings(BaseSettings):
     @property
     def nats_urls(self) -> list[str]:
         return [u.strip() for u in (self.nats_url or "").split(",") if u.strip()]
+
+    @property
+    def plans_path(self) -> Path:
+        return self.plans_file or self.data_dir / "plans.yaml"
 
     @property
     def runtime_file(self) -> Path:

@@ -64,6 +64,7 @@ async def run(console: Console) -> None:
             grpc_listen="127.0.0.1:0",
             gateway_listen="127.0.0.1:0",
             nats_listen="127.0.0.1:0",
+            api_listen="127.0.0.1:0",
         )
         app = ControllerApp(settings)
         agents: list[SimulatedAgent] = []

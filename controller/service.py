@@ -10,6 +10,7 @@ the methods here delegate, so callers need not know which aggregate holds a use 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 from controller import resync
 from controller.domain.models import (
@@ -25,11 +26,15 @@ from controller.domain.models import (
     Versions,
 )
 from controller.enrollment import EnrollmentTicket
+from controller.services.apikeys import ApiKeys
+from controller.services.billing import Billing
 from controller.services.channels import PUSH_LOG_KEEP, Channels
 from controller.services.fleet import Fleet
 from controller.services.gateways import TOKEN_PREFIX, Gateways
 from controller.services.iocs import Iocs
 from controller.services.policies import Policies
+from controller.services.read_cache import ReadCache
+from controller.services.tenant_scope import TenantScope
 from controller.services.tenants import Tenants
 from controller.store.db import Database
 from mssp.v1 import push_pb2
@@ -39,7 +44,8 @@ __all__ = ["PUSH_LOG_KEEP", "TOKEN_PREFIX", "ControllerService", "GatewayIdentit
 
 class ControllerService:
     def __init__(
-        self, db: Database, *, token_ttl_seconds: int = 24 * 3600, online_window_seconds: float = 90.0
+        self, db: Database, *, token_ttl_seconds: int = 24 * 3600, online_window_seconds: float = 90.0,
+        plans_path: Path | None = None, read_cache_seconds: float = 30.0,
     ) -> None:
         self.db = db
         self.tenants = Tenants(db)
@@ -48,6 +54,10 @@ class ControllerService:
         self.policies = Policies(db)
         self.iocs = Iocs(db)
         self.channels = Channels(db)
+        self.apikeys = ApiKeys(db)
+        self.billing = Billing(db, plans_path)
+        # Tenant API read models (controller/services/tenant_scope.py); 0 seconds: no caching.
+        self.read_cache, self.read_cache_seconds = ReadCache(), read_cache_seconds
 
     # -- tenants -------------------------------------------------------------------------------
 
@@ -75,6 +85,10 @@ class ControllerService:
 
     def upload_thresholds(self, tenant_id: str) -> list[tuple[str, int]]:
         return self.tenants.upload_thresholds(tenant_id)
+
+    def for_tenant(self, tenant_id: str) -> TenantScope:
+        """What one tenant may read (the tenant API): every query scoped to `tenant_id`."""
+        return TenantScope(self, tenant_id)
 
     # -- gateways and enrollment ---------------------------------------------------------------
 

@@ -9,7 +9,6 @@ problems, unreachable or silent controllers. Every failure must be exit != 0 and
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
@@ -23,9 +22,9 @@ import pytest
 from controller.cli import output
 from controller.cli.args import parse_gateway_ref
 from controller.cli.client import CliError
-from controller.cli.main import main
 from controller.pki import CertificateAuthority
 from mssp.v1 import common_pb2, operator_pb2
+from tests.support.cli import in_process_cli
 from tests.support.controller_proc import ControllerProc, clean_env, run_msspctl
 
 VALID_POLICY = """\
@@ -77,19 +76,7 @@ def as_json(result: subprocess.CompletedProcess[str]) -> object:
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
     """Run main() in-process with a clean MSSP_* environment; returns (exit code, stdout, stderr)."""
-    for key in [k for k in os.environ if k.startswith("MSSP_")]:
-        monkeypatch.delenv(key)
-
-    def invoke(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
-        for key, value in (env or {}).items():
-            monkeypatch.setenv(key, value)
-        with pytest.raises(SystemExit) as exc:
-            main(list(argv))
-        out, err = capsys.readouterr()
-        code = exc.value.code
-        return (code if isinstance(code, int) else 1), out, err
-
-    return invoke
+    return in_process_cli(monkeypatch, capsys)
 
 
 @pytest.fixture

@@ -77,8 +77,10 @@ async def test_restart_keeps_every_port_and_agents_are_back_on_push(tmp_path: Pa
         before = (ctl.app.grpc_address, ctl.app.gateway_address, list(ctl.app.nats_urls))
         await pushed_to_all(ctl, sims, "192.0.2.1")
         kept = json.loads((settings.data_dir / LISTEN_FILE).read_text())
-        assert set(kept) == {"grpc", "gateway", "nats"}
+        assert set(kept) == {"grpc", "gateway", "nats", "api"}
+        api_url = ctl.app.api.url if ctl.app.api else ""
         await restart(ctl, settings)
+        assert ctl.app.api is not None and ctl.app.api.url == api_url  # the tenant API's port is kept too
         assert (ctl.app.grpc_address, ctl.app.gateway_address, ctl.app.nats_urls) == before
         await wait_until(lambda: all(s.agent.nats_connected for s in sims), within=BACK_WITHIN)
         await pushed_to_all(ctl, sims, "192.0.2.2")

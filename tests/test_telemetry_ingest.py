@@ -17,9 +17,10 @@ from sqlmodel import SQLModel
 from controller.store.db import Database
 from controller.telemetry import queries
 from controller.telemetry.bounds import MAX_AGE_MS, BatchRejected
+from controller.telemetry.fold import DAY_MS
 from controller.telemetry.ingest import ingest
-from controller.telemetry.models import GatewayHealth, TelemetryBatchSeen
-from controller.telemetry.retention import purge
+from controller.telemetry.models import GatewayHealth, RollupDaily, RollupHourly, TelemetryBatchSeen
+from controller.telemetry.retention import ROLLUP_RETENTION_MS, purge
 from controller.telemetry.validate import MAX_RECORDS, validate_batch
 from gateway_agent.telemetry.publisher import batch_subject
 from mssp.common.metrics import CATEGORY_BYTES, DNS_BLOCKED, HOST_EGRESS, IOC_HITS
@@ -189,3 +190,59 @@ def test_retention_purges_what_no_batch_can_match_any_more(db: Database) -> None
     # The batch whose idempotency row is gone can no longer be accepted at all.
     with pytest.raises(BatchRejected):
         validate_batch(subject_of(old), old.SerializeToString(), later)
+
+
+def _daily_rows(db: Database) -> dict[tuple[Any, ...], tuple[int, int, int]]:
+    with db.engine.connect() as conn:
+        return {tuple(r[:5]): tuple(r[5:]) for r in conn.execute(select(RollupDaily.__table__))}  # type: ignore[attr-defined]
+
+
+def _hourly_by_day(db: Database) -> dict[tuple[Any, ...], tuple[int, int, int]]:
+    out: dict[tuple[Any, ...], list[int]] = {}
+    with db.engine.connect() as conn:
+        for tid, metric, hour, gid, dim, *sums in conn.execute(select(RollupHourly.__table__)):  # type: ignore[attr-defined]
+            acc = out.setdefault((tid, metric, hour // DAY_MS * DAY_MS, gid, dim), [0, 0, 0])
+            for i, v in enumerate(sums):
+                acc[i] += v
+    return {k: (v[0], v[1], v[2]) for k, v in out.items()}
+
+
+def test_daily_rollups_equal_the_hourly_ones_summed_per_day(db: Database) -> None:
+    """The security report reads the daily table: it must hold exactly the hourly sums, across a day
+    boundary, with duplicates and redeliveries counted once."""
+    midnight = (NOW - 2 * DAY_MS) // DAY_MS * DAY_MS
+    ends = [midnight - 2 * 3600_000, midnight - 600_000, midnight - 30_000, midnight + 60_000,
+            midnight + 3 * 3600_000]
+    batches = [make_batch(f"gw{g}", i + 1, tenant=TA if g else TB, end_ms=end)
+               for g in range(3) for i, end in enumerate(ends)]
+    ingest(db, batches[:7] + batches[:2], now_ms=NOW)
+    ingest(db, batches[::-1], now_ms=NOW)  # a redelivery in another order
+    daily = _daily_rows(db)
+    assert daily == _hourly_by_day(db)
+    days = {k[2] for k in daily}
+    assert days == {midnight - DAY_MS, midnight}, "the batches straddle midnight"
+    sent = sum(r.bytes for b in batches for r in b.records)
+    assert sum(v[1] for v in daily.values()) == sent
+    gone = purge(db, now_ms=NOW + ROLLUP_RETENTION_MS + DAY_MS)  # past every hour's retention
+    assert (gone["rollups"] > 0, gone["daily_rollups"]) == (True, len(daily)) and _daily_rows(db) == {}
+
+
+def test_migration_backfills_daily_rollups_from_hourly_ones(tmp_path: Any) -> None:
+    from alembic import command
+
+    db = Database(f"sqlite:///{tmp_path / 'old.db'}")
+    command.upgrade(db.alembic_config(), "0005_lifecycle")
+    ingest_day = NOW // DAY_MS * DAY_MS
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO rollup_hourly (tenant_id, metric, hour_ms, gateway_id, dimension, packets, bytes,"
+            " count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [(TA, HOST_EGRESS, ingest_day + h * 3600_000, "gw1", "192.0.2.10", 1, 100 + h, 0)
+             for h in (0, 5, 23)] + [(TA, HOST_EGRESS, ingest_day + DAY_MS, "gw1", "192.0.2.10", 2, 7, 0)],
+        )
+    db.upgrade()
+    assert _daily_rows(db) == {
+        (TA, HOST_EGRESS, ingest_day, "gw1", "192.0.2.10"): (3, 100 + 105 + 123, 0),
+        (TA, HOST_EGRESS, ingest_day + DAY_MS, "gw1", "192.0.2.10"): (2, 7, 0),
+    }
+    db.dispose()

@@ -16,9 +16,16 @@ import grpc
 import typer
 
 from controller.config import default_data_dir
-from mssp.v1 import operator_pb2_grpc
+from mssp.v1 import accounts_pb2_grpc, operator_pb2_grpc
 
 DEFAULT_TIMEOUT = 15.0
+
+# The operator-authenticated services msspctl calls, by the name `call(..., service=)` takes.
+STUBS: dict[str, Any] = {
+    "OperatorService": operator_pb2_grpc.OperatorServiceStub,
+    "ApiKeyService": accounts_pb2_grpc.ApiKeyServiceStub,
+    "BillingService": accounts_pb2_grpc.BillingServiceStub,
+}
 
 
 class CliError(Exception):
@@ -137,14 +144,14 @@ def resolve_target(opts: Options) -> Target:
 class OperatorClient:
     """Blocking OperatorService stub with the credential and a deadline on every call."""
 
-    def __init__(self, target: Target) -> None:
+    def __init__(self, target: Target, service: str = "OperatorService") -> None:
         self.target = target
         options: list[tuple[str, Any]] = []
         if target.server_name:
             options.append(("grpc.ssl_target_name_override", target.server_name))
         creds = grpc.ssl_channel_credentials(root_certificates=target.ca_pem)
         self._channel = grpc.secure_channel(target.address, creds, options=options)
-        self._stub = operator_pb2_grpc.OperatorServiceStub(self._channel)
+        self._stub = STUBS[service](self._channel)
         self._metadata = (("authorization", f"Bearer {target.token}"),)
 
     def call(self, method: str, request: Any) -> Any:
@@ -187,10 +194,10 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def call(ctx: typer.Context, method: str, request: Any) -> Any:
+def call(ctx: typer.Context, method: str, request: Any, *, service: str = "OperatorService") -> Any:
     """One RPC with the global flags of this invocation; the channel lives only for the call."""
     opts = ctx.find_object(Options) or Options()
-    with OperatorClient(resolve_target(opts)) as client:
+    with OperatorClient(resolve_target(opts), service) as client:
         return client.call(method, request)
 
 

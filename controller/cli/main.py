@@ -12,7 +12,7 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import fleet, gateway, ioc, policy, server, telemetry, tenant
+from controller.cli import apikey, billing, fleet, gateway, ioc, policy, server, telemetry, tenant
 from controller.cli.client import CliError, Options
 from mssp.common.text import clean_line
 
@@ -42,6 +42,9 @@ def root(
 
 
 app.add_typer(tenant.app, name="tenant")
+app.add_typer(apikey.app, name="apikey")
+app.add_typer(apikey.partner_app, name="partner")
+app.add_typer(billing.app, name="billing")
 app.add_typer(gateway.app, name="gateway")
 app.add_typer(policy.app, name="policy")
 app.add_typer(ioc.app, name="ioc")

@@ -46,19 +46,34 @@ def run(
     grpc_listen: str | None = typer.Option(None, "--grpc-listen", help="enrollment + operator API HOST:PORT"),
     gateway_listen: str | None = typer.Option(None, "--gateway-listen", help="gateway mTLS API HOST:PORT"),
     advertise_host: str | None = typer.Option(None, "--advertise-host", help="host gateways use to reach us"),
+    api_listen: str | None = typer.Option(
+        None, "--api-listen", help='tenant API HOST:PORT or "off" (env MSSP_API_LISTEN; 127.0.0.1:8080)'
+    ),
+    api_tls_cert: Path | None = typer.Option(None, "--api-tls-cert", help="tenant API TLS certificate (PEM)"),
+    api_tls_key: Path | None = typer.Option(None, "--api-tls-key", help="tenant API TLS private key (PEM)"),
+    api_insecure_http: bool = typer.Option(
+        False, "--api-insecure-http", help="allow the tenant API on a non-loopback address without TLS"
+    ),
+    plans_file: Path | None = typer.Option(
+        None, "--plans-file", help="billing plans YAML (env MSSP_PLANS_FILE; default <data dir>/plans.yaml)"
+    ),
 ) -> None:
     """Run the controller in the foreground until SIGINT/SIGTERM."""
     settings = settings_from(
         ctx, data_dir=data_dir, db_url=db_url, nats_url=nats_url, grpc_listen=grpc_listen,
-        gateway_listen=gateway_listen, advertise_host=advertise_host,
+        gateway_listen=gateway_listen, advertise_host=advertise_host, api_listen=api_listen,
+        api_tls_cert=api_tls_cert, api_tls_key=api_tls_key, api_insecure_http=api_insecure_http or None,
+        plans_file=plans_file,
     )
+    if settings.plans_file is not None and not settings.plans_file.is_file():
+        raise CliError(f"--plans-file {settings.plans_file}: no such file")
     from controller.app import run_server
-    from controller.domain.errors import ListenError
+    from controller.domain.errors import InvalidInput, ListenError
     from mssp.common.dirlock import DirLocked
 
     try:
         run_server(settings)
-    except (DirLocked, ListenError) as exc:  # the data dir or a port belongs to another server
+    except (DirLocked, ListenError, InvalidInput) as exc:  # another server's dir or port; a bad plans file
         raise CliError(str(exc)) from None
 
 

@@ -38,6 +38,10 @@ class Unauthenticated(DomainError):
     pass
 
 
+class PermissionDenied(DomainError):
+    """Authenticated, but the credential lacks what the request needs (an API key's scope)."""
+
+
 class Unavailable(ControllerError):
     """Infrastructure failed (database, broker): nothing is wrong with the request; retry later."""
 

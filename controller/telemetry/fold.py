@@ -77,6 +77,20 @@ class Folded:
                 metric, _, dim = key.partition("\0")
                 yield (tid, metric, hour, gid, dim, s.packets[i], s.bytes[i], s.count[i])
 
+    def daily_tuples(self) -> list[Row]:
+        """The rollup tuples summed per UTC day (a chunk's hours mostly fall in one day)."""
+        days: dict[tuple[str, str, int, str, str], list[int]] = {}
+        for tid, metric, hour, gid, dim, packets, nbytes, count in self.rollup_tuples():
+            key = (tid, metric, hour // DAY_MS * DAY_MS, gid, dim)
+            sums = days.get(key)
+            if sums is None:
+                days[key] = [packets, nbytes, count]
+            else:
+                sums[0] += packets
+                sums[1] += nbytes
+                sums[2] += count
+        return [(*k, *v) for k, v in days.items()]
+
     def category_tuples(self) -> Iterator[Row]:
         """(tenant, day, gateway, dimension, packets, bytes)"""
         for (tid, day, gid), s in self.categories.items():

@@ -25,17 +25,25 @@ from controller.store.bulk import bulk_upsert
 from controller.store.db import Database
 from controller.telemetry.alerts import Thresholds, add_categories, insert_events
 from controller.telemetry.fold import Folded, prepare
-from controller.telemetry.models import GatewayHealth, RollupHourly, TelemetryBatchSeen, UsageDaily
+from controller.telemetry.models import (
+    GatewayHealth,
+    RollupDaily,
+    RollupHourly,
+    TelemetryBatchSeen,
+    UsageDaily,
+)
 from mssp.common.clock import now_ms as clock_ms
 from mssp.v1 import telemetry_pb2
 
 log = logging.getLogger("mssp.controller.telemetry")
 
 ROLLUP_KEY = ["tenant_id", "metric", "hour_ms", "gateway_id", "dimension"]
+DAILY_KEY = ["tenant_id", "metric", "day_ms", "gateway_id", "dimension"]
 USAGE_KEY = ["tenant_id", "day", "gateway_id"]
 
 _SEEN = TelemetryBatchSeen.__table__  # type: ignore[attr-defined]
 _ROLLUP = RollupHourly.__table__  # type: ignore[attr-defined]
+_DAILY = RollupDaily.__table__  # type: ignore[attr-defined]
 _USAGE = UsageDaily.__table__  # type: ignore[attr-defined]
 _HEALTH = GatewayHealth.__table__  # type: ignore[attr-defined]
 
@@ -92,6 +100,7 @@ def fold(
         return result
     sums = ["packets", "bytes", "count"]
     bulk_upsert(conn, _ROLLUP, [*ROLLUP_KEY, *sums], f.rollup_tuples(), keys=ROLLUP_KEY, add=sums)
+    bulk_upsert(conn, _DAILY, [*DAILY_KEY, *sums], f.daily_tuples(), keys=DAILY_KEY, add=sums)
     result.rollup_rows = f.rollup_rows
     sums = ["bytes", "online", "batches"]
     bulk_upsert(conn, _USAGE, [*USAGE_KEY, *sums], f.usage_tuples(), keys=USAGE_KEY, add=sums)

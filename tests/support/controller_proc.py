@@ -22,7 +22,8 @@ START_TIMEOUT = 60.0
 # Settings read MSSP_* from the environment: keep the developer's own setup out of the tests.
 _LEAKY = ("MSSP_CONTROLLER", "MSSP_OPERATOR_TOKEN", "MSSP_CA_CERT", "MSSP_TLS_SERVER_NAME", "MSSP_TIMEOUT",
           "MSSP_DB_URL", "MSSP_NATS_URL", "MSSP_AGENT_NATS_URL", "MSSP_GRPC_LISTEN", "MSSP_GATEWAY_LISTEN",
-          "MSSP_ADVERTISE_HOST", "MSSP_DATA_DIR")
+          "MSSP_ADVERTISE_HOST", "MSSP_DATA_DIR", "MSSP_API_LISTEN", "MSSP_API_TLS_CERT", "MSSP_API_TLS_KEY",
+          "MSSP_API_INSECURE_HTTP")
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -109,7 +110,7 @@ def controller_proc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Contro
     log_path = root / "controller.log"
     # Port 0: the kernel picks free ports with no race; controller.json reports the bound ones.
     cmd = [MSSPCTL, "server", "run", "--data-dir", str(data_dir),
-           "--grpc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0"]
+           "--grpc-listen", "127.0.0.1:0", "--gateway-listen", "127.0.0.1:0", "--api-listen", "127.0.0.1:0"]
     with log_path.open("wb") as log:
         process = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
                                    stdin=subprocess.DEVNULL)

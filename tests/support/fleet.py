@@ -39,6 +39,7 @@ def controller_settings(root: Path, db_url: str | None = None) -> Settings:
         grpc_listen="127.0.0.1:0",
         gateway_listen="127.0.0.1:0",
         nats_listen="127.0.0.1:0",
+        api_listen="127.0.0.1:0",
         beacon_interval_seconds=1.0,
     )
 

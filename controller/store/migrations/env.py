@@ -5,6 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
+import controller.store.account_models
 import controller.store.models
 import controller.telemetry.models  # noqa: F401
 

@@ -1,0 +1,1 @@
+"""Billing: the plan book, charges computed from daily usage, and closing (freezing) a month."""

@@ -1,0 +1,1 @@
+"""Tenant reports: the security report (JSON figures), the monthly report (HTML and PDF)."""
