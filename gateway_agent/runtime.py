@@ -22,6 +22,7 @@ from nats.aio.msg import Msg
 from gateway_agent import __version__, brokers, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.identity import AgentIdentity
+from gateway_agent.reconnect import ReconnectCheck
 from gateway_agent.recovery import Recovery, reload_applied, restore
 from gateway_agent.refusals import report_fields
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
@@ -85,6 +86,7 @@ class GatewayAgent:
         self._resync_queued = False
         self.resyncing = False  # a Sync stream is being applied
         self._resync_backoff = 0.5
+        self.reconnect_check = ReconnectCheck(self.request_resync)
         self._report_pending = False
         self._status_write_pending = False
         self._nc: NatsClient | None = None
@@ -138,6 +140,7 @@ class GatewayAgent:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         self._tasks = []
+        self.reconnect_check.cancel()
         await self.brokers.stop()
         if self._nc is not None:
             with contextlib.suppress(Exception):
@@ -197,8 +200,8 @@ class GatewayAgent:
 
     async def _on_reconnected(self) -> None:
         self.nats_connected = True
-        log.info("%s: NATS reconnected; resyncing", self.identity.label)
-        self.request_resync()
+        log.info("%s: NATS reconnected; checking the next beacons for missed pushes", self.identity.label)
+        self.reconnect_check.start(self.state.beaconed_channels())  # gateway_agent/reconnect.py
         if self.telemetry is not None:
             self.telemetry.wake()
 
@@ -222,6 +225,7 @@ class GatewayAgent:
             try:
                 if item is _RESYNC:
                     self._resync_queued = False
+                    self.reconnect_check.cancel()  # a resync brings every channel up to date
                     self.resyncing = True
                     try:
                         await self._resync()
@@ -260,6 +264,7 @@ class GatewayAgent:
         except Invalid as exc:
             self._rejected(str(exc))
             return False
+        self.reconnect_check.confirm(push.channel)  # in order: nothing missed before it
         if change is None or change.empty:
             return True
         if self.recovery.holds(self.state, change, push):

@@ -91,6 +91,11 @@ class DesiredState:
             if not ioc.expires_at_ms or ioc.expires_at_ms > at
         ]
 
+    def beaconed_channels(self) -> set[str]:
+        """Channels the controller beacons to us: those past seq 0 (it beacons heads above 0, and
+        a channel we hold at n > 0 has a head of at least n)."""
+        return {name for name, ch in self.channels.items() if ch.seq > 0}
+
     def ioc_count(self) -> int:
         return sum(len(ch.iocs) for ch in self.channels.values())
 

@@ -22,7 +22,9 @@ import pytest
 from controller.app import ControllerApp, ListenError
 from controller.config import Settings
 from controller.listen_state import LISTEN_FILE
+from controller.service import ControllerService
 from controller.simulation import SimulatedAgent, enroll_agent, wait_until
+from controller.store.db import Database
 from gateway_agent import brokers
 from gateway_agent.identity import AgentIdentity
 from tests.support.fleet import RunningController, controller_settings, start_controller
@@ -85,6 +87,29 @@ async def test_restart_keeps_every_port_and_agents_are_back_on_push(tmp_path: Pa
         await wait_until(lambda: all(s.agent.nats_connected for s in sims), within=BACK_WITHIN)
         await pushed_to_all(ctl, sims, "192.0.2.2")
         assert all(s.agent.identity.nats_urls == before[2] for s in sims)
+
+
+async def test_a_reconnect_resyncs_only_what_was_missed(tmp_path: Path) -> None:
+    """After a restart with nothing new, the beacons prove every agent current: no Sync stampede.
+    A change committed while the controller was down reaches every agent through a beacon's gap
+    (1 s beacons here), long before the fallback resync (8-12 s) would bring it."""
+    settings = controller_settings(tmp_path)
+    async with fleet(tmp_path, settings) as (ctl, sims):
+        resyncs = [s.agent.push_stats.resyncs for s in sims]
+        await restart(ctl, settings)
+        await wait_until(lambda: all(s.agent.nats_connected for s in sims), within=BACK_WITHIN)
+        await wait_until(lambda: all(not s.agent.reconnect_check.waiting for s in sims), within=PUSH_WITHIN)
+        assert [s.agent.push_stats.resyncs for s in sims] == resyncs
+
+        await ctl.op.close()
+        await ctl.app.stop()
+        offline = Database(settings.database_url)  # what an operator did while it was down
+        ControllerService(offline).add_ioc("192.0.2.9")
+        offline.dispose()
+        again = await start_controller(settings, ctl.root)
+        ctl.app, ctl.op = again.app, again.op
+        await wait_until(lambda: all(s.agent.nats_connected for s in sims), within=BACK_WITHIN)
+        await wait_until(lambda: all("192.0.2.9" in s.ioc_values() for s in sims), within=6.0)
 
 
 async def test_agents_follow_a_broker_that_moved_to_another_port(tmp_path: Path) -> None:
