@@ -132,6 +132,7 @@ class ControllerApp:
         signing_key = await asyncio.to_thread(load_or_create_signing_key, s.pki_dir / "signing.key")
         self.identity = await asyncio.to_thread(NatsIdentity.load_or_create, s.nats_dir)
         token = await asyncio.to_thread(load_or_create_operator_token, s.operator_token_file)
+        operator_digest = token_digest(token)
         db = self.db
         self.revocations = RevocationSync(
             self.identity, lambda: revoked_nats_keys(db), self.nats_connect_kwargs,
@@ -179,15 +180,15 @@ class ControllerApp:
         )
         operator_pb2_grpc.add_OperatorServiceServicer_to_server(
             OperatorServicer(
-                self.service, ca, token_digest(token),
+                self.service, ca, operator_digest,
                 on_change=self.publisher.wake, on_revoke=self.revoke_nats_user,
             ),
             api,
         )
         accounts_pb2_grpc.add_ApiKeyServiceServicer_to_server(
-            ApiKeyServicer(self.service, token_digest(token)), api)
+            ApiKeyServicer(self.service, operator_digest), api)
         accounts_pb2_grpc.add_BillingServiceServicer_to_server(
-            BillingServicer(self.service, token_digest(token)), api)
+            BillingServicer(self.service, operator_digest), api)
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
         self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds,
@@ -196,7 +197,7 @@ class ControllerApp:
         service = self.service
         telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
             TelemetryServicer(
-                self.db, token_digest(token),
+                self.db, operator_digest,
                 resolve_tenant=service.tenant_id,
                 tenant_names=service.tenant_names,
                 gateway_names=service.gateway_names,

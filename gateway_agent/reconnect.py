@@ -52,8 +52,7 @@ class ReconnectCheck:
             self._timer = None
         self._pending = set()
 
-    def _expired(self) -> None:
+    def _expired(self) -> None:  # the timer runs only while a channel is pending
         self._timer = None
-        if self._pending:
-            self._pending = set()
-            self._resync()
+        self._pending = set()
+        self._resync()

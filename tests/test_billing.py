@@ -125,7 +125,7 @@ def test_close_freezes_and_price_change_does_not_rewrite(db: Database, plans: Pa
     after = billing.usage(acme, SEP)
     assert after.closed and after.lines == before.lines and after.total == Decimal("10.49")
     assert (after.gateway_days, after.egress_bytes, after.included_gateway_days) == (30, 1_500_000_000, 30)
-    assert billing.export(SEP)[0] == lines
+    assert [x for x in billing.export(SEP)[0] if x.tenant_id == acme] == list(before.lines)
     assert billing.usage(acme, OCT).total == Decimal("99.00")  # the open month uses the new prices
     with db.session(readonly=True) as s:
         snap = s.get(BillingPeriod, SEP)
@@ -158,7 +158,6 @@ def test_late_telemetry_becomes_an_adjustment_billed_once(db: Database, plans: P
     beta_adj = [x for x in billing.usage(beta, OCT).lines if x.meter.startswith("adjustment")]
     assert [(x.meter, x.quantity, x.amount) for x in beta_adj] == [
         (f"adjustment:{SEP}:gateway_days", Decimal(1), Decimal("0.00"))]
-    assert billing.usage(acme, NOV).lines == billing.usage(acme, NOV).lines  # stable
     assert not any(x.meter.startswith("adjustment") for x in billing.usage(acme, NOV).lines)
     assert billing.usage(acme, SEP).total == Decimal("10.49")  # the closed month is not rewritten
     frozen, _, _, _ = billing.close(OCT)

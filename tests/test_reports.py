@@ -23,6 +23,7 @@ from controller.reports import render
 from controller.reports.monthly import monthly_report
 from controller.reports.security import security_report
 from controller.service import ControllerService
+from controller.services.billing import Billing
 from controller.store import models as rows
 from controller.store.account_models import BillingPeriod, ReportCache
 from controller.store.db import Database
@@ -303,9 +304,8 @@ def test_closed_period_is_served_from_the_cache(db: Database) -> None:
 
 def test_monthly_report_with_the_real_billing(db: Database, tmp_path: Any) -> None:
     """The usage part from controller/services/billing.Billing (default plans), closed by billing."""
-    billing_mod = pytest.importorskip("controller.services.billing")
     s = seed(db)
-    billing = billing_mod.Billing(db, tmp_path / "no-plans.yaml")
+    billing = Billing(db, tmp_path / "no-plans.yaml")
     billing.close(PERIOD, at_ms=APRIL + D)
     usage = billing.usage(s.acme, PERIOD)
     assert usage.closed and (usage.gateway_days, usage.egress_bytes) == (5, 2 * GB)  # hq 3, branch 1, lab 1

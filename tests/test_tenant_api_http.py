@@ -14,6 +14,7 @@ import pytest
 
 from controller.api.limits import ApiLimits
 from controller.domain.errors import Unavailable
+from controller.domain.names import DEFAULT_PLAN
 from controller.store.db import Database
 from tests.support.tenant_api import BATCHES, NAMES, PERIOD, A, B, World, build_world
 
@@ -56,7 +57,7 @@ def walk(client: Any, path: str, headers: dict[str, str], **params: Any) -> list
 def test_tenant_and_gateways(world: World) -> None:
     client = world.client()
     tenant = client.get("/v1/tenant", headers=world.auth(A)).json()
-    assert tenant == {"id": world.tenant_ids[A], "name": A, "plan": tenant["plan"], "gateway_count": 3,
+    assert tenant == {"id": world.tenant_ids[A], "name": A, "plan": DEFAULT_PLAN, "gateway_count": 3,
                       "sharing": "none"}
     page = client.get("/v1/gateways", headers=world.auth(A), params={"period": PERIOD}).json()
     assert [g["name"] for g in page["items"]] == sorted(NAMES) and page["next_cursor"] is None

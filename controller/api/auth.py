@@ -17,12 +17,10 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from controller.api.problems import ApiProblem
 from controller.api.ratelimit import RateLimiter, remember
+from controller.domain.apikeys import KIND_TENANT
 from controller.domain.errors import PermissionDenied, Unauthenticated
 from controller.services.tenant_scope import TenantScope
 
-GATEWAYS_READ = "gateways:read"
-USAGE_READ = "usage:read"
-REPORTS_READ = "reports:read"
 MAX_KEY_CHARS = 200
 
 bearer = HTTPBearer(auto_error=False, scheme_name="apiKey",
@@ -44,19 +42,15 @@ def _limit(request: Request, key: str) -> None:
 
 def authenticate(request: Request, credentials: HTTPAuthorizationCredentials | None) -> Any:
     """The key's Principal, or Unauthenticated (401); counts the request either way."""
-    header = request.headers.get("authorization")
-    if not header:
-        _limit(request, _client(request))
-        raise Unauthenticated("missing Authorization: Bearer <API key>")
-    if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials \
-            or len(credentials.credentials) > MAX_KEY_CHARS:
-        _limit(request, _client(request))
-        raise Unauthenticated("malformed Authorization header: use Bearer <API key>")
-    service = request.app.state.service
     try:
-        principal = service.apikeys.authenticate(credentials.credentials.strip())
+        if not request.headers.get("authorization"):
+            raise Unauthenticated("missing Authorization: Bearer <API key>")
+        # HTTPBearer gives None unless the scheme is Bearer with a value (stripped)
+        if credentials is None or len(credentials.credentials) > MAX_KEY_CHARS:
+            raise Unauthenticated("malformed Authorization header: use Bearer <API key>")
+        principal = request.app.state.service.apikeys.authenticate(credentials.credentials)
     except Unauthenticated:
-        _limit(request, _client(request))
+        _limit(request, _client(request))  # refused requests count against the client address
         raise
     _limit(request, f"key:{principal.key_id}")
     return principal
@@ -67,7 +61,7 @@ def scoped(scope: str) -> Callable[..., TenantScope]:
         request: Request, credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
     ) -> TenantScope:
         principal = authenticate(request, credentials)
-        if principal.kind != "tenant" or not principal.tenant_id:
+        if principal.kind != KIND_TENANT or not principal.tenant_id:
             raise PermissionDenied("this API key is not a tenant key; tenant endpoints need one")
         principal.require(scope)
         return request.app.state.service.for_tenant(principal.tenant_id)  # type: ignore[no-any-return]

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from starlette.responses import Response
 
 from controller.api import models
-from controller.api.auth import REPORTS_READ, scoped
+from controller.api.auth import scoped
 from controller.api.routes_tenant import (
     ERRORS,
     CursorQuery,
@@ -21,6 +21,7 @@ from controller.api.routes_tenant import (
     next_link,
 )
 from controller.api.tables import csv_content, csv_response, wants_csv
+from controller.domain.apikeys import REPORTS_READ
 from controller.domain.reporting import SecurityReport
 from controller.services.tenant_scope import TenantScope, current_period
 
@@ -56,7 +57,7 @@ def get_security_report(
     table: Table = Query("uploads", description="which table the CSV form holds"),
     scope: TenantScope = Depends(scoped(REPORTS_READ)),
 ) -> models.SecurityReport | Response:
-    report = scope.security_report(period or current_period())
+    report = scope.security_report(period)
     if wants_csv(request):
         columns, rows = _table(report, table)
         return csv_response(columns, rows)

@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.responses import Response
 
 from controller.api import models
-from controller.api.auth import GATEWAYS_READ, scoped
+from controller.api.auth import scoped
 from controller.api.problems import ApiProblem, responses
 from controller.api.tables import csv_content, csv_response, wants_csv
+from controller.domain.apikeys import GATEWAYS_READ
 from controller.domain.pagination import DEFAULT_LIMIT, MAX_CURSOR_CHARS, MAX_LIMIT
 from controller.services.tenant_scope import TenantScope
 
@@ -23,6 +24,9 @@ def _query_names(dependant: Any) -> set[str]:
     return names
 
 
+_KNOWN_ATTR = "_mssp_known_query_params"
+
+
 async def known_params_only(request: Request) -> None:
     """400 for a query parameter the operation does not define: `?perod=` silently meaning "this
     month" would give a BI system wrong figures without a word."""
@@ -30,7 +34,10 @@ async def known_params_only(request: Request) -> None:
     dependant = getattr(route, "dependant", None)
     if dependant is None:
         return
-    known = _query_names(dependant)
+    known = getattr(route, _KNOWN_ATTR, None)
+    if known is None:  # walked once per route (kept on it), not on every request
+        known = frozenset(_query_names(dependant))
+        setattr(route, _KNOWN_ATTR, known)
     unknown = sorted(set(request.query_params) - known)
     if unknown:
         raise ApiProblem(400, f"unknown query parameter {unknown[0][:40]!r}; this operation takes "

@@ -8,10 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from starlette.responses import Response
 
 from controller.api import models
-from controller.api.auth import USAGE_READ, scoped
+from controller.api.auth import scoped
 from controller.api.routes_tenant import ERRORS, PeriodQuery, known_params_only
 from controller.api.tables import csv_content, csv_response, wants_csv
-from controller.services.tenant_scope import TenantScope, current_period
+from controller.domain.apikeys import USAGE_READ
+from controller.services.tenant_scope import TenantScope
 
 router = APIRouter(prefix="/v1", tags=["usage"], dependencies=[Depends(known_params_only)])
 
@@ -23,7 +24,7 @@ def get_usage(
     period: str | None = PeriodQuery,
     scope: TenantScope = Depends(scoped(USAGE_READ)),
 ) -> models.Usage | Response:
-    statement = scope.usage(period or current_period())
+    statement = scope.usage(period)
     if wants_csv(request):
         return csv_response(("day", "gateways_online", "egress_bytes"),
                             ((d.day, d.gateways_online, d.egress_bytes) for d in statement.daily))

@@ -1,5 +1,6 @@
 """CSV for the endpoints whose data is a table (`Accept: text/csv`): one header row, then a row
-per item, RFC 4180 quoting, cells that a spreadsheet would run as a formula prefixed with '."""
+per item, RFC 4180 quoting, cells that a spreadsheet would run as a formula prefixed with '
+(controller/domain/csv_cells.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +12,9 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
+from controller.domain.csv_cells import csv_cell
+
 CSV = "text/csv"
-_FORMULA = ("=", "+", "-", "@", "\t", "\r")
 
 
 def wants_csv(request: Request) -> bool:
@@ -27,28 +29,13 @@ def wants_csv(request: Request) -> bool:
     return False
 
 
-def _cell(value: Any) -> str:
-    text = "" if value is None else str(value).lower() if isinstance(value, bool) else str(value)
-    if text.startswith(_FORMULA) and not _number(text):
-        return "'" + text
-    return text
-
-
-def _number(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
 def csv_response(columns: Sequence[str], rows: Iterable[Sequence[Any]],
                  headers: dict[str, str] | None = None) -> Response:
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\r\n")
     writer.writerow(columns)
     for row in rows:
-        writer.writerow([_cell(v) for v in row])
+        writer.writerow([csv_cell(v) for v in row])
     return Response(out.getvalue(), media_type=CSV, headers=headers)
 
 

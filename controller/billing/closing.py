@@ -18,7 +18,7 @@ from controller.domain.errors import Conflict
 from controller.domain.reporting import ChargeLine
 from controller.store.account_models import BillingLine, BillingPeriod, BillingUsage
 from controller.store.db import Database
-from controller.telemetry.queries import parse_period
+from controller.telemetry.queries import next_period, period_bounds
 
 _PERIOD = BillingPeriod.__table__  # type: ignore[attr-defined]
 _LINE = BillingLine.__table__  # type: ignore[attr-defined]
@@ -33,24 +33,17 @@ class UsageRow(NamedTuple):
     quantity: int
 
 
-def _month_end_ms(period: str) -> int:
-    import datetime as dt
-
-    end = dt.date.fromisoformat(parse_period(period)[1])
-    return int(dt.datetime(end.year, end.month, end.day, tzinfo=dt.UTC).timestamp() * 1000)
-
-
 def check_closable(period: str, closed: list[str], now: int) -> None:
     """Conflict unless `period` is over (UTC) and is the month after the latest closed one (any
     finished month for the first close)."""
     if period in closed:
         raise Conflict(f"billing period {period} is already closed")
-    end = parse_period(period)[1]
-    if _month_end_ms(period) > now:
+    _first, end, _start, end_ms = period_bounds(period)
+    if end_ms > now:
         raise Conflict(f"cannot close {period}: the month is not over yet (it ends {end} 00:00 UTC)")
     if closed:
         latest = max(closed)
-        following = parse_period(latest)[1][:7]
+        following = next_period(latest)
         if period < latest:
             raise Conflict(f"cannot close {period}: periods close in order and {latest} is already closed; "
                            f"the next period to close is {following}")

@@ -40,10 +40,6 @@ class Closed:
     plans: str  # the plan book's JSON
 
 
-def next_period(period: str) -> str:
-    return parse_period(period)[1][:7]
-
-
 def _online() -> object:
     return func.sum(case((_USAGE.c.batches > 0, 1), else_=0))
 

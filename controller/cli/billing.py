@@ -11,13 +11,12 @@ import typer
 
 from controller.cli import output
 from controller.cli.client import call
+from controller.domain.csv_cells import csv_cell
 from mssp.v1 import accounts_pb2
 
 SERVICE = "BillingService"
 CSV_FIELDS = ("id", "tenant_id", "tenant", "period", "plan", "meter", "description", "quantity",
               "included", "billable", "unit_price", "amount", "currency")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-_TEXT_FIELDS = frozenset({"tenant", "plan", "description"})
 
 app = typer.Typer(help="Export charges per tenant and close billing months.", no_args_is_help=True)
 
@@ -33,11 +32,6 @@ FORMAT = typer.Option(ExportFormat.table, "--output", "-o", case_sensitive=False
                       help="table for people, json or csv for a billing system")
 
 
-def _cell(name: str, value: str) -> str:
-    """Spreadsheets run cells that start like a formula; names and labels are data, never formulas."""
-    return "'" + value if name in _TEXT_FIELDS and value.startswith(_FORMULA_START) else value
-
-
 def _print(export: accounts_pb2.BillingExport, fmt: ExportFormat, verb: str) -> None:
     if fmt is ExportFormat.json:
         output.print_json(export)
@@ -46,7 +40,7 @@ def _print(export: accounts_pb2.BillingExport, fmt: ExportFormat, verb: str) -> 
         writer = csv.writer(sys.stdout, lineterminator="\n")
         writer.writerow(CSV_FIELDS)
         for line in export.lines:
-            writer.writerow([_cell(f, getattr(line, f)) for f in CSV_FIELDS])
+            writer.writerow([csv_cell(getattr(line, f)) for f in CSV_FIELDS])
         for warning in export.warnings:
             print(f"warning: {warning}", file=sys.stderr)
         return

@@ -34,11 +34,11 @@ KEY_LEN = len(TENANT_PREFIX) + RANDOM_CHARS + CHECKSUM_CHARS
 DISPLAY_PREFIX_LEN = 12  # what listings show: the kind prefix and 4 random characters
 KEY_RE = re.compile(rf"mssp_[tp]k_[0-9A-Za-z]{{{RANDOM_CHARS + CHECKSUM_CHARS}}}")
 
+GATEWAYS_READ, USAGE_READ, REPORTS_READ = "gateways:read", "usage:read", "reports:read"
 TENANT_SCOPES: tuple[str, ...] = (
-    "gateways:read", "usage:read", "reports:read", "indicators:read", "indicators:write",
-)
+    GATEWAYS_READ, USAGE_READ, REPORTS_READ, "indicators:read", "indicators:write")
 PARTNER_SCOPES: tuple[str, ...] = ("taxii:read",)
-DEFAULT_SCOPES: tuple[str, ...] = ("gateways:read", "usage:read", "reports:read")
+DEFAULT_SCOPES: tuple[str, ...] = (GATEWAYS_READ, USAGE_READ, REPORTS_READ)
 SCOPES_OF_KIND = {KIND_TENANT: TENANT_SCOPES, KIND_PARTNER: PARTNER_SCOPES}
 
 MAX_NAME_LEN = 63

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from controller.domain.reporting import HostRef, SecurityReport, UsageStatement
 from controller.reports.charts import human_bytes
-from controller.reports.security import LIMIT, category_totals, period_bounds, security_report
+from controller.reports.security import LIMIT, report_and_category_totals
 from controller.store.db import Database
 from mssp.common.clock import now_ms as clock_ms
 
@@ -131,11 +131,8 @@ def monthly_report(
     db: Database, billing: UsageSource, tenant_id: str, period: str, *, now_ms: int | None = None
 ) -> MonthlyReport:
     now = clock_ms() if now_ms is None else now_ms
-    report = security_report(db, tenant_id, period, now_ms=now)
+    report, per_category = report_and_category_totals(db, tenant_id, period, now_ms=now)
     usage = billing.usage(tenant_id, report.period)
-    _first, _end, start, end = period_bounds(report.period)
-    with db.read_engine.connect() as conn:
-        per_category = category_totals(conn, tenant_id, start, end)
     totals = tuple(sorted(((c, n) for c, n in per_category.items() if n > 0),
                           key=lambda cn: (-cn[1], cn[0]))[:LIMIT])
     return MonthlyReport(security=report, usage=usage, summary=summarize(report, usage, totals),

@@ -144,14 +144,17 @@ def _checked(db: Database, tenant_id: str, period: str) -> str:
     return first[:7]
 
 
-def monthly_html(db: Database, billing: UsageSource, tenant_id: str, period: str, *,
-                 now_ms: int | None = None) -> str:
-    period = _checked(db, tenant_id, period)
-
+def _html(db: Database, billing: UsageSource, tenant_id: str, period: str, now_ms: int | None) -> str:
+    """The HTML report of a `_checked` period (cached when closed)."""
     def render() -> bytes:
         return render_html(monthly_report(db, billing, tenant_id, period, now_ms=now_ms)).encode()
 
     return _cached(db, tenant_id, period, HTML_KIND, render).decode()
+
+
+def monthly_html(db: Database, billing: UsageSource, tenant_id: str, period: str, *,
+                 now_ms: int | None = None) -> str:
+    return _html(db, billing, tenant_id, _checked(db, tenant_id, period), now_ms)
 
 
 def monthly_pdf(db: Database, billing: UsageSource, tenant_id: str, period: str, *,
@@ -159,4 +162,4 @@ def monthly_pdf(db: Database, billing: UsageSource, tenant_id: str, period: str,
     """The PDF of exactly the HTML report (for a closed period: of its cached HTML)."""
     period = _checked(db, tenant_id, period)
     return _cached(db, tenant_id, period, PDF_KIND,
-                   lambda: html_to_pdf(monthly_html(db, billing, tenant_id, period, now_ms=now_ms)))
+                   lambda: html_to_pdf(_html(db, billing, tenant_id, period, now_ms)))

@@ -34,13 +34,13 @@ from controller.domain.reporting import (
 from controller.store import models as rows
 from controller.store.db import Database
 from controller.telemetry.alerts import split_dimension
+from controller.telemetry.fold import DAY_MS
 from controller.telemetry.models import DetectionEvent, RollupDaily, UsageDaily
-from controller.telemetry.queries import parse_period
+from controller.telemetry.queries import period_bounds
 from mssp.common.clock import now_ms as clock_ms
 from mssp.common.metrics import CATEGORY_BYTES, DNS_BLOCKED, IOC_HITS, AlertKind
 
 LIMIT = 20
-DAY_MS = 86_400_000
 # An upload alert is raised when the telemetry is folded; telemetry for the last day of a month may
 # arrive a little after it. Alerts are taken by the day they are about, looked for this long after.
 LEAK_GRACE_MS = 7 * DAY_MS
@@ -51,16 +51,6 @@ _USAGE = UsageDaily.__table__  # type: ignore[attr-defined]
 _EVENT = DetectionEvent.__table__  # type: ignore[attr-defined]
 _GATEWAY = rows.Gateway.__table__  # type: ignore[attr-defined]
 _TENANT = rows.Tenant.__table__  # type: ignore[attr-defined]
-
-
-def period_bounds(period: str) -> tuple[str, str, int, int]:
-    """(first day, end day, start ms, end ms) of a UTC month, end exclusive."""
-    first, end = parse_period(period)
-    return first, end, _day_ms(first), _day_ms(end)
-
-
-def _day_ms(day: str) -> int:
-    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
 
 
 def _day_of(ms: int) -> str:
@@ -148,17 +138,12 @@ def _uploads(grouped: list[Any], label: _Labels) -> tuple[HostUpload, ...]:
     return tuple(out[:LIMIT])
 
 
-def category_totals(conn: Connection, tenant_id: str, start: int, end: int) -> dict[str, int]:
-    """Bytes per category over the period (all hosts): the monthly summary's shares."""
-    stmt = (
-        select(_ROLLUP.c.dimension, func.sum(_ROLLUP.c.bytes))
-        .where(_ROLLUP.c.tenant_id == tenant_id, _ROLLUP.c.metric == CATEGORY_BYTES,
-               _ROLLUP.c.day_ms >= start, _ROLLUP.c.day_ms < end)
-        .group_by(_ROLLUP.c.dimension)
-    )
+def _category_totals(grouped: list[Any]) -> dict[str, int]:
+    """Bytes per category over the period (all gateways and hosts): the monthly summary's shares."""
     out: dict[str, int] = defaultdict(int)
-    for dim, nbytes in conn.execute(stmt):
-        out[split_dimension(dim)[0]] += int(nbytes or 0)
+    for metric, _gid, dim, _packets, nbytes, _count in grouped:
+        if metric == CATEGORY_BYTES:
+            out[split_dimension(dim)[0]] += int(nbytes or 0)
     return dict(out)
 
 
@@ -241,6 +226,13 @@ def security_report(
     db: Database, tenant_id: str, period: str, *, now_ms: int | None = None
 ) -> SecurityReport:
     """The tenant's month: NotFound for an unknown (or deleted) tenant, InvalidInput for a bad period."""
+    return report_and_category_totals(db, tenant_id, period, now_ms=now_ms)[0]
+
+
+def report_and_category_totals(
+    db: Database, tenant_id: str, period: str, *, now_ms: int | None = None
+) -> tuple[SecurityReport, dict[str, int]]:
+    """The security report and the bytes per category (for the monthly summary) from one read."""
     first, end_day, start, end = period_bounds(period)
     now = clock_ms() if now_ms is None else now_ms
     with db.read_engine.connect() as conn:  # one transaction: one consistent snapshot on SQLite
@@ -248,10 +240,11 @@ def security_report(
         label = _Labels(gateway_labels(conn, tenant_id))
         grouped = _grouped(conn, tenant_id, [DNS_BLOCKED, IOC_HITS, CATEGORY_BYTES], start, end)
         top_blocked, iocs = _blocked_and_iocs(grouped, label)
-        return SecurityReport(
+        report = SecurityReport(
             tenant_id=tenant_id, tenant=name, period=first[:7],
             top_blocked=top_blocked, ioc_hits=iocs, uploads=_uploads(grouped, label),
             leak_alerts=_leak_alerts(conn, tenant_id, first, end_day, start, end, label),
             offline=_offline(conn, tenant_id, first, end_day, start, end, now),
             blocks_per_day=_blocks_per_day(conn, tenant_id, first, start, end, now),
         )
+    return report, _category_totals(grouped)

@@ -85,7 +85,7 @@ class ApiKeys:
         with self.db.session() as s:
             tenant = tenant_row(s, tenant_name)
             hold_tenant(s, tenant)  # a concurrent `tenant delete` commits first or waits for this key
-            row, secret = self._insert(s, keys.KIND_TENANT, tenant.id, label, granted, ttl)
+            row, secret = self._insert(s, keys.KIND_TENANT, tenant.id, label, granted, self.clock(), ttl)
             return _info(row, tenant.name, row.created_at_ms), secret
 
     def create_partner(self, name: str, expires_seconds: int | None = None) -> tuple[ApiKeyInfo, str]:
@@ -93,18 +93,17 @@ class ApiKeys:
         label = keys.validate_partner_name(name)
         ttl = _seconds(expires_seconds, "expiry")
         with self.db.session() as s:
-            row, secret = self._insert(s, keys.KIND_PARTNER, "", label, keys.PARTNER_SCOPES, ttl)
+            row, secret = self._insert(s, keys.KIND_PARTNER, "", label, keys.PARTNER_SCOPES, self.clock(),
+                                       ttl)
             return _info(row, "", row.created_at_ms), secret
 
     def _insert(
-        self, s: Session, kind: str, tenant_id: str, name: str, scopes: Sequence[str], ttl_seconds: int,
-        *, expires_at_ms: int | None = None, key_id: str | None = None,
+        self, s: Session, kind: str, tenant_id: str, name: str, scopes: Sequence[str], now: int,
+        ttl_seconds: int, *, key_id: str | None = None,
     ) -> tuple[ApiKey, str]:
-        now = self.clock()
+        """A new key created at `now`, valid for ttl_seconds (0: never expires)."""
         secret = keys.new_key(kind)
         expires = now + ttl_seconds * 1000 if ttl_seconds else 0
-        if expires_at_ms is not None:
-            expires = expires_at_ms
         row = ApiKey(
             id=key_id or uuid.uuid4().hex, kind=kind, tenant_id=tenant_id, name=name,
             scopes=keys.join_scopes(scopes),
@@ -146,8 +145,6 @@ class ApiKeys:
         key_id = _check_id(key_id)
         with self.db.session() as s:
             row, tenant = self._row(s, key_id)
-            if row.revoked_at_ms:
-                raise Conflict(f"API key {key_id} is already revoked")
             now = self.clock()
             done = s.exec(  # type: ignore[call-overload]
                 update(ApiKey).where(col(ApiKey.id) == key_id, col(ApiKey.revoked_at_ms) == 0)
@@ -169,7 +166,7 @@ class ApiKeys:
                 hold_tenant(s, tenant)
             self._rotatable(row, now)
             # read before the UPDATE: it refreshes `row` in the session
-            lifetime = row.expires_at_ms - row.created_at_ms if row.expires_at_ms else 0
+            lifetime_s = (row.expires_at_ms - row.created_at_ms) // 1000 if row.expires_at_ms else 0
             old_expiry = now + overlap * 1000
             if row.expires_at_ms:
                 old_expiry = min(row.expires_at_ms, old_expiry)
@@ -182,8 +179,8 @@ class ApiKeys:
             if claimed.rowcount != 1:
                 raise Conflict(f"API key {key_id} was rotated or revoked meanwhile (`msspctl apikey list`)")
             new, secret = self._insert(
-                s, row.kind, row.tenant_id, row.name, keys.split_scopes(row.scopes), 0,
-                expires_at_ms=now + lifetime if lifetime else 0, key_id=new_id,
+                s, row.kind, row.tenant_id, row.name, keys.split_scopes(row.scopes), now, lifetime_s,
+                key_id=new_id,
             )
             s.refresh(row)
             tname = tenant.name if tenant else ""

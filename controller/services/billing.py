@@ -31,7 +31,7 @@ from controller.billing.plans import Plan, PlanBook, load_plans
 from controller.domain.errors import InvalidInput, NotFound
 from controller.domain.reporting import ChargeLine, DailyUsage, UsageStatement
 from controller.store.db import Database
-from controller.telemetry.queries import parse_period
+from controller.telemetry.queries import next_period, parse_period
 from mssp.common.clock import now_ms
 
 Export = tuple[list[ChargeLine], bool, int, list[str]]
@@ -108,9 +108,11 @@ class Billing:
             closed = {c.period: c for c in closed_list}
             if period in closed:
                 return self._closed_statement(conn, ref, closed[period], daily)
-            draft = self._draft(conn, period, tenant_id=tenant_id, everyone=True, closed=closed_list,
-                                refs=found)
-        d = draft.tenants.get(tenant_id) or TenantDraft(ref, draft.book.get(ref.plan), Meters())
+            # The month's meters are the daily series summed: no second query over the same rows.
+            used = {tenant_id: Meters(sum(d.gateways_online for d in daily),
+                                      sum(d.egress_bytes for d in daily))}
+            draft = self._draft(conn, period, tenant_id, closed=closed_list, refs=found, used=used)
+        d = draft.tenants[tenant_id]
         plan = d.plan
         return UsageStatement(
             tenant_id=ref.id, tenant=ref.name, period=period, closed=False, plan=ref.plan,
@@ -168,20 +170,21 @@ class Billing:
 
     # -- the open computation ------------------------------------------------------------------
 
-    def _draft(self, conn: Connection, period: str, tenant_id: str | None = None, everyone: bool = False,
-               *, closed: list[meters.Closed], refs: dict[str, meters.TenantRef] | None = None) -> Draft:
-        """The lines of an open `period`, for one tenant or all. Every live tenant is billed (with
-        `everyone`, the one asked for even if deleted), a deleted one only if it has usage."""
+    def _draft(self, conn: Connection, period: str, tenant_id: str | None = None, *,
+               closed: list[meters.Closed], refs: dict[str, meters.TenantRef] | None = None,
+               used: dict[str, Meters] | None = None) -> Draft:
+        """The lines of an open `period`, for one tenant or all. Every live tenant is billed (the one
+        asked for by `tenant_id` even if deleted), a deleted one only if it has usage."""
         book = self.plan_book()
         refs = meters.tenants(conn, tenant_id) if refs is None else refs
-        used = meters.meters(conn, period, tenant_id)
+        used = meters.meters(conn, period, tenant_id) if used is None else used
         drafts: dict[str, TenantDraft] = {}
         warnings: list[str] = []
         rows: list[closing.UsageRow] = []
         missing: list[str] = []
         for ref in sorted(refs.values(), key=lambda r: (r.name, r.id)):
             m = used.get(ref.id, Meters())
-            if ref.deleted and not everyone and m == Meters():
+            if ref.deleted and tenant_id is None and m == Meters():
                 continue
             plan = book.get(ref.plan)
             d = drafts[ref.id] = TenantDraft(ref, plan, m)
@@ -199,7 +202,7 @@ class Billing:
                      refs: dict[str, meters.TenantRef], drafts: dict[str, TenantDraft], warnings: list[str],
                      rows: list[closing.UsageRow], tenant_id: str | None) -> None:
         """Late telemetry for closed months, if `period` is the first open month after them."""
-        if not closed or meters.next_period(closed[-1].period) != period:
+        if not closed or next_period(closed[-1].period) != period:
             return
         books = {c.period: c.plans for c in closed}
         current = meters.monthly_meters(conn, closed[0].period, period, tenant_id)
@@ -223,7 +226,7 @@ class Billing:
                 warnings.append(f"late telemetry for {month} of tenant {ref.name!r} not billed: plan "
                                 f"{plan_name!r} is not in the plans frozen with {month}")
                 continue
-            d = drafts.get(tid) or drafts.setdefault(tid, TenantDraft(ref, None, Meters()))
+            d = drafts.setdefault(tid, TenantDraft(ref, None, Meters()))
             for raw, delta in deltas.items():
                 if delta > 0:
                     d.lines.append(adjustment_line(tid, ref.name, period, month, plan, book.currency,

@@ -9,6 +9,7 @@ bounded (least recently used entries go first).
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -25,7 +26,7 @@ class _Slot:
         self.done = threading.Event()
         self.value: Any = None
         self.error: BaseException | None = None
-        self.expires = 0.0
+        self.expires = 0.0  # set when computed (math.inf: never expires); an error slot is dropped
 
 
 class ReadCache:
@@ -42,8 +43,7 @@ class ReadCache:
         to every waiter and not cached."""
         with self._lock:
             slot = self._slots.get(key)
-            fresh = slot is not None and (not slot.done.is_set() or (slot.error is None and (
-                slot.expires == 0.0 or slot.expires > self._clock())))
+            fresh = slot is not None and (not slot.done.is_set() or slot.expires > self._clock())
             if slot is not None and fresh:
                 self._slots.move_to_end(key)
                 owner = False
@@ -59,6 +59,8 @@ class ReadCache:
             return slot.value  # type: ignore[no-any-return]
         try:
             slot.value = compute()
+            ttl = ttl_seconds(slot.value) if callable(ttl_seconds) else ttl_seconds
+            slot.expires = math.inf if ttl is None else self._clock() + ttl
         except BaseException as exc:
             slot.error = exc
             with self._lock:
@@ -66,8 +68,6 @@ class ReadCache:
                     del self._slots[key]
             raise
         finally:
-            ttl = ttl_seconds(slot.value) if callable(ttl_seconds) and slot.error is None else ttl_seconds
-            slot.expires = 0.0 if ttl is None or callable(ttl) else self._clock() + ttl
             slot.done.set()
         return slot.value  # type: ignore[no-any-return]
 

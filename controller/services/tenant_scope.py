@@ -9,10 +9,9 @@ the fleet view (controller/services/fleet.py), so the tenant sees what the opera
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from sqlalchemy import and_, func, or_, select
 from sqlmodel import Session, col
@@ -27,7 +26,7 @@ from controller.services.fleet import gateway_view
 from controller.store import models as rows
 from controller.telemetry.bounds import open_since_ms
 from controller.telemetry.models import DetectionEvent, UsageDaily
-from controller.telemetry.queries import Alert, parse_period
+from controller.telemetry.queries import Alert, alert_from_row, parse_period, period_bounds
 from mssp.common.clock import now_ms
 
 if TYPE_CHECKING:
@@ -50,10 +49,9 @@ def current_period(at_ms: int | None = None) -> str:
     return f"{day.year:04d}-{day.month:02d}"
 
 
-def closed_to_ingest(period: str, at_ms: int | None = None) -> bool:
+def closed_to_ingest(period: str) -> bool:
     """True once no telemetry batch may land in `period` any more (controller/telemetry/bounds.py)."""
-    end = dt.datetime.fromisoformat(parse_period(period)[1]).replace(tzinfo=dt.UTC)
-    return int(end.timestamp() * 1000) <= open_since_ms(now_ms() if at_ms is None else at_ms)
+    return period_bounds(period)[3] <= open_since_ms(now_ms())
 
 
 class TenantScope:
@@ -81,10 +79,6 @@ class TenantScope:
                     col(rows.Gateway.status) != GatewayStatus.REVOKED.value)
             ).scalar_one()
         return TenantSummary(id=t.id, name=t.name, plan=t.plan, gateway_count=int(count), sharing="none")
-
-    def tenant_name(self) -> str:
-        with self.db.session(readonly=True) as s:
-            return self._tenant_row(s).name
 
     # -- gateways ------------------------------------------------------------------------------
 
@@ -153,16 +147,16 @@ class TenantScope:
 
     # -- usage and reports (billing and controller/reports/, both by tenant id) ---------------------
 
-    def usage(self, period: str) -> UsageStatement:
-        period = check_period(period)
+    def usage(self, period: str | None = None) -> UsageStatement:
+        period = self._period(period)
         billing = self.service.billing
         return self._cached("usage", period, lambda statement: statement.closed,
                             lambda: billing.usage(self.tenant_id, period))
 
-    def security_report(self, period: str) -> SecurityReport:
+    def security_report(self, period: str | None = None) -> SecurityReport:
         from controller.reports.security import security_report
 
-        period = check_period(period)
+        period = self._period(period)
         final = closed_to_ingest(period)
         return self._cached("security", period, lambda _report: final,
                             lambda: security_report(self.db, self.tenant_id, period))
@@ -199,22 +193,12 @@ class TenantScope:
         stmt = stmt.order_by(_EVENT.c.at_ms.desc(), _EVENT.c.id).limit(limit + 1)
         with self.db.read_engine.connect() as conn:
             found = list(conn.execute(stmt).mappings())
-        page = [_alert(r) for r in found[:limit]]
+        page = [alert_from_row(r) for r in found[:limit]]
         nxt = (encode_cursor("alerts", self.tenant_id, (page[-1].at_ms, page[-1].id))
                if len(found) > limit else None)
         return Page(items=tuple(page), next_cursor=nxt)
 
     def _period(self, period: str | None) -> str:
-        if period is None or period == "":
-            return current_period()
-        return check_period(period)
+        """The given month, or the current one when none is given."""
+        return check_period(period) if period else current_period()
 
-
-def _alert(r: Any) -> Alert:
-    try:
-        details = json.loads(r["details"])
-    except ValueError:
-        details = {}
-    return Alert(id=r["id"], tenant_id=r["tenant_id"], gateway_id=r["gateway_id"], kind=r["kind"],
-                 subject=r["subject"], host=r["host"], at_ms=int(r["at_ms"]),
-                 details=details if isinstance(details, dict) else {})

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import case, func, select
@@ -174,6 +175,21 @@ def parse_period(period: str) -> tuple[str, str]:
     return f"{year:04d}-{month:02d}-01", f"{nxt}-01"
 
 
+def next_period(period: str) -> str:
+    """'2025-12' -> '2026-01'."""
+    return parse_period(period)[1][:7]
+
+
+def period_bounds(period: str) -> tuple[str, str, int, int]:
+    """(first day, end day, start ms, end ms) of a UTC month, end exclusive."""
+    first, end = parse_period(period)
+    return first, end, _day_ms(first), _day_ms(end)
+
+
+def _day_ms(day: str) -> int:
+    return int(datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=UTC).timestamp() * 1000)
+
+
 def usage(db: Database, tenant_id: str, period: str) -> Usage:
     """Per gateway for one month: days with telemetry (gateway-days), egress bytes, batches and the
     time the batches cover."""
@@ -197,6 +213,17 @@ def usage(db: Database, tenant_id: str, period: str) -> Usage:
     return Usage(tenant_id=tenant_id, period=period.strip(), gateways=gateways)
 
 
+def alert_from_row(r: Any) -> Alert:
+    """A detection_event row (as a mapping) as an Alert; unreadable details become {}."""
+    try:
+        details = json.loads(r["details"])
+    except ValueError:
+        details = {}
+    return Alert(id=r["id"], tenant_id=r["tenant_id"], gateway_id=r["gateway_id"], kind=r["kind"],
+                 subject=r["subject"], host=r["host"], at_ms=int(r["at_ms"]),
+                 details=details if isinstance(details, dict) else {})
+
+
 def alerts(
     db: Database, tenant_id: str | None, since_ms: int, limit: int = 100, kind: str | None = None
 ) -> list[Alert]:
@@ -212,17 +239,7 @@ def alerts(
     stmt = stmt.order_by(_EVENT.c.at_ms.desc(), _EVENT.c.id).limit(limit)
     with db.read_engine.connect() as conn:
         rows = list(conn.execute(stmt).mappings())
-    out = []
-    for r in rows:
-        try:
-            details = json.loads(r["details"])
-        except ValueError:
-            details = {}
-        out.append(Alert(
-            id=r["id"], tenant_id=r["tenant_id"], gateway_id=r["gateway_id"], kind=r["kind"],
-            subject=r["subject"], host=r["host"], at_ms=int(r["at_ms"]), details=details,
-        ))
-    return out
+    return [alert_from_row(r) for r in rows]
 
 
 def totals(db: Database, tenant_id: str | None = None) -> dict[tuple[str, str, str], tuple[int, int, int]]:

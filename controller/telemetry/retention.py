@@ -8,7 +8,7 @@ from sqlalchemy import delete
 
 from controller.store.db import Database
 from controller.telemetry.bounds import MAX_AGE_MS
-from controller.telemetry.fold import DAY_MS
+from controller.telemetry.fold import DAY_MS, HOUR_MS
 from controller.telemetry.models import DetectionEvent, RollupDaily, RollupHourly, TelemetryBatchSeen
 from mssp.common.clock import now_ms as clock_ms
 
@@ -31,5 +31,5 @@ def purge(db: Database, now_ms: int | None = None) -> dict[str, int]:
         rollups = conn.execute(delete(_ROLLUP).where(_ROLLUP.c.hour_ms < now - ROLLUP_RETENTION_MS)).rowcount
         # A day goes when its last hour would: the daily sums never hold an hour the hourly ones lost.
         daily = conn.execute(delete(_DAILY).where(
-            _DAILY.c.day_ms < now - ROLLUP_RETENTION_MS - DAY_MS + 3_600_000)).rowcount
+            _DAILY.c.day_ms < now - ROLLUP_RETENTION_MS - DAY_MS + HOUR_MS)).rowcount
     return {"seen": seen, "events": events, "rollups": rollups, "daily_rollups": daily}
