@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
@@ -19,7 +18,7 @@ import socket
 import ssl
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import BinaryIO
@@ -61,23 +60,17 @@ def _free_port(host: str) -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent_fn() -> Callable[[], None] | None:
-    """preexec_fn asking the kernel to SIGTERM the child when we die (Linux), so a crashed controller
-    does not leave a broker holding its port and JetStream store."""
+def _die_with_parent_prefix() -> list[str]:
+    """A command prefix asking the kernel to SIGTERM the broker when we die (Linux, util-linux's
+    setpriv), so a crashed controller does not leave a broker holding its port and JetStream store.
+
+    Not a preexec_fn: with one, subprocess must fork() instead of vfork() and runs the at-fork
+    handlers in the child, where gRPC restarts its poller; close_fds then closes the poller's epoll
+    fd and the child can abort ("epoll_wait error: Bad file descriptor") before it execs."""
     if not sys.platform.startswith("linux"):
-        return None
-    try:
-        prctl = ctypes.CDLL(None, use_errno=True).prctl
-    except (OSError, AttributeError):
-        return None
-    parent = os.getpid()
-
-    def preexec() -> None:
-        prctl(1, int(signal.SIGTERM))  # PR_SET_PDEATHSIG
-        if os.getppid() != parent:  # the parent died before prctl took effect
-            os._exit(1)
-
-    return preexec
+        return []
+    setpriv = shutil.which("setpriv")
+    return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
 
 
 def _kill_leftovers() -> None:
@@ -188,10 +181,9 @@ class EmbeddedNats:
         log_file = await asyncio.to_thread(self._prepare_files)
         try:
             self._proc = await asyncio.create_subprocess_exec(
-                nats_server_binary(), "-c", str(self.config_path),
+                *_die_with_parent_prefix(), nats_server_binary(), "-c", str(self.config_path),
                 stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file,
                 start_new_session=True,  # a terminal's Ctrl-C reaches us; we stop the broker in order
-                preexec_fn=_die_with_parent_fn(),
             )
         finally:
             log_file.close()
