@@ -13,6 +13,7 @@ import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -25,6 +26,7 @@ from controller.grpc_api.apikeys import ApiKeyServicer
 from controller.grpc_api.billing import BillingServicer
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer
+from controller.grpc_api.intel import IntelServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
 from controller.grpc_api.telemetry import TelemetryServicer
 from controller.housekeeping import Housekeeper, controller_jobs
@@ -37,6 +39,7 @@ from controller.nats.tls import ClientTls, controller_tls, late_upgrade, settle_
 from controller.pki import CertificateAuthority, load_or_create_signing_key
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
+from controller.services.allowlist import GuardSettings
 from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
 from controller.store.revoked import revoked_nats_keys
@@ -48,6 +51,7 @@ from mssp.v1 import (
     accounts_pb2_grpc,
     enrollment_pb2_grpc,
     gateway_pb2_grpc,
+    intel_pb2_grpc,
     operator_pb2_grpc,
     telemetry_pb2_grpc,
 )
@@ -168,6 +172,9 @@ class ControllerApp:
         self.listen.record("gateway", bound_gw)
         self.grpc_address = f"{_display_host(grpc_host)}:{bound_api}"
         self.gateway_address = f"{advertise}:{bound_gw}"
+        own = {advertise, *s.server_cert_hosts, *(urlsplit(u).hostname or "" for u in self.nats_urls)}
+        self.service.set_guard(GuardSettings(s.ioc_max_prefix_v4, s.ioc_max_prefix_v6,
+                                             tuple(sorted(h for h in own if h))))
 
         enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(
@@ -189,6 +196,8 @@ class ControllerApp:
             ApiKeyServicer(self.service, operator_digest), api)
         accounts_pb2_grpc.add_BillingServiceServicer_to_server(
             BillingServicer(self.service, operator_digest), api)
+        intel_pb2_grpc.add_IntelServiceServicer_to_server(
+            IntelServicer(self.service, operator_digest, on_change=self.publisher.wake), api)
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
         self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds,

@@ -72,6 +72,10 @@ class Settings(BaseSettings):
     housekeeping_push_log_seconds: float = Field(default=600.0, gt=0)  # prune the delta log
     housekeeping_telemetry_seconds: float = Field(default=3600.0, gt=0)  # telemetry retention
     housekeeping_tokens_seconds: float = Field(default=3600.0, gt=0)  # delete old enrollment tokens
+    housekeeping_feeds_seconds: float = Field(default=30.0, gt=0)  # look for feeds due a refresh
+    # The never-block guard's broadest IOC prefixes (a /7 is refused by default).
+    ioc_max_prefix_v4: int = Field(default=8, ge=8, le=32)
+    ioc_max_prefix_v6: int = Field(default=16, ge=16, le=128)
     # How long past its expiry a token is kept (a late attempt is told "expired", not "unknown").
     enrollment_token_grace_seconds: float = Field(default=7 * 86400.0, ge=0)
 

@@ -146,6 +146,8 @@ class Maintained(Protocol):
 
     def prune_push_log(self, keep: int = ...) -> int: ...
 
+    def run_feeds(self) -> int: ...
+
 
 def controller_jobs(
     service: Maintained,
@@ -166,6 +168,8 @@ def controller_jobs(
         Job("ioc-expiry", settings.housekeeping_ioc_expiry_seconds, service.expire_iocs, "expired IOCs",
             after=lambda _removed: on_iocs_expired()),
         Job("push-log-prune", settings.housekeeping_push_log_seconds, prune, "published push-log rows"),
+        Job("feeds", settings.housekeeping_feeds_seconds, service.run_feeds, "feeds refreshed",
+            after=lambda _ran: on_iocs_expired()),
         Job("telemetry-retention", settings.housekeeping_telemetry_seconds,
             lambda: purge(db, clock_ms()), "telemetry rows past retention"),
         Job("enrollment-tokens", settings.housekeeping_tokens_seconds,

@@ -26,11 +26,15 @@ from controller.domain.models import (
     Versions,
 )
 from controller.enrollment import EnrollmentTicket
+from controller.services.allowlist import Allowlist, GuardSettings
 from controller.services.apikeys import ApiKeys
 from controller.services.billing import Billing
 from controller.services.channels import PUSH_LOG_KEEP, Channels
+from controller.services.feeds import Feeds
 from controller.services.fleet import Fleet
 from controller.services.gateways import TOKEN_PREFIX, Gateways
+from controller.services.intel_export import Exporter
+from controller.services.intel_import import Importer
 from controller.services.iocs import Iocs
 from controller.services.policies import Policies
 from controller.services.read_cache import ReadCache
@@ -45,19 +49,30 @@ __all__ = ["PUSH_LOG_KEEP", "TOKEN_PREFIX", "ControllerService", "GatewayIdentit
 class ControllerService:
     def __init__(
         self, db: Database, *, token_ttl_seconds: int = 24 * 3600, online_window_seconds: float = 90.0,
-        plans_path: Path | None = None, read_cache_seconds: float = 30.0,
+        plans_path: Path | None = None, read_cache_seconds: float = 30.0, guard: GuardSettings | None = None,
     ) -> None:
         self.db = db
         self.tenants = Tenants(db)
         self.fleet = Fleet(db, online_window_ms=int(online_window_seconds * 1000))
         self.gateways = Gateways(db, self.fleet, token_ttl_seconds=token_ttl_seconds)
         self.policies = Policies(db)
-        self.iocs = Iocs(db)
+        self.iocs = Iocs(db, guard)
+        self.importer = Importer(db, guard)
+        self.allowlist = Allowlist(db)
+        self.feeds = Feeds(db, self.importer)
+        self.exporter = Exporter(db)
         self.channels = Channels(db)
         self.apikeys = ApiKeys(db)
         self.billing = Billing(db, plans_path)
         # Tenant API read models (controller/services/tenant_scope.py); 0 seconds: no caching.
         self.read_cache, self.read_cache_seconds = ReadCache(), read_cache_seconds
+
+    def run_feeds(self) -> int:
+        return self.feeds.run_due()
+
+    def set_guard(self, guard: GuardSettings) -> None:
+        """The controller's own addresses are known once its listeners are bound."""
+        self.iocs.guard_settings = self.importer.guard_settings = guard
 
     # -- tenants -------------------------------------------------------------------------------
 

@@ -194,8 +194,9 @@ def test_ioc_refresh_keeps_the_fields_not_given(svc: ControllerService) -> None:
     lower = svc.add_ioc("198.51.100.7", confidence=40)
     assert (lower.ioc.expires_at_ms, lower.ioc.confidence, lower.ioc.source) == (
         first.ioc.expires_at_ms, 40, "feed-x")
-    forever = svc.add_ioc("198.51.100.7", ttl_seconds=0, source="analyst")
-    assert (forever.ioc.expires_at_ms, forever.ioc.confidence, forever.ioc.source) == (0, 40, "analyst")
+    # A second source's claim: the indicator shows the surest claim and lasts as long as the longest.
+    forever = svc.add_ioc("198.51.100.7", ttl_seconds=0, confidence=50, source="analyst")
+    assert (forever.ioc.expires_at_ms, forever.ioc.confidence, forever.ioc.source) == (0, 50, "analyst")
     (listed,) = svc.list_iocs()
     assert listed.ioc == forever.ioc
     with pytest.raises(InvalidInput):

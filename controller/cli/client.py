@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ import grpc
 import typer
 
 from controller.config import default_data_dir
-from mssp.v1 import accounts_pb2_grpc, operator_pb2_grpc
+from mssp.v1 import accounts_pb2_grpc, intel_pb2_grpc, operator_pb2_grpc
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -25,6 +26,7 @@ STUBS: dict[str, Any] = {
     "OperatorService": operator_pb2_grpc.OperatorServiceStub,
     "ApiKeyService": accounts_pb2_grpc.ApiKeyServiceStub,
     "BillingService": accounts_pb2_grpc.BillingServiceStub,
+    "IntelService": intel_pb2_grpc.IntelServiceStub,
 }
 
 
@@ -154,10 +156,19 @@ class OperatorClient:
         self._stub = STUBS[service](self._channel)
         self._metadata = (("authorization", f"Bearer {target.token}"),)
 
-    def call(self, method: str, request: Any) -> Any:
+    def call(self, method: str, request: Any, *, timeout: float | None = None) -> Any:
         try:
             return getattr(self._stub, method)(
-                request, metadata=self._metadata, timeout=self.target.timeout
+                request, metadata=self._metadata, timeout=timeout or self.target.timeout
+            )
+        except grpc.RpcError as exc:
+            raise CliError(describe_rpc_error(exc, self.target)) from None
+
+    def stream(self, method: str, request: Any, *, timeout: float | None = None) -> Iterator[Any]:
+        """A server-streaming call, read inside the channel's lifetime; errors mapped as call's."""
+        try:
+            yield from getattr(self._stub, method)(
+                request, metadata=self._metadata, timeout=timeout or self.target.timeout
             )
         except grpc.RpcError as exc:
             raise CliError(describe_rpc_error(exc, self.target)) from None
@@ -194,11 +205,19 @@ def _one_line(text: object) -> str:
     return " ".join(str(text).split())
 
 
-def call(ctx: typer.Context, method: str, request: Any, *, service: str = "OperatorService") -> Any:
-    """One RPC with the global flags of this invocation; the channel lives only for the call."""
+def call(ctx: typer.Context, method: str, request: Any, *, service: str = "OperatorService",
+         timeout: float | None = None) -> Any:
+    """One RPC with the global flags of this invocation; the channel lives only for the call.
+    `timeout` is a floor for calls that take long by nature (a large import)."""
     opts = ctx.find_object(Options) or Options()
     with OperatorClient(resolve_target(opts), service) as client:
-        return client.call(method, request)
+        return client.call(method, request, timeout=max(timeout or 0, client.target.timeout))
+
+
+def stream(ctx: typer.Context, method: str, request: Any, *, service: str) -> Iterator[Any]:
+    opts = ctx.find_object(Options) or Options()
+    with OperatorClient(resolve_target(opts), service) as client:
+        yield from client.stream(method, request, timeout=max(600.0, client.target.timeout))
 
 
 def controller_address(ctx: typer.Context) -> str:

@@ -312,8 +312,43 @@ def _url_hint(text: str) -> str:
     return ""
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+_FAST_V4_RE = re.compile(rf"({_OCTET}(?:\.{_OCTET}){{3}})(?:/(3[0-2]|[12]?[0-9]))?")
+_FAST_DOMAIN_RE = re.compile(rf"(?:{_LABEL_RE.pattern}\.)+[a-z]{{2,63}}")
+# First octets of the special IPv4 ranges below 224 (224/4 and up is multicast or broadcast).
+_FAST_V4_SPECIAL_FIRST = frozenset(
+    net.network_address.packed[0] for net, _ in _SPECIAL_RANGES if net.version == 4 and net.prefixlen >= 8
+)
+
+
+def _fast_ioc(raw: str) -> IocValue | None:
+    """The shapes feeds are made of (canonical dotted IPv4 or CIDR, lower-case ASCII domains), read
+    in a fraction of the general path's time; None sends anything else through the general path."""
+    v4 = _FAST_V4_RE.fullmatch(raw)
+    if v4 is not None:
+        address, prefix_text = v4.groups()
+        first = int(address[: address.index(".")])
+        if first in _FAST_V4_SPECIAL_FIRST or first >= 224:
+            return None  # might touch a special range (0/8, 127/8, 169.254/16, 224/4, 255.255.255.255)
+        if prefix_text is None:
+            return IocValue(IocKind.IPV4, address)
+        prefix = int(prefix_text)
+        a, b, c, d = (int(octet) for octet in address.split("."))
+        if ((a << 24) | (b << 16) | (c << 8) | d) & ((1 << (32 - prefix)) - 1) or prefix < MIN_PREFIX_V4:
+            return None  # host bits or too broad: the general path says why
+        return IocValue(IocKind.IPV4, address) if prefix == 32 else IocValue(IocKind.CIDR4, raw)
+    if len(raw) <= MAX_DOMAIN_LEN and "xn--" not in raw and _FAST_DOMAIN_RE.fullmatch(raw):
+        return IocValue(IocKind.DOMAIN, raw)
+    return None
+
+
 def parse_ioc(raw: str) -> IocValue:
     """Detect the type of an IOC and return it in canonical form, or raise InvalidInput saying why not."""
+    fast = _fast_ioc(raw) if isinstance(raw, str) else None
+    return fast if fast is not None else _parse_general(raw)
+
+
+def _parse_general(raw: str) -> IocValue:
     text = _check_text(raw, "IOC value")
     if "://" in text or _SCHEME_RE.match(text):
         raise InvalidInput(f"{show(text)} is a URL; URLs are not enforceable IOCs{_url_hint(text)}")

@@ -10,7 +10,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import BigInteger, Float, Integer, Table
+from sqlalchemy import BigInteger, Boolean, Float, Integer, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -127,5 +127,46 @@ def _bulk_pg(
         out = [tuple(row) for row in cursor.fetchall()] if returning else []
         cursor.execute(f"DROP TABLE {temp}")
         return out
+    finally:
+        cursor.close()
+
+
+ANALYZE_AFTER = 10_000  # rows one insert_rows call adds before PostgreSQL's statistics are refreshed
+
+
+def _column_type(column: Any) -> str:
+    """The PostgreSQL type of a table's column, as binary COPY into it must name it exactly."""
+    if isinstance(column.type, BigInteger):
+        return "int8"
+    if isinstance(column.type, Integer):
+        return "int4"
+    if isinstance(column.type, Boolean):
+        return "bool"
+    return _pg_type(column)
+
+
+def insert_rows(conn: Connection, table: Table, cols: Sequence[str], rows: Sequence[Row]) -> None:
+    """Plain INSERT of many new rows, the fastest way each database takes them: binary COPY on
+    PostgreSQL, the driver's executemany over tuples on SQLite (no per-row parameter dicts)."""
+    if not rows:
+        return
+    q = conn.dialect.identifier_preparer.quote
+    collist = ", ".join(q(c) for c in cols)
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        if conn.dialect.name == "postgresql":
+            with cursor.copy(f"COPY {q(table.name)} ({collist}) FROM STDIN (FORMAT BINARY)") as copy:
+                copy.set_types([_column_type(table.c[c]) for c in cols])
+                for row in rows:
+                    copy.write_row(row)
+            if len(rows) >= ANALYZE_AFTER:
+                # Fresh statistics, or the planner still sizes the table as before and picks
+                # sequential scans for the keyed reads and deletes that follow (seconds, not ms).
+                cursor.execute(f"ANALYZE {q(table.name)}")
+        elif conn.dialect.name == "sqlite":
+            marks = ", ".join("?" for _ in cols)
+            cursor.executemany(f"INSERT INTO {q(table.name)} ({collist}) VALUES ({marks})", rows)
+        else:
+            raise NotImplementedError(f"bulk inserts need SQLite or PostgreSQL, not {conn.dialect.name}")
     finally:
         cursor.close()

@@ -74,7 +74,7 @@ class Ioc(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("channel", "type", "value", name="uq_ioc_channel_value"),)
 
     id: int | None = Field(default=None, primary_key=True)
-    channel: str = Field(index=True, max_length=48)  # "global" or "tenant:<tenant id>"
+    channel: str = Field(max_length=48)  # "global" or "tenant:<tenant id>"; uq_ioc_channel_value indexes it
     type: int
     value: str = Field(max_length=253)
     source: str = Field(max_length=64)

@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import controller.store.account_models
+import controller.store.intel_models
 import controller.store.models
 import controller.telemetry.models  # noqa: F401
 

@@ -1,0 +1,1 @@
+"""Threat intelligence: feed formats, the never-block guard, import and export of indicators."""

@@ -1,0 +1,207 @@
+"""Feeds the controller refreshes itself: each run is a sync of the feed's claims (services/intel_import).
+
+A run that fails to fetch or parse keeps the feed's previous entries and records the error; so does
+a feed that suddenly has no entries at all (an empty answer is far likelier a broken mirror than a
+threat landscape that vanished). Runs of one feed never overlap across controllers: a run is
+claimed by a conditional UPDATE of its next run time (rowcount 1 wins).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from sqlalchemy import update
+from sqlmodel import Session, col, select
+
+from controller.domain.errors import AlreadyExists, ControllerError, InvalidInput, NotFound
+from controller.domain.ioc_meta import parse_scope, validate_confidence
+from controller.domain.names import _validate_slug, show
+from controller.intel.entries import TLP_LEVELS, FeedFormatError
+from controller.intel.fetch import Fetched, FetchError, fetch_url, read_path
+from controller.intel.formats import FORMATS
+from controller.services.intel_import import FEED_SOURCE_PREFIX, Importer, ImportOptions, ImportResult
+from controller.services.scopes import scope_channel, scope_names
+from controller.store.db import Database
+from controller.store.intel_models import Feed
+from mssp.common.clock import now_ms
+
+MIN_EVERY_SECONDS = 60
+MAX_EVERY_SECONDS = 7 * 24 * 3600
+MAX_ERROR_LEN = 500
+
+
+@dataclass(frozen=True)
+class FeedView:
+    name: str
+    location: str
+    kind: str
+    format: str
+    scope: str
+    every_seconds: int
+    last_run_ms: int
+    last_success_ms: int
+    last_error: str
+    entries: int
+    next_run_ms: int
+
+
+@dataclass(frozen=True)
+class FeedRun:
+    feed: FeedView
+    result: ImportResult | None  # None: nothing imported (not modified, or the run failed)
+    not_modified: bool = False
+
+
+def feed_source(name: str) -> str:
+    return FEED_SOURCE_PREFIX + name
+
+
+class Feeds:
+    def __init__(self, db: Database, importer: Importer) -> None:
+        self.db = db
+        self.importer = importer
+
+    def add(self, name: str, *, url: str | None = None, path: str | None = None, fmt: str = "auto",
+            column: str | None = None, scope: str = "global", every_seconds: int = 3600,
+            confidence: int | None = None, tlp: str | None = None) -> FeedView:
+        name = _validate_slug("feed", name)
+        if (url is None) == (path is None):
+            raise InvalidInput("a feed needs exactly one of --url or --path")
+        if url is not None:
+            parts = urlsplit(url)
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise InvalidInput(f"feed URL {show(url)} must be an http:// or https:// URL with a host")
+        elif path is not None and not Path(path).is_absolute():
+            raise InvalidInput(f"feed path {show(path)} must be absolute (the controller reads it)")
+        elif path is not None and not Path(path).exists():
+            raise InvalidInput(f"feed path {show(path)} does not exist on the controller")
+        if fmt not in FORMATS:
+            raise InvalidInput(f"unknown format {show(fmt)}: use one of {', '.join(FORMATS)}")
+        if not MIN_EVERY_SECONDS <= every_seconds <= MAX_EVERY_SECONDS:
+            raise InvalidInput(
+                f"--every must be between {MIN_EVERY_SECONDS}s and 7 days, got {every_seconds}s")
+        if confidence is not None:
+            validate_confidence(confidence)
+        if tlp is not None and tlp not in TLP_LEVELS:
+            raise InvalidInput(f"unknown TLP {show(tlp)}: use one of {', '.join(TLP_LEVELS)}")
+        where = parse_scope(scope)
+        now = now_ms()
+        with self.db.session() as s:
+            if s.get(Feed, name) is not None:
+                raise AlreadyExists(f"feed {name!r} already exists")
+            row = Feed(name=name, kind="url" if url else "path", location=url or str(path), format=fmt,
+                       column=column or "", channel=scope_channel(s, where),
+                       confidence=-1 if confidence is None else confidence, every_seconds=every_seconds,
+                       tlp=tlp or "", next_run_ms=now, created_at_ms=now)
+            s.add(row)
+            s.flush()
+            return _view(row, str(where))
+
+    def list(self) -> list[FeedView]:
+        with self.db.session(readonly=True) as s:
+            names = scope_names(s)
+            feeds = s.exec(select(Feed).order_by(Feed.name))
+            return [_view(r, names.get(r.channel, r.channel)) for r in feeds]
+
+    def run(self, name: str) -> FeedRun:
+        """Fetch and sync now; a failure is recorded on the feed (and in the answer), not raised."""
+        feed = self._get(name)
+        return self._run(feed)
+
+    def run_due(self) -> int:
+        """Run every feed whose time has come (the housekeeping job); returns feeds run."""
+        now = now_ms()
+        with self.db.session(readonly=True) as s:
+            due = s.exec(select(Feed).where(col(Feed.next_run_ms) <= now).order_by(Feed.next_run_ms)).all()
+        ran = 0
+        for feed in due:
+            with self.db.session() as s:  # claim the run: one controller wins it
+                claimed = s.exec(update(Feed).where(  # type: ignore[call-overload]
+                    col(Feed.name) == feed.name, col(Feed.next_run_ms) == feed.next_run_ms,
+                ).values(next_run_ms=now + feed.every_seconds * 1000)).rowcount
+            if claimed == 1:
+                self._run(feed)
+                ran += 1
+        return ran
+
+    def remove(self, name: str) -> FeedRun:
+        """Delete the feed and withdraw its claims, in one transaction (an empty sync)."""
+        feed = self._get(name)
+        scope = self._scope(feed)
+
+        def delete_feed(s: Session, _result: ImportResult) -> None:
+            s.delete(s.get(Feed, feed.name))
+
+        result = self.importer.import_feed(b"", ImportOptions(fmt="plain", scope=scope),
+                                           source=feed_source(feed.name), sync=True, hook=delete_feed)
+        return FeedRun(_view(feed, scope), result)
+
+    def _get(self, name: str) -> Feed:
+        with self.db.session(readonly=True) as s:
+            feed = s.get(Feed, name)
+            if feed is None:
+                raise NotFound(f"unknown feed {name!r}")
+            s.expunge(feed)
+            return feed
+
+    def _scope(self, feed: Feed) -> str:
+        with self.db.session(readonly=True) as s:
+            return scope_names(s).get(feed.channel, "") or _gone(feed)
+
+    def _run(self, feed: Feed) -> FeedRun:
+        started = now_ms()
+        scope = self._scope(feed)
+        options = ImportOptions(fmt=feed.format, scope=scope, confidence=None if feed.confidence < 0 else
+                                feed.confidence, tlp=feed.tlp or None, column=feed.column or None,
+                                skip_invalid=True)
+        try:
+            if feed.kind == "url":
+                fetched = fetch_url(feed.location, etag=feed.etag, last_modified=feed.last_modified)
+            else:
+                fetched = Fetched(read_path(Path(feed.location)))
+            if fetched.data is None:
+                return FeedRun(self._record(feed, started, error="", ok=True), None, not_modified=True)
+            previous = feed.entries
+
+            def refuse_empty(_s: Session, result: ImportResult) -> None:
+                if result.entries == 0 and previous > 0:
+                    raise InvalidInput(f"the feed has no valid entries now; kept its {previous} previous")
+
+            result = self.importer.import_feed(fetched.data, options, source=feed_source(feed.name),
+                                               sync=True, hook=refuse_empty)
+        except (FetchError, FeedFormatError, ControllerError) as exc:
+            return FeedRun(self._record(feed, started, error=str(exc), ok=False), None)
+        validators = (fetched.etag, fetched.last_modified)
+        return FeedRun(self._record(feed, started, error="", ok=True, entries=result.entries,
+                                    validators=validators), result)
+
+    def _record(self, feed: Feed, started: int, *, error: str, ok: bool, entries: int | None = None,
+                validators: tuple[str, str] | None = None) -> FeedView:
+        with self.db.session() as s:
+            row = s.get(Feed, feed.name)
+            if row is None:  # removed while it ran
+                return _view(feed, "")
+            row.last_run_ms = started
+            row.last_error = error[:MAX_ERROR_LEN]
+            if ok:
+                row.last_success_ms = started
+            if entries is not None:
+                row.entries = entries
+            if validators is not None:
+                row.etag, row.last_modified = validators[0], validators[1][:64]
+            if row.next_run_ms <= started:
+                row.next_run_ms = started + row.every_seconds * 1000
+            s.add(row)
+            s.flush()
+            return _view(row, scope_names(s).get(row.channel, ""))
+
+
+def _gone(feed: Feed) -> str:
+    raise NotFound(f"the scope of feed {feed.name!r} is gone (its tenant was deleted); remove the feed")
+
+
+def _view(row: Feed, scope: str) -> FeedView:
+    return FeedView(row.name, row.location, row.kind, row.format, scope, row.every_seconds, row.last_run_ms,
+                    row.last_success_ms, row.last_error, row.entries, row.next_run_ms)

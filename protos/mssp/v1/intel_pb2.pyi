@@ -1,0 +1,221 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ImportOptions(_message.Message):
+    __slots__ = ("format", "scope", "source", "has_confidence", "confidence", "has_ttl", "ttl_seconds", "tlp", "column", "skip_invalid", "dry_run", "filename")
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    HAS_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    HAS_TTL_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    TLP_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    SKIP_INVALID_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    FILENAME_FIELD_NUMBER: _ClassVar[int]
+    format: str
+    scope: str
+    source: str
+    has_confidence: bool
+    confidence: int
+    has_ttl: bool
+    ttl_seconds: int
+    tlp: str
+    column: str
+    skip_invalid: bool
+    dry_run: bool
+    filename: str
+    def __init__(self, format: _Optional[str] = ..., scope: _Optional[str] = ..., source: _Optional[str] = ..., has_confidence: _Optional[bool] = ..., confidence: _Optional[int] = ..., has_ttl: _Optional[bool] = ..., ttl_seconds: _Optional[int] = ..., tlp: _Optional[str] = ..., column: _Optional[str] = ..., skip_invalid: _Optional[bool] = ..., dry_run: _Optional[bool] = ..., filename: _Optional[str] = ...) -> None: ...
+
+class ImportChunk(_message.Message):
+    __slots__ = ("options", "data")
+    OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    options: ImportOptions
+    data: bytes
+    def __init__(self, options: _Optional[_Union[ImportOptions, _Mapping]] = ..., data: _Optional[bytes] = ...) -> None: ...
+
+class ImportProblem(_message.Message):
+    __slots__ = ("where", "reason", "kind")
+    WHERE_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    where: str
+    reason: str
+    kind: str
+    def __init__(self, where: _Optional[str] = ..., reason: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
+class ImportResult(_message.Message):
+    __slots__ = ("scope", "source", "dry_run", "entries", "new", "refreshed", "unchanged", "removed", "invalid", "unsupported", "refused", "urls", "seqs", "problems")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    DRY_RUN_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    REFRESHED_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    INVALID_FIELD_NUMBER: _ClassVar[int]
+    UNSUPPORTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    SEQS_FIELD_NUMBER: _ClassVar[int]
+    PROBLEMS_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    source: str
+    dry_run: bool
+    entries: int
+    new: int
+    refreshed: int
+    unchanged: int
+    removed: int
+    invalid: int
+    unsupported: int
+    refused: int
+    urls: int
+    seqs: _containers.RepeatedScalarFieldContainer[int]
+    problems: _containers.RepeatedCompositeFieldContainer[ImportProblem]
+    def __init__(self, scope: _Optional[str] = ..., source: _Optional[str] = ..., dry_run: _Optional[bool] = ..., entries: _Optional[int] = ..., new: _Optional[int] = ..., refreshed: _Optional[int] = ..., unchanged: _Optional[int] = ..., removed: _Optional[int] = ..., invalid: _Optional[int] = ..., unsupported: _Optional[int] = ..., refused: _Optional[int] = ..., urls: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., problems: _Optional[_Iterable[_Union[ImportProblem, _Mapping]]] = ...) -> None: ...
+
+class ExportIocsRequest(_message.Message):
+    __slots__ = ("scope", "format", "tlp")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    TLP_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    format: str
+    tlp: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, scope: _Optional[str] = ..., format: _Optional[str] = ..., tlp: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class ExportChunk(_message.Message):
+    __slots__ = ("data", "count")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    count: int
+    def __init__(self, data: _Optional[bytes] = ..., count: _Optional[int] = ...) -> None: ...
+
+class AllowRequest(_message.Message):
+    __slots__ = ("value", "scope", "note")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    scope: str
+    note: str
+    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ..., note: _Optional[str] = ...) -> None: ...
+
+class AllowEntry(_message.Message):
+    __slots__ = ("value", "scope", "note", "created_at_ms", "matching")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    NOTE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    MATCHING_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    scope: str
+    note: str
+    created_at_ms: int
+    matching: int
+    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ..., note: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., matching: _Optional[int] = ...) -> None: ...
+
+class RemoveAllowResponse(_message.Message):
+    __slots__ = ("removed",)
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    removed: bool
+    def __init__(self, removed: _Optional[bool] = ...) -> None: ...
+
+class ListAllowRequest(_message.Message):
+    __slots__ = ("scope",)
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    def __init__(self, scope: _Optional[str] = ...) -> None: ...
+
+class ListAllowResponse(_message.Message):
+    __slots__ = ("entries",)
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    entries: _containers.RepeatedCompositeFieldContainer[AllowEntry]
+    def __init__(self, entries: _Optional[_Iterable[_Union[AllowEntry, _Mapping]]] = ...) -> None: ...
+
+class AddFeedRequest(_message.Message):
+    __slots__ = ("name", "url", "path", "format", "column", "scope", "every_seconds", "has_confidence", "confidence", "tlp")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    URL_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    COLUMN_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HAS_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    TLP_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    url: str
+    path: str
+    format: str
+    column: str
+    scope: str
+    every_seconds: int
+    has_confidence: bool
+    confidence: int
+    tlp: str
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., path: _Optional[str] = ..., format: _Optional[str] = ..., column: _Optional[str] = ..., scope: _Optional[str] = ..., every_seconds: _Optional[int] = ..., has_confidence: _Optional[bool] = ..., confidence: _Optional[int] = ..., tlp: _Optional[str] = ...) -> None: ...
+
+class FeedInfo(_message.Message):
+    __slots__ = ("name", "location", "kind", "format", "scope", "every_seconds", "last_run_ms", "last_success_ms", "last_error", "entries", "next_run_ms")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    LOCATION_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    EVERY_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    LAST_RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SUCCESS_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_ERROR_FIELD_NUMBER: _ClassVar[int]
+    ENTRIES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_RUN_MS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    location: str
+    kind: str
+    format: str
+    scope: str
+    every_seconds: int
+    last_run_ms: int
+    last_success_ms: int
+    last_error: str
+    entries: int
+    next_run_ms: int
+    def __init__(self, name: _Optional[str] = ..., location: _Optional[str] = ..., kind: _Optional[str] = ..., format: _Optional[str] = ..., scope: _Optional[str] = ..., every_seconds: _Optional[int] = ..., last_run_ms: _Optional[int] = ..., last_success_ms: _Optional[int] = ..., last_error: _Optional[str] = ..., entries: _Optional[int] = ..., next_run_ms: _Optional[int] = ...) -> None: ...
+
+class ListFeedsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class ListFeedsResponse(_message.Message):
+    __slots__ = ("feeds",)
+    FEEDS_FIELD_NUMBER: _ClassVar[int]
+    feeds: _containers.RepeatedCompositeFieldContainer[FeedInfo]
+    def __init__(self, feeds: _Optional[_Iterable[_Union[FeedInfo, _Mapping]]] = ...) -> None: ...
+
+class FeedRef(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class FeedRunResult(_message.Message):
+    __slots__ = ("feed", "result", "not_modified")
+    FEED_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    NOT_MODIFIED_FIELD_NUMBER: _ClassVar[int]
+    feed: FeedInfo
+    result: ImportResult
+    not_modified: bool
+    def __init__(self, feed: _Optional[_Union[FeedInfo, _Mapping]] = ..., result: _Optional[_Union[ImportResult, _Mapping]] = ..., not_modified: _Optional[bool] = ...) -> None: ...
