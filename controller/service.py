@@ -38,6 +38,7 @@ from controller.services.intel_import import Importer
 from controller.services.iocs import Iocs
 from controller.services.policies import Policies
 from controller.services.read_cache import ReadCache
+from controller.services.shared_collection import SharedCollection
 from controller.services.tenant_scope import TenantScope
 from controller.services.tenants import Tenants
 from controller.store.db import Database
@@ -61,6 +62,7 @@ class ControllerService:
         self.allowlist = Allowlist(db)
         self.feeds = Feeds(db, self.importer)
         self.exporter = Exporter(db)
+        self.shared = SharedCollection(db)  # what partners read over TAXII
         self.channels = Channels(db)
         self.apikeys = ApiKeys(db)
         self.billing = Billing(db, plans_path)

@@ -24,6 +24,10 @@ def feed_add(
     name: str = typer.Argument(..., help="a short name: lower-case letters, digits, '-'"),
     url: str = typer.Option("", "--url", help="an http(s) URL the controller fetches"),
     path: str = typer.Option("", "--path", help="an absolute path on the controller (file or MISP feed dir)"),
+    taxii: str = typer.Option("", "--taxii", help="a TAXII 2.1 API root URL (with --collection)"),
+    collection: str = typer.Option("", "--collection", help="the TAXII collection id"),
+    token_env: str = typer.Option("", "--token-env",
+                                  help="the controller's environment variable with the TAXII bearer token"),
     fmt_in: str = typer.Option("auto", "--format", help="auto | plain | csv | stix | misp"),
     every: str = typer.Option("1h", "--every", help="refresh period, e.g. 30m, 1h, 1d (at least 1m)"),
     scope: str = typer.Option("global", "--scope", "-s", help=SCOPE_HELP),
@@ -33,11 +37,13 @@ def feed_add(
     column: str = typer.Option("", "--column", help="csv: the value column"),
     fmt: Output = Format.table,
 ) -> None:
-    """Add a feed; the controller fetches it at once and then every --every."""
-    if bool(url) == bool(path):
-        raise CliError("give exactly one of --url or --path")
+    """Add a feed; the controller fetches it at once and then every --every. A list (--url, --path)
+    is synced whole on each run; a TAXII collection is pulled incrementally."""
+    if sum(map(bool, (url, path, taxii))) != 1:
+        raise CliError("give exactly one of --url, --path or --taxii")
     request = intel_pb2.AddFeedRequest(name=name, url=url, path=path, format=fmt_in, column=column, tlp=tlp,
-                                       scope=scope, every_seconds=parse_ttl_seconds(every, "--every"))
+                                       scope=scope, every_seconds=parse_ttl_seconds(every, "--every"),
+                                       taxii=taxii, collection=collection, token_env=token_env)
     if confidence is not None:
         request.confidence, request.has_confidence = confidence, True
     info = call(ctx, "AddFeed", request, service=INTEL)

@@ -133,6 +133,8 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
     async def AddFeed(self, request: intel_pb2.AddFeedRequest, context: Ctx) -> intel_pb2.FeedInfo:
         view = await self._call(
             context, self.service.feeds.add, request.name, url=request.url or None, path=request.path or None,
+            taxii=request.taxii or None, collection=request.collection or None,
+            token_env=request.token_env or None,
             fmt=request.format or "auto", column=request.column or None, scope=request.scope or "global",
             every_seconds=request.every_seconds,
             confidence=request.confidence if request.has_confidence else None, tlp=request.tlp or None,

@@ -8,25 +8,29 @@ claimed by a conditional UPDATE of its next run time (rowcount 1 wins).
 
 from __future__ import annotations
 
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from controller.domain.errors import AlreadyExists, ControllerError, InvalidInput, NotFound
 from controller.domain.ioc_meta import parse_scope, validate_confidence
 from controller.domain.names import _validate_slug, show
 from controller.intel.entries import TLP_LEVELS, FeedFormatError
-from controller.intel.fetch import Fetched, FetchError, fetch_url, read_path
+from controller.intel.fetch import Fetched, FetchError, fetch_taxii, fetch_url, read_path
 from controller.intel.formats import FORMATS
 from controller.services.intel_import import FEED_SOURCE_PREFIX, Importer, ImportOptions, ImportResult
 from controller.services.scopes import scope_channel, scope_names
 from controller.store.db import Database
-from controller.store.intel_models import Feed
+from controller.store.intel_models import Feed, IocClaim
 from mssp.common.clock import now_ms
 
+_COLLECTION_RE = re.compile(r"[A-Za-z0-9-]{1,64}")
+_ENV_RE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
 MIN_EVERY_SECONDS = 60
 MAX_EVERY_SECONDS = 7 * 24 * 3600
 MAX_ERROR_LEN = 500
@@ -63,12 +67,23 @@ class Feeds:
         self.db = db
         self.importer = importer
 
-    def add(self, name: str, *, url: str | None = None, path: str | None = None, fmt: str = "auto",
+    def add(self, name: str, *, url: str | None = None, path: str | None = None, taxii: str | None = None,
+            collection: str | None = None, token_env: str | None = None, fmt: str = "auto",
             column: str | None = None, scope: str = "global", every_seconds: int = 3600,
             confidence: int | None = None, tlp: str | None = None) -> FeedView:
+        """A TAXII feed pulls incrementally (added_after): it adds and, for revoked objects, removes;
+        an url or path feed is a whole list, and each run is a sync of it."""
         name = _validate_slug("feed", name)
-        if (url is None) == (path is None):
-            raise InvalidInput("a feed needs exactly one of --url or --path")
+        if sum(x is not None for x in (url, path, taxii)) != 1:
+            raise InvalidInput("a feed needs exactly one of --url, --path or --taxii")
+        if taxii is not None:
+            if not collection or not _COLLECTION_RE.fullmatch(collection):
+                raise InvalidInput("--taxii needs --collection ID (the collection's id, a UUID)")
+            if token_env is not None and not _ENV_RE.fullmatch(token_env):
+                raise InvalidInput(f"--token-env {show(token_env)} is not an environment variable name")
+            url, fmt = f"{taxii.rstrip('/')}/collections/{collection}/", "stix"
+        elif collection is not None or token_env is not None:
+            raise InvalidInput("--collection and --token-env go with --taxii")
         if url is not None:
             parts = urlsplit(url)
             if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -91,7 +106,8 @@ class Feeds:
         with self.db.session() as s:
             if s.get(Feed, name) is not None:
                 raise AlreadyExists(f"feed {name!r} already exists")
-            row = Feed(name=name, kind="url" if url else "path", location=url or str(path), format=fmt,
+            kind = "taxii" if taxii else "url" if url else "path"
+            row = Feed(name=name, kind=kind, location=url or str(path), format=fmt, token_env=token_env or "",
                        column=column or "", channel=scope_channel(s, where),
                        confidence=-1 if confidence is None else confidence, every_seconds=every_seconds,
                        tlp=tlp or "", next_run_ms=now, created_at_ms=now)
@@ -157,6 +173,8 @@ class Feeds:
                                 feed.confidence, tlp=feed.tlp or None, column=feed.column or None,
                                 skip_invalid=True)
         try:
+            if feed.kind == "taxii":
+                return self._pull(feed, started, options)
             if feed.kind == "url":
                 fetched = fetch_url(feed.location, etag=feed.etag, last_modified=feed.last_modified)
             else:
@@ -176,6 +194,19 @@ class Feeds:
         validators = (fetched.etag, fetched.last_modified)
         return FeedRun(self._record(feed, started, error="", ok=True, entries=result.entries,
                                     validators=validators), result)
+
+    def _pull(self, feed: Feed, started: int, options: ImportOptions) -> FeedRun:
+        """One incremental TAXII pull: objects added since the last successful one (with a margin)."""
+        token = os.environ.get(feed.token_env, "") if feed.token_env else ""
+        if feed.token_env and not token:
+            raise FetchError(f"the controller's environment has no {feed.token_env} (the feed's token)")
+        data = fetch_taxii(feed.location, added_after_ms=feed.last_success_ms, token=token)
+        source = feed_source(feed.name)
+        result = self.importer.import_feed(data, options, source=source)
+        with self.db.session(readonly=True) as s:
+            held = s.exec(select(func.count()).select_from(IocClaim).where(
+                IocClaim.channel == feed.channel, IocClaim.source == source)).one()
+        return FeedRun(self._record(feed, started, error="", ok=True, entries=int(held)), result)
 
     def _record(self, feed: Feed, started: int, *, error: str, ok: bool, entries: int | None = None,
                 validators: tuple[str, str] | None = None) -> FeedView:

@@ -13,6 +13,7 @@ import json
 import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from typing import Any
 
 from sqlmodel import col, select
 
@@ -45,7 +46,7 @@ _STIX_OBJECT = {IocKind.IPV4: "ipv4-addr", IocKind.CIDR4: "ipv4-addr", IocKind.I
 Row = tuple[int, str, int, int, int, str]  # type, value, confidence, created, expires, tlp
 
 
-def _stamp(ms: int) -> str:
+def stamp(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
@@ -85,23 +86,27 @@ class Exporter:
         return writer(rows, now), len(rows)
 
 
+def stix_indicator(kind: int, value: str, confidence: int, created: int, expires: int, tlp: str,
+                   ) -> dict[str, Any]:
+    """A STIX 2.1 indicator whose id depends only on the value: the same object in every export."""
+    indicator: dict[str, Any] = {
+        "type": "indicator", "spec_version": "2.1",
+        "id": f"indicator--{uuid.uuid5(_NAMESPACE, f'{kind}:{value}')}",
+        "created": stamp(created), "modified": stamp(created),
+        "indicator_types": ["malicious-activity"],
+        "pattern": f"[{_STIX_OBJECT[IocKind(kind)]}:value = '{value}']",
+        "pattern_type": "stix", "pattern_version": "2.1",
+        "valid_from": stamp(created), "confidence": confidence,
+    }
+    if expires:
+        indicator["valid_until"] = stamp(expires)
+    if tlp != UNMARKED:
+        indicator["object_marking_refs"] = [STIX_TLP[tlp]]
+    return indicator
+
+
 def _stix(rows: list[Row], now: int) -> bytes:
-    objects = []
-    for kind, value, confidence, created, expires, tlp in rows:
-        indicator = {
-            "type": "indicator", "spec_version": "2.1",
-            "id": f"indicator--{uuid.uuid5(_NAMESPACE, f'{kind}:{value}')}",
-            "created": _stamp(created), "modified": _stamp(created),
-            "indicator_types": ["malicious-activity"],
-            "pattern": f"[{_STIX_OBJECT[IocKind(kind)]}:value = '{value}']",
-            "pattern_type": "stix", "pattern_version": "2.1",
-            "valid_from": _stamp(created), "confidence": confidence,
-        }
-        if expires:
-            indicator["valid_until"] = _stamp(expires)
-        if tlp != UNMARKED:
-            indicator["object_marking_refs"] = [STIX_TLP[tlp]]
-        objects.append(indicator)
+    objects = [stix_indicator(*row) for row in rows]
     bundle = {"type": "bundle", "id": f"bundle--{uuid.uuid4()}", "objects": objects}
     return json.dumps(bundle, indent=1).encode()
 
@@ -111,7 +116,7 @@ def _csv(rows: list[Row], _now: int) -> bytes:
     w = csv.writer(out, lineterminator="\n")
     w.writerow(["value", "type", "confidence", "valid_until", "tlp"])
     for kind, value, confidence, _created, expires, tlp in rows:
-        w.writerow([value, IocKind(kind).name.lower(), confidence, _stamp(expires) if expires else "", tlp])
+        w.writerow([value, IocKind(kind).name.lower(), confidence, stamp(expires) if expires else "", tlp])
     return out.getvalue().encode()
 
 

@@ -46,7 +46,7 @@ class Feed(SQLModel, table=True):
     """A source the controller refreshes itself; each refresh is a sync of its claims."""
 
     name: str = Field(primary_key=True, max_length=63)
-    kind: str = Field(max_length=8)  # url | path
+    kind: str = Field(max_length=8)  # url | path | taxii
     location: str = Field(sa_column=Column(Text, nullable=False))
     format: str = Field(max_length=8)
     column: str = Field(default="", max_length=63)
@@ -54,6 +54,7 @@ class Feed(SQLModel, table=True):
     confidence: int = Field(default=-1)  # -1: the feed's own, else the default
     every_seconds: int
     tlp: str = Field(default="", max_length=12)
+    token_env: str = Field(default="", max_length=64)  # taxii: the controller's env var with a bearer token
     etag: str = Field(default="", sa_column=Column(Text, nullable=False, default="", server_default=""))
     last_modified: str = Field(default="", max_length=64)
     next_run_ms: int = Field(sa_column=_ms(index=True))

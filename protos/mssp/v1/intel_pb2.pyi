@@ -145,7 +145,7 @@ class ListAllowResponse(_message.Message):
     def __init__(self, entries: _Optional[_Iterable[_Union[AllowEntry, _Mapping]]] = ...) -> None: ...
 
 class AddFeedRequest(_message.Message):
-    __slots__ = ("name", "url", "path", "format", "column", "scope", "every_seconds", "has_confidence", "confidence", "tlp")
+    __slots__ = ("name", "url", "path", "format", "column", "scope", "every_seconds", "has_confidence", "confidence", "tlp", "taxii", "collection", "token_env")
     NAME_FIELD_NUMBER: _ClassVar[int]
     URL_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
@@ -156,6 +156,9 @@ class AddFeedRequest(_message.Message):
     HAS_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     TLP_FIELD_NUMBER: _ClassVar[int]
+    TAXII_FIELD_NUMBER: _ClassVar[int]
+    COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    TOKEN_ENV_FIELD_NUMBER: _ClassVar[int]
     name: str
     url: str
     path: str
@@ -166,7 +169,10 @@ class AddFeedRequest(_message.Message):
     has_confidence: bool
     confidence: int
     tlp: str
-    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., path: _Optional[str] = ..., format: _Optional[str] = ..., column: _Optional[str] = ..., scope: _Optional[str] = ..., every_seconds: _Optional[int] = ..., has_confidence: _Optional[bool] = ..., confidence: _Optional[int] = ..., tlp: _Optional[str] = ...) -> None: ...
+    taxii: str
+    collection: str
+    token_env: str
+    def __init__(self, name: _Optional[str] = ..., url: _Optional[str] = ..., path: _Optional[str] = ..., format: _Optional[str] = ..., column: _Optional[str] = ..., scope: _Optional[str] = ..., every_seconds: _Optional[int] = ..., has_confidence: _Optional[bool] = ..., confidence: _Optional[int] = ..., tlp: _Optional[str] = ..., taxii: _Optional[str] = ..., collection: _Optional[str] = ..., token_env: _Optional[str] = ...) -> None: ...
 
 class FeedInfo(_message.Message):
     __slots__ = ("name", "location", "kind", "format", "scope", "every_seconds", "last_run_ms", "last_success_ms", "last_error", "entries", "next_run_ms")

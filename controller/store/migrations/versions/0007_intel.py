@@ -65,6 +65,7 @@ def upgrade() -> None:
         sa.Column("confidence", sa.Integer(), nullable=False),
         sa.Column("every_seconds", sa.Integer(), nullable=False),
         sa.Column("tlp", sa.String(length=12), nullable=False),
+        sa.Column("token_env", sa.String(length=64), nullable=False, server_default=""),
         _text("etag"),
         sa.Column("last_modified", sa.String(length=64), nullable=False),
         _ms("next_run_ms"), _ms("last_run_ms"), _ms("last_success_ms"),
