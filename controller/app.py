@@ -21,6 +21,7 @@ from nats.aio.client import Client as NatsClient
 
 from controller.api.server import ApiServer, start_api
 from controller.config import Settings
+from controller.domain.decay import DecayModel
 from controller.domain.errors import ListenError
 from controller.grpc_api.apikeys import ApiKeyServicer
 from controller.grpc_api.billing import BillingServicer
@@ -130,6 +131,7 @@ class ControllerApp:
         self.service = ControllerService(
             self.db, token_ttl_seconds=s.token_ttl_seconds, online_window_seconds=s.online_window_seconds,
             plans_path=s.plans_path, read_cache_seconds=s.api_cache_seconds,
+            decay=DecayModel(s.decay_lifetime_days, s.decay_speed, s.decay_threshold),
         )
         await asyncio.to_thread(self.service.billing.plan_book)  # a malformed plans file stops start-up
         ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)

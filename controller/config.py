@@ -73,6 +73,11 @@ class Settings(BaseSettings):
     housekeeping_telemetry_seconds: float = Field(default=3600.0, gt=0)  # telemetry retention
     housekeeping_tokens_seconds: float = Field(default=3600.0, gt=0)  # delete old enrollment tokens
     housekeeping_feeds_seconds: float = Field(default=30.0, gt=0)  # look for feeds due a refresh
+    housekeeping_decay_seconds: float = Field(default=3600.0, gt=0)  # withdraw decayed claims
+    # MISP's polynomial decay of feed and import claims (controller/domain/decay.py).
+    decay_lifetime_days: float = Field(default=120.0, gt=0)
+    decay_speed: float = Field(default=2.0, gt=0)
+    decay_threshold: int = Field(default=30, ge=0, le=100)
     # The never-block guard's broadest IOC prefixes (a /7 is refused by default).
     ioc_max_prefix_v4: int = Field(default=8, ge=8, le=32)
     ioc_max_prefix_v6: int = Field(default=16, ge=16, le=128)

@@ -148,6 +148,8 @@ class Maintained(Protocol):
 
     def run_feeds(self) -> int: ...
 
+    def decay_iocs(self) -> int: ...
+
 
 def controller_jobs(
     service: Maintained,
@@ -170,6 +172,8 @@ def controller_jobs(
         Job("push-log-prune", settings.housekeeping_push_log_seconds, prune, "published push-log rows"),
         Job("feeds", settings.housekeeping_feeds_seconds, service.run_feeds, "feeds refreshed",
             after=lambda _ran: on_iocs_expired()),
+        Job("ioc-decay", settings.housekeeping_decay_seconds, service.decay_iocs, "decayed IOCs",
+            after=lambda _removed: on_iocs_expired()),
         Job("telemetry-retention", settings.housekeeping_telemetry_seconds,
             lambda: purge(db, clock_ms()), "telemetry rows past retention"),
         Job("enrollment-tokens", settings.housekeeping_tokens_seconds,

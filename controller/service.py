@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from controller import resync
+from controller.domain.decay import DecayModel
 from controller.domain.models import (
     FleetStatus,
     Gateway,
@@ -30,12 +31,13 @@ from controller.services.allowlist import Allowlist, GuardSettings
 from controller.services.apikeys import ApiKeys
 from controller.services.billing import Billing
 from controller.services.channels import PUSH_LOG_KEEP, Channels
+from controller.services.decay import decay_claims
 from controller.services.feeds import Feeds
 from controller.services.fleet import Fleet
 from controller.services.gateways import TOKEN_PREFIX, Gateways
 from controller.services.intel_export import Exporter
 from controller.services.intel_import import Importer
-from controller.services.iocs import Iocs
+from controller.services.iocs import ClaimView, Iocs, show_ioc
 from controller.services.policies import Policies
 from controller.services.read_cache import ReadCache
 from controller.services.shared_collection import SharedCollection
@@ -51,6 +53,7 @@ class ControllerService:
     def __init__(
         self, db: Database, *, token_ttl_seconds: int = 24 * 3600, online_window_seconds: float = 90.0,
         plans_path: Path | None = None, read_cache_seconds: float = 30.0, guard: GuardSettings | None = None,
+        decay: DecayModel | None = None,
     ) -> None:
         self.db = db
         self.tenants = Tenants(db)
@@ -63,6 +66,7 @@ class ControllerService:
         self.feeds = Feeds(db, self.importer)
         self.exporter = Exporter(db)
         self.shared = SharedCollection(db)  # what partners read over TAXII
+        self.decay_model = decay or DecayModel()
         self.channels = Channels(db)
         self.apikeys = ApiKeys(db)
         self.billing = Billing(db, plans_path)
@@ -71,6 +75,12 @@ class ControllerService:
 
     def run_feeds(self) -> int:
         return self.feeds.run_due()
+
+    def show_ioc(self, value: str, scope: str = "global") -> tuple[IocRecord, list[ClaimView]]:
+        return show_ioc(self.db, value, scope, self.decay_model)
+
+    def decay_iocs(self) -> int:
+        return decay_claims(self.db, self.decay_model)
 
     def set_guard(self, guard: GuardSettings) -> None:
         """The controller's own addresses are known once its listeners are bound."""

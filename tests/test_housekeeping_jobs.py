@@ -43,7 +43,7 @@ def settings(tmp_path: Path, **periods: float) -> Settings:
     values: dict[str, Any] = {
         "housekeeping_ioc_expiry_seconds": SLOW, "housekeeping_push_log_seconds": SLOW,
         "housekeeping_telemetry_seconds": SLOW, "housekeeping_tokens_seconds": SLOW,
-        "housekeeping_feeds_seconds": SLOW,
+        "housekeeping_feeds_seconds": SLOW, "housekeeping_decay_seconds": SLOW,
     }
     return Settings(data_dir=tmp_path, **(values | periods))
 
@@ -76,7 +76,7 @@ def test_the_controller_runs_every_job(tmp_path: Path, svc: ControllerService, d
                            on_iocs_expired=lambda: None)
     assert {j.name: j.period for j in jobs} == {
         "ioc-expiry": 1.0, "push-log-prune": SLOW, "telemetry-retention": SLOW, "enrollment-tokens": SLOW,
-        "feeds": SLOW,
+        "feeds": SLOW, "ioc-decay": SLOW,
     }
     defaults = Settings(data_dir=tmp_path)
     assert defaults.housekeeping_ioc_expiry_seconds <= 1.0  # removal pushes go out promptly

@@ -141,6 +141,12 @@ def test_cli_import_feed_allowlist_and_export(controller_proc: ControllerProc, t
     feeds = as_json(run("feed", "list", "-o", "json"))
     assert isinstance(feeds, list) and feeds[0]["entries"] == 1
 
+    shown = as_json(run("ioc", "show", "198.51.100.61", "-o", "json"))
+    assert isinstance(shown, dict) and [(c["source"], c["tlp"], c["decays"]) for c in shown["claims"]] == [
+        ("import", "green", True)]
+    assert shown["claims"][0]["score"] == pytest.approx(80, abs=0.5)
+    assert_failed(run("ioc", "show", "198.51.100.200"), "not in global")
+
     out = tmp_path / "out.json"
     assert_ok(run("ioc", "export", "--format", "stix", "--out", str(out)))
     bundle = json.loads(out.read_text())

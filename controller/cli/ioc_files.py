@@ -108,6 +108,31 @@ def print_result(result: intel_pb2.ImportResult) -> None:
             con.print(f"... and {hidden} more (-o json lists up to 1,000)")
 
 
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    value: str = typer.Argument(..., help="the indicator"),
+    scope: str = typer.Option("global", "--scope", "-s", help=SCOPE_HELP),
+    fmt: Output = Format.table,
+) -> None:
+    """One indicator and every source's claim on it (confidence, expiry, marking, decayed score)."""
+    detail = call(ctx, "ShowIoc", intel_pb2.ShowIocRequest(value=value, scope=scope), service="IntelService")
+    if fmt is Format.json:
+        output.print_json(detail)
+        return
+    info, con = detail.info, output.console()
+    con.print(output.details(
+        ("value", info.ioc.value), ("scope", info.scope), ("confidence", str(info.ioc.confidence)),
+        ("source", info.ioc.source), ("expires", output.when(info.ioc.expires_at_ms, never="never")),
+        ("added", output.relative(info.created_at_ms)), ("seq", str(info.seq)),
+    ))
+    t = output.table("source", "confidence", "score", "expires", "tlp", "last seen")
+    for c in detail.claims:
+        output.add_row(t, c.source, str(c.confidence), f"{c.score:g}" if c.decays else "-",
+                       output.relative(c.expires_at_ms), c.tlp or "-", output.relative(c.last_seen_ms))
+    con.print(t)
+
+
 @app.command("export")
 def export(
     ctx: typer.Context,

@@ -11,6 +11,7 @@ from typing import Any
 import grpc
 
 from controller.domain.errors import InvalidInput
+from controller.grpc_api import convert
 from controller.grpc_api.errors import maps_domain_errors
 from controller.grpc_api.operator import authenticate_operator
 from controller.service import ControllerService
@@ -107,6 +108,15 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
         for start in range(0, len(data), EXPORT_CHUNK):
             yield intel_pb2.ExportChunk(data=data[start : start + EXPORT_CHUNK])
         yield intel_pb2.ExportChunk(count=count)
+
+    @maps_domain_errors
+    async def ShowIoc(self, request: intel_pb2.ShowIocRequest, context: Ctx) -> intel_pb2.IocDetail:
+        record, claims = await self._call(context, self.service.show_ioc, request.value,
+                                          request.scope or "global")
+        return intel_pb2.IocDetail(info=convert.ioc_info(record), claims=[
+            intel_pb2.IocClaim(source=c.source, confidence=c.confidence, expires_at_ms=c.expires_at_ms,
+                               tlp=c.tlp, last_seen_ms=c.last_seen_ms, decays=c.decays, score=c.score)
+            for c in claims])
 
     @maps_domain_errors
     async def AddAllow(self, request: intel_pb2.AllowRequest, context: Ctx) -> intel_pb2.AllowEntry:

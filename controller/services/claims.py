@@ -36,6 +36,7 @@ class Claim:
     expires_at_ms: int  # 0 = never
     tlp: str = ""
     seen_ms: int = field(default=0, compare=False)  # when the source last said it: breaks ties
+    decays: bool = field(default=False, compare=False)  # feeds and imports decay; an operator's add does not
 
 
 @dataclass(frozen=True)
@@ -63,7 +64,7 @@ def chunks(items: list, size: int = _IN_CHUNK) -> Iterable[list]:  # type: ignor
 
 IOC_COLS = ("channel", "type", "value", "source", "confidence", "created_at_ms", "expires_at_ms", "seq")
 CLAIM_COLS = ("channel", "type", "value", "source", "confidence", "expires_at_ms", "created_at_ms",
-               "last_seen_ms", "tlp")
+               "last_seen_ms", "tlp", "decays")
 _CLAIMS = select(IocClaim.type, IocClaim.value, IocClaim.source, IocClaim.confidence, IocClaim.expires_at_ms,
                  IocClaim.tlp, IocClaim.last_seen_ms)
 
@@ -200,9 +201,9 @@ class ChannelWriter:
         conn, claim = self.s.connection(), IocClaim.__table__  # type: ignore[attr-defined]
         ch, now = self.channel, self.now
         insert_rows(conn, claim, CLAIM_COLS, [
-            *((ch, k[0], k[1], src, c.confidence, c.expires_at_ms, now, now, c.tlp)
+            *((ch, k[0], k[1], src, c.confidence, c.expires_at_ms, now, now, c.tlp, c.decays)
               for (k, src), c in self.put.items() if (k, src) in self.fresh),
-            *((ch, k[0], k[1], src, c.confidence, c.expires_at_ms, now, now, c.tlp)
+            *((ch, k[0], k[1], src, c.confidence, c.expires_at_ms, now, now, c.tlp, c.decays)
               for src, items in self.new.items() for k, c in items)])
         changed = [{"k_type": k[0], "k_value": k[1], "k_source": src, "n_confidence": c.confidence,
                     "n_expires": c.expires_at_ms, "n_tlp": c.tlp}
@@ -242,3 +243,15 @@ class ChannelWriter:
             size += cost
         seqs.append(append_push(self.s, self.channel, iocs=delta))
         return seqs
+
+
+def withdraw(s: Session, channel: str, gone: Iterable[tuple[Key, str]], now: int) -> int:
+    """Remove these claims (expired, decayed) from a locked channel; returns indicators removed."""
+    gone = list(gone)
+    keys = [key for key, _ in gone]
+    claims = claims_of(s, channel, keys)
+    writer = ChannelWriter(s, channel, now)
+    for key, src in gone:
+        writer.remove(key, src)
+        claims.get(key, {}).pop(src, None)
+    return writer.apply(indicator_rows(s, channel, keys), {k: claims.get(k, {}) for k in keys})[1]

@@ -171,7 +171,7 @@ class Importer:
                      options.tlp or item.tlp or "")
             claim = made.get(shape)
             if claim is None:  # claims are immutable: entries that say the same share one
-                claim = made[shape] = Claim(*shape, now)
+                claim = made[shape] = Claim(*shape, now, decays=True)
             held = claims.get(key)
             if held is None:
                 claims[key] = claim

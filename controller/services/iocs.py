@@ -8,9 +8,12 @@ scope does not hold it names the scopes that do, so a typo in --scope is not mis
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from sqlmodel import Session, col, select
 
-from controller.domain.errors import InvalidInput
+from controller.domain.decay import DecayModel
+from controller.domain.errors import InvalidInput, NotFound
 from controller.domain.ioc import IocKind, parse_ioc
 from controller.domain.ioc_meta import (
     DEFAULT_CONFIDENCE,
@@ -21,11 +24,11 @@ from controller.domain.ioc_meta import (
 from controller.domain.models import Indicator, IocRecord, RemoveIocResult
 from controller.services.allowlist import GuardSettings, guard_for
 from controller.services.channels import head, lock_channel
-from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, indicator_rows
+from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, withdraw
 from controller.services.scopes import scope_channel, scope_names
 from controller.store import models as rows
 from controller.store.db import Database
-from controller.store.intel_models import IocClaim
+from controller.store.intel_models import Feed, IocClaim
 from mssp.common.clock import now_ms
 from mssp.common.limits import MAX_TTL_SECONDS
 
@@ -131,14 +134,7 @@ class Iocs:
                 # Read under the locks: what another expirer already removed is not removed (pushed) again.
                 gone = s.exec(select(IocClaim.type, IocClaim.value, IocClaim.source)
                               .where(*expired, IocClaim.channel == channel)).all()
-                keys = [(t, v) for t, v, _ in gone]
-                claims = claims_of(s, channel, keys)
-                writer = ChannelWriter(s, channel, now)
-                for t, v, src in gone:
-                    writer.remove((t, v), src)
-                    claims.get((t, v), {}).pop(src, None)
-                after = {k: claims.get(k, {}) for k in keys}
-                removed += writer.apply(indicator_rows(s, channel, keys), after)[1]
+                removed += withdraw(s, channel, [((t, v), src) for t, v, src in gone], now)
         return removed
 
 
@@ -147,3 +143,41 @@ def indicator_row(s: Session, channel: str, key: Key) -> rows.Ioc | None:
     return s.exec(select(rows.Ioc).where(
         rows.Ioc.channel == channel, rows.Ioc.type == key[0], rows.Ioc.value == key[1],
     ).execution_options(populate_existing=True)).first()
+
+
+@dataclass(frozen=True)
+class ClaimView:
+    source: str
+    confidence: int
+    expires_at_ms: int
+    tlp: str
+    last_seen_ms: int
+    decays: bool
+    score: float  # the confidence decayed to now (the confidence itself when it does not decay)
+
+
+def show_ioc(db: Database, value: str, scope: str, model: DecayModel) -> tuple[IocRecord, list[ClaimView]]:
+    """One indicator with every source's claim; NotFound (naming the scopes that hold it) else."""
+    parsed = parse_ioc(value)
+    where = parse_scope(scope)
+    now = now_ms()
+    with db.session(readonly=True) as s:
+        channel = scope_channel(s, where)
+        row = indicator_row(s, channel, (int(parsed.kind), parsed.value))
+        if row is None:
+            names = scope_names(s)
+            held = sorted(names[c] for c in s.exec(select(rows.Ioc.channel).where(
+                rows.Ioc.type == int(parsed.kind), rows.Ioc.value == parsed.value)) if c in names)
+            elsewhere = f"; held in {', '.join(held)}" if held else ""
+            raise NotFound(f"{parsed.value} is not in {where}{elsewhere}")
+        feeds = {name: seen for name, seen in s.exec(select(Feed.name, Feed.last_success_ms))}
+        claims = s.exec(select(IocClaim).where(IocClaim.channel == channel, IocClaim.type == row.type,
+                                               IocClaim.value == row.value).order_by(IocClaim.source)).all()
+        views = []
+        for c in claims:
+            seen = max(c.last_seen_ms, feeds.get(c.source.removeprefix("feed:"), 0)
+                       if c.source.startswith("feed:") else 0)
+            score = model.score(c.confidence, now - seen) if c.decays else float(c.confidence)
+            views.append(ClaimView(c.source, c.confidence, c.expires_at_ms, c.tlp, seen, c.decays,
+                                   round(score, 1)))
+        return ioc_record(row, str(where)), views

@@ -18,7 +18,8 @@ def _ms(*, index: bool = False) -> Column:  # type: ignore[type-arg]
 
 class IocClaim(SQLModel, table=True):
     __tablename__ = "ioc_claim"
-    __table_args__ = (Index("ix_ioc_claim_source", "channel", "source"),)
+    __table_args__ = (Index("ix_ioc_claim_source", "channel", "source"),
+                      Index("ix_ioc_claim_decay", "decays", "confidence", "last_seen_ms"))
 
     channel: str = Field(primary_key=True, max_length=48)
     type: int = Field(primary_key=True)
@@ -29,6 +30,7 @@ class IocClaim(SQLModel, table=True):
     created_at_ms: int = Field(sa_column=_ms())
     last_seen_ms: int = Field(sa_column=_ms())  # the source said it again (a refresh, a re-import)
     tlp: str = Field(default="", max_length=12)  # "" = unmarked
+    decays: bool = Field(default=False)  # feeds and imports decay (domain/decay.py); an operator's add not
 
 
 class AllowEntry(SQLModel, table=True):

@@ -22,49 +22,56 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from mssp.v1 import operator_pb2 as mssp_dot_v1_dot_operator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mssp/v1/intel.proto\x12\x07mssp.v1\"\xe6\x01\n\rImportOptions\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0ehas_confidence\x18\x04 \x01(\x08\x12\x12\n\nconfidence\x18\x05 \x01(\r\x12\x0f\n\x07has_ttl\x18\x06 \x01(\x08\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\x12\x0b\n\x03tlp\x18\x08 \x01(\t\x12\x0e\n\x06\x63olumn\x18\t \x01(\t\x12\x14\n\x0cskip_invalid\x18\n \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\"D\n\x0bImportChunk\x12\'\n\x07options\x18\x01 \x01(\x0b\x32\x16.mssp.v1.ImportOptions\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"<\n\rImportProblem\x12\r\n\x05where\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"\x90\x02\n\x0cImportResult\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\r\x12\x0b\n\x03new\x18\x05 \x01(\r\x12\x11\n\trefreshed\x18\x06 \x01(\r\x12\x11\n\tunchanged\x18\x07 \x01(\r\x12\x0f\n\x07removed\x18\x08 \x01(\r\x12\x0f\n\x07invalid\x18\t \x01(\r\x12\x13\n\x0bunsupported\x18\n \x01(\r\x12\x0f\n\x07refused\x18\x0b \x01(\r\x12\x0c\n\x04urls\x18\x0c \x01(\r\x12\x0c\n\x04seqs\x18\r \x03(\x04\x12(\n\x08problems\x18\x0e \x03(\x0b\x32\x16.mssp.v1.ImportProblem\"?\n\x11\x45xportIocsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0b\n\x03tlp\x18\x03 \x03(\t\"*\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\":\n\x0c\x41llowRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"a\n\nAllowEntry\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08matching\x18\x05 \x01(\r\"&\n\x13RemoveAllowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"!\n\x10ListAllowRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"9\n\x11ListAllowResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.mssp.v1.AllowEntry\"\xee\x01\n\x0e\x41\x64\x64\x46\x65\x65\x64Request\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x15\n\revery_seconds\x18\x07 \x01(\x03\x12\x16\n\x0ehas_confidence\x18\x08 \x01(\x08\x12\x12\n\nconfidence\x18\t \x01(\r\x12\x0b\n\x03tlp\x18\n \x01(\t\x12\r\n\x05taxii\x18\x0b \x01(\t\x12\x12\n\ncollection\x18\x0c \x01(\t\x12\x11\n\ttoken_env\x18\r \x01(\t\"\xd6\x01\n\x08\x46\x65\x65\x64Info\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x15\n\revery_seconds\x18\x06 \x01(\x03\x12\x13\n\x0blast_run_ms\x18\x07 \x01(\x03\x12\x17\n\x0flast_success_ms\x18\x08 \x01(\x03\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x0f\n\x07\x65ntries\x18\n \x01(\r\x12\x13\n\x0bnext_run_ms\x18\x0b \x01(\x03\"\x12\n\x10ListFeedsRequest\"5\n\x11ListFeedsResponse\x12 \n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x11.mssp.v1.FeedInfo\"\x17\n\x07\x46\x65\x65\x64Ref\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\rFeedRunResult\x12\x1f\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x11.mssp.v1.FeedInfo\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.mssp.v1.ImportResult\x12\x14\n\x0cnot_modified\x18\x03 \x01(\x08\x32\xb5\x04\n\x0cIntelService\x12;\n\nImportIocs\x12\x14.mssp.v1.ImportChunk\x1a\x15.mssp.v1.ImportResult(\x01\x12@\n\nExportIocs\x12\x1a.mssp.v1.ExportIocsRequest\x1a\x14.mssp.v1.ExportChunk0\x01\x12\x36\n\x08\x41\x64\x64\x41llow\x12\x15.mssp.v1.AllowRequest\x1a\x13.mssp.v1.AllowEntry\x12\x42\n\x0bRemoveAllow\x12\x15.mssp.v1.AllowRequest\x1a\x1c.mssp.v1.RemoveAllowResponse\x12\x42\n\tListAllow\x12\x19.mssp.v1.ListAllowRequest\x1a\x1a.mssp.v1.ListAllowResponse\x12\x35\n\x07\x41\x64\x64\x46\x65\x65\x64\x12\x17.mssp.v1.AddFeedRequest\x1a\x11.mssp.v1.FeedInfo\x12\x42\n\tListFeeds\x12\x19.mssp.v1.ListFeedsRequest\x1a\x1a.mssp.v1.ListFeedsResponse\x12\x33\n\x07RunFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResult\x12\x36\n\nRemoveFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mssp/v1/intel.proto\x12\x07mssp.v1\x1a\x16mssp/v1/operator.proto\"\xe6\x01\n\rImportOptions\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0ehas_confidence\x18\x04 \x01(\x08\x12\x12\n\nconfidence\x18\x05 \x01(\r\x12\x0f\n\x07has_ttl\x18\x06 \x01(\x08\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\x12\x0b\n\x03tlp\x18\x08 \x01(\t\x12\x0e\n\x06\x63olumn\x18\t \x01(\t\x12\x14\n\x0cskip_invalid\x18\n \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\"D\n\x0bImportChunk\x12\'\n\x07options\x18\x01 \x01(\x0b\x32\x16.mssp.v1.ImportOptions\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"<\n\rImportProblem\x12\r\n\x05where\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"\x90\x02\n\x0cImportResult\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\r\x12\x0b\n\x03new\x18\x05 \x01(\r\x12\x11\n\trefreshed\x18\x06 \x01(\r\x12\x11\n\tunchanged\x18\x07 \x01(\r\x12\x0f\n\x07removed\x18\x08 \x01(\r\x12\x0f\n\x07invalid\x18\t \x01(\r\x12\x13\n\x0bunsupported\x18\n \x01(\r\x12\x0f\n\x07refused\x18\x0b \x01(\r\x12\x0c\n\x04urls\x18\x0c \x01(\r\x12\x0c\n\x04seqs\x18\r \x03(\x04\x12(\n\x08problems\x18\x0e \x03(\x0b\x32\x16.mssp.v1.ImportProblem\".\n\x0eShowIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\"\x87\x01\n\x08IocClaim\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\r\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x0b\n\x03tlp\x18\x04 \x01(\t\x12\x14\n\x0clast_seen_ms\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65\x63\x61ys\x18\x06 \x01(\x08\x12\r\n\x05score\x18\x07 \x01(\x01\"N\n\tIocDetail\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mssp.v1.IocInfo\x12!\n\x06\x63laims\x18\x02 \x03(\x0b\x32\x11.mssp.v1.IocClaim\"?\n\x11\x45xportIocsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0b\n\x03tlp\x18\x03 \x03(\t\"*\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\":\n\x0c\x41llowRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"a\n\nAllowEntry\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08matching\x18\x05 \x01(\r\"&\n\x13RemoveAllowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"!\n\x10ListAllowRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"9\n\x11ListAllowResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.mssp.v1.AllowEntry\"\xee\x01\n\x0e\x41\x64\x64\x46\x65\x65\x64Request\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x15\n\revery_seconds\x18\x07 \x01(\x03\x12\x16\n\x0ehas_confidence\x18\x08 \x01(\x08\x12\x12\n\nconfidence\x18\t \x01(\r\x12\x0b\n\x03tlp\x18\n \x01(\t\x12\r\n\x05taxii\x18\x0b \x01(\t\x12\x12\n\ncollection\x18\x0c \x01(\t\x12\x11\n\ttoken_env\x18\r \x01(\t\"\xd6\x01\n\x08\x46\x65\x65\x64Info\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x15\n\revery_seconds\x18\x06 \x01(\x03\x12\x13\n\x0blast_run_ms\x18\x07 \x01(\x03\x12\x17\n\x0flast_success_ms\x18\x08 \x01(\x03\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x0f\n\x07\x65ntries\x18\n \x01(\r\x12\x13\n\x0bnext_run_ms\x18\x0b \x01(\x03\"\x12\n\x10ListFeedsRequest\"5\n\x11ListFeedsResponse\x12 \n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x11.mssp.v1.FeedInfo\"\x17\n\x07\x46\x65\x65\x64Ref\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\rFeedRunResult\x12\x1f\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x11.mssp.v1.FeedInfo\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.mssp.v1.ImportResult\x12\x14\n\x0cnot_modified\x18\x03 \x01(\x08\x32\xed\x04\n\x0cIntelService\x12;\n\nImportIocs\x12\x14.mssp.v1.ImportChunk\x1a\x15.mssp.v1.ImportResult(\x01\x12@\n\nExportIocs\x12\x1a.mssp.v1.ExportIocsRequest\x1a\x14.mssp.v1.ExportChunk0\x01\x12\x36\n\x07ShowIoc\x12\x17.mssp.v1.ShowIocRequest\x1a\x12.mssp.v1.IocDetail\x12\x36\n\x08\x41\x64\x64\x41llow\x12\x15.mssp.v1.AllowRequest\x1a\x13.mssp.v1.AllowEntry\x12\x42\n\x0bRemoveAllow\x12\x15.mssp.v1.AllowRequest\x1a\x1c.mssp.v1.RemoveAllowResponse\x12\x42\n\tListAllow\x12\x19.mssp.v1.ListAllowRequest\x1a\x1a.mssp.v1.ListAllowResponse\x12\x35\n\x07\x41\x64\x64\x46\x65\x65\x64\x12\x17.mssp.v1.AddFeedRequest\x1a\x11.mssp.v1.FeedInfo\x12\x42\n\tListFeeds\x12\x19.mssp.v1.ListFeedsRequest\x1a\x1a.mssp.v1.ListFeedsResponse\x12\x33\n\x07RunFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResult\x12\x36\n\nRemoveFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResultb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mssp.v1.intel_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMPORTOPTIONS']._serialized_start=33
-  _globals['_IMPORTOPTIONS']._serialized_end=263
-  _globals['_IMPORTCHUNK']._serialized_start=265
-  _globals['_IMPORTCHUNK']._serialized_end=333
-  _globals['_IMPORTPROBLEM']._serialized_start=335
-  _globals['_IMPORTPROBLEM']._serialized_end=395
-  _globals['_IMPORTRESULT']._serialized_start=398
-  _globals['_IMPORTRESULT']._serialized_end=670
-  _globals['_EXPORTIOCSREQUEST']._serialized_start=672
-  _globals['_EXPORTIOCSREQUEST']._serialized_end=735
-  _globals['_EXPORTCHUNK']._serialized_start=737
-  _globals['_EXPORTCHUNK']._serialized_end=779
-  _globals['_ALLOWREQUEST']._serialized_start=781
-  _globals['_ALLOWREQUEST']._serialized_end=839
-  _globals['_ALLOWENTRY']._serialized_start=841
-  _globals['_ALLOWENTRY']._serialized_end=938
-  _globals['_REMOVEALLOWRESPONSE']._serialized_start=940
-  _globals['_REMOVEALLOWRESPONSE']._serialized_end=978
-  _globals['_LISTALLOWREQUEST']._serialized_start=980
-  _globals['_LISTALLOWREQUEST']._serialized_end=1013
-  _globals['_LISTALLOWRESPONSE']._serialized_start=1015
-  _globals['_LISTALLOWRESPONSE']._serialized_end=1072
-  _globals['_ADDFEEDREQUEST']._serialized_start=1075
-  _globals['_ADDFEEDREQUEST']._serialized_end=1313
-  _globals['_FEEDINFO']._serialized_start=1316
-  _globals['_FEEDINFO']._serialized_end=1530
-  _globals['_LISTFEEDSREQUEST']._serialized_start=1532
-  _globals['_LISTFEEDSREQUEST']._serialized_end=1550
-  _globals['_LISTFEEDSRESPONSE']._serialized_start=1552
-  _globals['_LISTFEEDSRESPONSE']._serialized_end=1605
-  _globals['_FEEDREF']._serialized_start=1607
-  _globals['_FEEDREF']._serialized_end=1630
-  _globals['_FEEDRUNRESULT']._serialized_start=1632
-  _globals['_FEEDRUNRESULT']._serialized_end=1741
-  _globals['_INTELSERVICE']._serialized_start=1744
-  _globals['_INTELSERVICE']._serialized_end=2309
+  _globals['_IMPORTOPTIONS']._serialized_start=57
+  _globals['_IMPORTOPTIONS']._serialized_end=287
+  _globals['_IMPORTCHUNK']._serialized_start=289
+  _globals['_IMPORTCHUNK']._serialized_end=357
+  _globals['_IMPORTPROBLEM']._serialized_start=359
+  _globals['_IMPORTPROBLEM']._serialized_end=419
+  _globals['_IMPORTRESULT']._serialized_start=422
+  _globals['_IMPORTRESULT']._serialized_end=694
+  _globals['_SHOWIOCREQUEST']._serialized_start=696
+  _globals['_SHOWIOCREQUEST']._serialized_end=742
+  _globals['_IOCCLAIM']._serialized_start=745
+  _globals['_IOCCLAIM']._serialized_end=880
+  _globals['_IOCDETAIL']._serialized_start=882
+  _globals['_IOCDETAIL']._serialized_end=960
+  _globals['_EXPORTIOCSREQUEST']._serialized_start=962
+  _globals['_EXPORTIOCSREQUEST']._serialized_end=1025
+  _globals['_EXPORTCHUNK']._serialized_start=1027
+  _globals['_EXPORTCHUNK']._serialized_end=1069
+  _globals['_ALLOWREQUEST']._serialized_start=1071
+  _globals['_ALLOWREQUEST']._serialized_end=1129
+  _globals['_ALLOWENTRY']._serialized_start=1131
+  _globals['_ALLOWENTRY']._serialized_end=1228
+  _globals['_REMOVEALLOWRESPONSE']._serialized_start=1230
+  _globals['_REMOVEALLOWRESPONSE']._serialized_end=1268
+  _globals['_LISTALLOWREQUEST']._serialized_start=1270
+  _globals['_LISTALLOWREQUEST']._serialized_end=1303
+  _globals['_LISTALLOWRESPONSE']._serialized_start=1305
+  _globals['_LISTALLOWRESPONSE']._serialized_end=1362
+  _globals['_ADDFEEDREQUEST']._serialized_start=1365
+  _globals['_ADDFEEDREQUEST']._serialized_end=1603
+  _globals['_FEEDINFO']._serialized_start=1606
+  _globals['_FEEDINFO']._serialized_end=1820
+  _globals['_LISTFEEDSREQUEST']._serialized_start=1822
+  _globals['_LISTFEEDSREQUEST']._serialized_end=1840
+  _globals['_LISTFEEDSRESPONSE']._serialized_start=1842
+  _globals['_LISTFEEDSRESPONSE']._serialized_end=1895
+  _globals['_FEEDREF']._serialized_start=1897
+  _globals['_FEEDREF']._serialized_end=1920
+  _globals['_FEEDRUNRESULT']._serialized_start=1922
+  _globals['_FEEDRUNRESULT']._serialized_end=2031
+  _globals['_INTELSERVICE']._serialized_start=2034
+  _globals['_INTELSERVICE']._serialized_end=2655
 # @@protoc_insertion_point(module_scope)

@@ -1,3 +1,4 @@
+from mssp.v1 import operator_pb2 as _operator_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
@@ -83,6 +84,40 @@ class ImportResult(_message.Message):
     seqs: _containers.RepeatedScalarFieldContainer[int]
     problems: _containers.RepeatedCompositeFieldContainer[ImportProblem]
     def __init__(self, scope: _Optional[str] = ..., source: _Optional[str] = ..., dry_run: _Optional[bool] = ..., entries: _Optional[int] = ..., new: _Optional[int] = ..., refreshed: _Optional[int] = ..., unchanged: _Optional[int] = ..., removed: _Optional[int] = ..., invalid: _Optional[int] = ..., unsupported: _Optional[int] = ..., refused: _Optional[int] = ..., urls: _Optional[int] = ..., seqs: _Optional[_Iterable[int]] = ..., problems: _Optional[_Iterable[_Union[ImportProblem, _Mapping]]] = ...) -> None: ...
+
+class ShowIocRequest(_message.Message):
+    __slots__ = ("value", "scope")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    scope: str
+    def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+
+class IocClaim(_message.Message):
+    __slots__ = ("source", "confidence", "expires_at_ms", "tlp", "last_seen_ms", "decays", "score")
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    EXPIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    TLP_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    DECAYS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    source: str
+    confidence: int
+    expires_at_ms: int
+    tlp: str
+    last_seen_ms: int
+    decays: bool
+    score: float
+    def __init__(self, source: _Optional[str] = ..., confidence: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., tlp: _Optional[str] = ..., last_seen_ms: _Optional[int] = ..., decays: _Optional[bool] = ..., score: _Optional[float] = ...) -> None: ...
+
+class IocDetail(_message.Message):
+    __slots__ = ("info", "claims")
+    INFO_FIELD_NUMBER: _ClassVar[int]
+    CLAIMS_FIELD_NUMBER: _ClassVar[int]
+    info: _operator_pb2.IocInfo
+    claims: _containers.RepeatedCompositeFieldContainer[IocClaim]
+    def __init__(self, info: _Optional[_Union[_operator_pb2.IocInfo, _Mapping]] = ..., claims: _Optional[_Iterable[_Union[IocClaim, _Mapping]]] = ...) -> None: ...
 
 class ExportIocsRequest(_message.Message):
     __slots__ = ("scope", "format", "tlp")

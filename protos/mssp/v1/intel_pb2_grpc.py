@@ -47,6 +47,11 @@ class IntelServiceStub:
                 request_serializer=mssp_dot_v1_dot_intel__pb2.ExportIocsRequest.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_intel__pb2.ExportChunk.FromString,
                 _registered_method=True)
+        self.ShowIoc = channel.unary_unary(
+                '/mssp.v1.IntelService/ShowIoc',
+                request_serializer=mssp_dot_v1_dot_intel__pb2.ShowIocRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_intel__pb2.IocDetail.FromString,
+                _registered_method=True)
         self.AddAllow = channel.unary_unary(
                 '/mssp.v1.IntelService/AddAllow',
                 request_serializer=mssp_dot_v1_dot_intel__pb2.AllowRequest.SerializeToString,
@@ -102,6 +107,13 @@ class IntelServiceServicer:
     def ExportIocs(self, request, context):
         """The scope's indicators as a file (STIX 2.1 bundle, CSV or plain list),
         in chunks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowIoc(self, request, context):
+        """One indicator with every source's claim and its decayed score.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -163,6 +175,11 @@ def add_IntelServiceServicer_to_server(servicer, server):
                     servicer.ExportIocs,
                     request_deserializer=mssp_dot_v1_dot_intel__pb2.ExportIocsRequest.FromString,
                     response_serializer=mssp_dot_v1_dot_intel__pb2.ExportChunk.SerializeToString,
+            ),
+            'ShowIoc': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowIoc,
+                    request_deserializer=mssp_dot_v1_dot_intel__pb2.ShowIocRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_intel__pb2.IocDetail.SerializeToString,
             ),
             'AddAllow': grpc.unary_unary_rpc_method_handler(
                     servicer.AddAllow,
@@ -257,6 +274,33 @@ class IntelService:
             '/mssp.v1.IntelService/ExportIocs',
             mssp_dot_v1_dot_intel__pb2.ExportIocsRequest.SerializeToString,
             mssp_dot_v1_dot_intel__pb2.ExportChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowIoc(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.IntelService/ShowIoc',
+            mssp_dot_v1_dot_intel__pb2.ShowIocRequest.SerializeToString,
+            mssp_dot_v1_dot_intel__pb2.IocDetail.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,14 +37,16 @@ def upgrade() -> None:
         sa.Column("confidence", sa.Integer(), nullable=False),
         _ms("expires_at_ms"), _ms("created_at_ms"), _ms("last_seen_ms"),
         sa.Column("tlp", sa.String(length=12), nullable=False),
+        sa.Column("decays", sa.Boolean(), nullable=False, server_default=sa.false()),
         sa.PrimaryKeyConstraint("channel", "type", "value", "source"),
     )
     op.create_index("ix_ioc_claim_source", "ioc_claim", ["channel", "source"], unique=False)
+    op.create_index("ix_ioc_claim_decay", "ioc_claim", ["decays", "confidence", "last_seen_ms"], unique=False)
     # Every indicator stored so far was added by one source: it becomes that source's claim.
     op.execute(
         "INSERT INTO ioc_claim (channel, type, value, source, confidence, expires_at_ms, created_at_ms,"
-        " last_seen_ms, tlp) SELECT channel, type, value, source, confidence, expires_at_ms, created_at_ms,"
-        " created_at_ms, '' FROM ioc"
+        " last_seen_ms, tlp, decays) SELECT channel, type, value, source, confidence, expires_at_ms,"
+        " created_at_ms, created_at_ms, '', false FROM ioc"
     )
     op.create_table(
         "allow_entry",
@@ -81,6 +83,7 @@ def downgrade() -> None:
     op.drop_index("ix_feed_next_run_ms", table_name="feed")
     op.drop_table("feed")
     op.drop_table("allow_entry")
+    op.drop_index("ix_ioc_claim_decay", table_name="ioc_claim")
     op.drop_index("ix_ioc_claim_source", table_name="ioc_claim")
     op.drop_table("ioc_claim")
     with op.batch_alter_table("ioc", schema=None) as batch_op:
