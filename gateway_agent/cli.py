@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 
 from gateway_agent.backends import BACKENDS, make_backend, nft_available
+from gateway_agent.budget import BudgetedBackend, budget_for
 from gateway_agent.enroll import enroll
 from gateway_agent.errors import AgentError
 from gateway_agent.identity import AgentIdentity
@@ -58,7 +59,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, state_dir: Path, identity: AgentIdentity) -> int:
-    agent = GatewayAgent(identity, make_backend(args.backend, state_dir), heartbeat_interval=args.heartbeat)
+    try:
+        budget = budget_for(state_dir, args.ioc_budget)
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    backend = BudgetedBackend(make_backend(args.backend, state_dir), budget)
+    agent = GatewayAgent(identity, backend, heartbeat_interval=args.heartbeat)
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -95,7 +101,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(json.dumps(status, indent=2))
         return 0
     for key in ("tenant", "gateway", "gateway_id", "controller", "gateway_endpoint", "backend",
-                "applied", "policy_version", "ioc_count", "nats_connected", "controller_reachable",
+                "applied", "policy_version", "ioc_count", "ioc_budget", "left_out_by_budget",
+                "nats_connected", "controller_reachable",
                 "last_error", "counters"):
         if key in status:
             print(f"{key:>20}: {status[key]}")
@@ -120,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="nft" if nft_available() else "recording", choices=BACKENDS,
                    help="nft (default when nft is installed and we are root) or recording")
     p.add_argument("--heartbeat", type=float, default=30.0, help="seconds between status reports")
+    p.add_argument("--ioc-budget", type=int, default=None,
+                   help="most indicators enforced (default: enforcement.json's ioc_budget, else from RAM)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("status", help="show what this agent enforces")

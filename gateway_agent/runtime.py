@@ -351,6 +351,7 @@ class GatewayAgent:
             backend=self.backend.name,
             last_error=self.last_error,
             apply_errors=self.push_stats.apply_errors, **report_fields(self.backend.refusals()),
+            **self.backend.budget_report(),
         )
         try:
             ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)

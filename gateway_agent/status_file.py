@@ -31,6 +31,7 @@ def agent_status(agent: GatewayAgent) -> dict[str, object]:
         "applied": {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq},
         "policy_version": agent.state.policy.version,
         "ioc_count": agent.state.ioc_count(),
+        **agent.backend.budget_report(),  # ioc_budget, left_out_by_budget
         "nats_connected": agent.nats_connected,
         "controller_reachable": agent.controller_reachable,
         "last_error": agent.last_error,

@@ -13,6 +13,13 @@ from mssp.v1 import operator_pb2
 app = typer.Typer(help="Watch fleet health and convergence.", no_args_is_help=True)
 
 
+def budget_cell(gw: operator_pb2.Gateway) -> Text:
+    """How many desired indicators the gateway leaves out for its device budget, of how many it holds."""
+    if not gw.left_out_by_budget:
+        return Text("0" if gw.ioc_budget else "-")
+    return Text(f"{gw.left_out_by_budget} (budget {gw.ioc_budget})", style="yellow")
+
+
 def converged_cell(gw: operator_pb2.Gateway) -> Text:
     """yes / no; "no (N refused)" when the gateway does not enforce part of what it was sent."""
     if gw.refusals_total and not gw.converged:
@@ -40,13 +47,14 @@ def status(
         output.print_json(reply)
         return
     t = output.table(
-        "tenant", "name", "online", "desired", "applied", "converged", "last seen", "agent version"
+        "tenant", "name", "online", "desired", "applied", "converged", "left out by budget", "last seen",
+        "agent version",
     )
     for gw in reply.gateways:
         output.add_row(
             t, gw.tenant, gw.name, output.yes_no(gw.online), output.versions(gw.desired),
-            output.versions(gw.applied), converged_cell(gw), output.relative(gw.last_seen_ms),
-            gw.agent_version or "-",
+            output.versions(gw.applied), converged_cell(gw), budget_cell(gw),
+            output.relative(gw.last_seen_ms), gw.agent_version or "-",
         )
     con = output.console()
     con.print(t)

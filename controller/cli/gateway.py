@@ -8,7 +8,7 @@ from rich.text import Text
 from controller.cli import output
 from controller.cli.args import parse_gateway_ref, parse_ttl_seconds
 from controller.cli.client import call, controller_address
-from controller.cli.fleet import converged_cell, refusal_lines
+from controller.cli.fleet import budget_cell, converged_cell, refusal_lines
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
@@ -165,6 +165,7 @@ def gateway_details(gw: operator_pb2.Gateway) -> object:
         ("agent version", gw.agent_version or "-"),
         ("backend", gw.backend or "-"),
         ("cert serial", gw.cert_serial or "-"),
+        ("left out by budget", budget_cell(gw)),
         ("last error", gw.last_error or "-"),
         *(("refused" if i == 0 else "", line) for i, line in enumerate(refusal_lines(gw))),
     )

@@ -81,6 +81,8 @@ class Gateway:
     cert_serial: str
     refusals: tuple[Refusal, ...] = ()
     refusals_total: int = 0
+    ioc_budget: int = 0  # the most indicators it enforces (0: not reported)
+    left_out_by_budget: int = 0  # desired indicators it leaves out for its budget (a state, not a refusal)
 
 
 @dataclass(frozen=True)
@@ -144,3 +146,5 @@ class StatusUpdate:
     seen_at_ms: int
     refusals: tuple[tuple[str, str, str], ...] = ()  # (kind, value, reason), see controller/refusals.py
     refusals_total: int = 0
+    ioc_budget: int = 0
+    left_out_by_budget: int = 0

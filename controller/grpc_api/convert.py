@@ -40,7 +40,7 @@ def gateway(g: Gateway) -> operator_pb2.Gateway:
         agent_version=g.agent_version, backend=g.backend, last_error=g.last_error,
         cert_serial=g.cert_serial,
         refusals=[common_pb2.Refusal(kind=r.kind, value=r.value, reason=r.reason) for r in g.refusals],
-        refusals_total=g.refusals_total,
+        refusals_total=g.refusals_total, ioc_budget=g.ioc_budget, left_out_by_budget=g.left_out_by_budget,
     )
 
 

@@ -95,6 +95,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             agent_version=request.agent_version[:64],
             backend=request.backend[:32], last_error=request.last_error[:500], seen_at_ms=now_ms(),
             refusals=refused, refusals_total=refused_total,
+            ioc_budget=request.ioc_budget, left_out_by_budget=request.left_out_by_budget,
         ))
         return gateway_pb2.StatusAck(desired=versions(await self.recorder.desired(identity.tenant_id)))
 

@@ -40,7 +40,7 @@ def gateway_view(g: rows.Gateway, t: rows.Tenant, wanted: Versions, online_windo
         converged=enrolled and wanted == applied and not g.refusals_total,
         agent_version=g.agent_version, backend=g.backend, last_error=g.last_error,
         cert_serial=g.cert_serial or "", refusals=tuple(refusals.decode(g.refusals)),
-        refusals_total=g.refusals_total,
+        refusals_total=g.refusals_total, ioc_budget=g.ioc_budget, left_out_by_budget=g.left_out_by_budget,
     )
 
 

@@ -156,7 +156,7 @@ class Gateways:
         params = [
             {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq, "v": u.agent_version,
              "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
-             "rt": u.refusals_total}
+             "rt": u.refusals_total, "ib": u.ioc_budget, "lo": u.left_out_by_budget}
             for u in updates
         ]
         statement = (
@@ -164,6 +164,7 @@ class Gateways:
                 applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
                 agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
                 last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
+                ioc_budget=bindparam("ib"), left_out_by_budget=bindparam("lo"),
             )
         )
         with self.db.session() as s:

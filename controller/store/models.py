@@ -56,6 +56,13 @@ class Gateway(SQLModel, table=True):
     refusals_total: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
     )
+    # The device budget it reported (gateway_agent/budget.py) and how many it left out for it.
+    ioc_budget: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    left_out_by_budget: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
     applied_global_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     applied_tenant_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
 

@@ -50,5 +50,9 @@ class EnforcementBackend(ABC):
         """The DNS query log telemetry reads, when this backend runs a DNS server."""
         return None
 
+    def budget_report(self) -> dict[str, int]:
+        """StatusReport fields of the device budget (gateway_agent/budget.py); none by default."""
+        return {}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass

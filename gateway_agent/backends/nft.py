@@ -350,7 +350,9 @@ def make_nft_backend(state_dir: Path) -> NftBackend:
             raise ValueError(f"{path}: {exc}") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{path}: expected a JSON object")
-    unknown = set(data) - {"lan_ifaces", "wan_ifaces", "never_block", "deny", "dns", "native_threshold"}
+    # ioc_budget is the agent's (gateway_agent/budget.py), not the backend's
+    unknown = set(data) - {"lan_ifaces", "wan_ifaces", "never_block", "deny", "dns", "native_threshold",
+                           "ioc_budget"}
     if unknown:
         raise ValueError(f"{path}: unknown keys {sorted(unknown)}")
     dns = None

@@ -120,7 +120,7 @@ class ListGatewaysResponse(_message.Message):
     def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ...) -> None: ...
 
 class Gateway(_message.Message):
-    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial", "refusals", "refusals_total")
+    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -138,6 +138,8 @@ class Gateway(_message.Message):
     CERT_SERIAL_FIELD_NUMBER: _ClassVar[int]
     REFUSALS_FIELD_NUMBER: _ClassVar[int]
     REFUSALS_TOTAL_FIELD_NUMBER: _ClassVar[int]
+    IOC_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    LEFT_OUT_BY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     name: str
@@ -155,7 +157,9 @@ class Gateway(_message.Message):
     cert_serial: str
     refusals: _containers.RepeatedCompositeFieldContainer[_common_pb2.Refusal]
     refusals_total: int
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ...) -> None: ...
+    ioc_budget: int
+    left_out_by_budget: int
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("tenant", "yaml")

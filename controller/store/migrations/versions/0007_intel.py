@@ -77,9 +77,14 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("name"),
     )
     op.create_index("ix_feed_next_run_ms", "feed", ["next_run_ms"], unique=False)
+    for name in ("ioc_budget", "left_out_by_budget"):  # the device budget a gateway reports
+        op.add_column("gateway", sa.Column(name, sa.BigInteger(), nullable=False, server_default="0"))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("gateway", schema=None) as batch_op:
+        batch_op.drop_column("left_out_by_budget")
+        batch_op.drop_column("ioc_budget")
     op.drop_index("ix_feed_next_run_ms", table_name="feed")
     op.drop_table("feed")
     op.drop_table("allow_entry")
