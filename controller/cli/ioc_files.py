@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import typer
+from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 
 from controller.cli import output
@@ -74,7 +75,7 @@ def import_(
     show_bar = fmt is not Format.json and len(data) >= PROGRESS_FROM and sys.stderr.isatty()
     if show_bar:
         columns = (TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TimeRemainingColumn())
-        with Progress(*columns, transient=True) as progress:
+        with Progress(*columns, transient=True, console=Console(stderr=True)) as progress:
             result = call(ctx, "ImportIocs", _chunks(options, data, progress), service="IntelService",
                           timeout=IMPORT_TIMEOUT)
     else:
