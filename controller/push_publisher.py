@@ -125,7 +125,7 @@ class PushPublisher:
         while True:
             await asyncio.sleep(self.beacon_interval)
             try:
-                heads = await asyncio.to_thread(self.service.channel_heads)
+                heads = await asyncio.to_thread(self.service.published_heads)
                 beacons = await asyncio.to_thread(self._sign_beacons, heads)
                 for subject, data in beacons:
                     await self.nc.publish(subject, data)

@@ -197,6 +197,9 @@ class ControllerService:
     def channel_heads(self) -> dict[str, int]:
         return self.channels.channel_heads()
 
+    def published_heads(self) -> dict[str, int]:
+        return self.channels.published_heads()
+
     def unpublished_outbox(self, limit: int = 1000) -> list[tuple[int, push_pb2.Push]]:
         return self.channels.unpublished_outbox(limit)
 

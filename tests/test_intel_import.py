@@ -159,3 +159,13 @@ def test_expiry_removes_a_claim_and_keeps_the_indicator_while_another_holds_it(
     (record,) = svc.list_iocs()
     assert (record.ioc.source, record.ioc.confidence, record.ioc.expires_at_ms) == ("long", 40, 0)
     assert [(i.value, i.confidence) for i in pushes(svc)[-1].iocs.upsert] == [("198.51.100.50", 40)]
+
+
+def test_beacons_announce_only_what_went_out(svc: ControllerService) -> None:
+    """A large import still being split and signed must not be beaconed: every gateway would resync."""
+    svc.add_ioc("198.51.100.1")
+    svc.mark_published([row_id for row_id, _ in svc.unpublished_outbox()])
+    svc.importer.import_feed(b"198.51.100.2\n198.51.100.3\n", ImportOptions(fmt="plain"))
+    assert svc.channel_heads() == {GLOBAL_CHANNEL: 2} and svc.published_heads() == {GLOBAL_CHANNEL: 1}
+    svc.mark_published([row_id for row_id, _ in svc.unpublished_outbox()])
+    assert svc.published_heads() == {GLOBAL_CHANNEL: 2}

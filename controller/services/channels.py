@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import delete, update
-from sqlmodel import Session, col, select
+from sqlmodel import Session, col, func, select
 
 from controller.domain.models import Versions
 from controller.store.db import Database
@@ -86,6 +86,20 @@ class Channels:
     def channel_heads(self) -> dict[str, int]:
         with self.db.session(readonly=True) as s:  # polled by the publisher and the status recorder
             return {name: seq for name, seq in heads(s).items() if seq > 0}
+
+    def published_heads(self) -> dict[str, int]:
+        """Each channel's head as far as it went out on NATS: what beacons announce. A beacon of a seq
+        still in the outbox (a large push being split and signed) would send every gateway into a
+        resync for a push a moment from arriving. Status acks keep the stored heads: over gRPC they
+        are the way a gateway catches up when NATS publishing is broken."""
+        with self.db.session(readonly=True) as s:
+            found = {name: seq for name, seq in heads(s).items() if seq > 0}
+            pending = s.exec(select(PushLog.channel, func.min(PushLog.seq))
+                             .where(col(PushLog.published).is_(False)).group_by(PushLog.channel))
+            for channel, first in pending:
+                if channel in found:
+                    found[channel] = min(found[channel], first - 1)
+            return {name: seq for name, seq in found.items() if seq > 0}
 
     def unpublished_outbox(self, limit: int = 1000) -> list[tuple[int, push_pb2.Push]]:
         with self.db.session(readonly=True) as s:
