@@ -44,7 +44,7 @@ async def run_feed(op: OperatorApi, stub: intel_pb2_grpc.IntelServiceStub, name:
 def wait_applied(procs: list[Worker], seq: int, t0: float) -> float:
     """Seconds from t0 until every agent applied global seq `seq`."""
     for w in procs:
-        w.send({"op": "wait", "seq": seq, "t0": t0})
+        w.send({"op": "wait", "seq": seq, "t0": t0, "within": 1200})
     return max(x for w in procs for x in w.recv()["latencies_ms"]) / 1000  # type: ignore[union-attr]
 
 

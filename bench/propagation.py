@@ -54,7 +54,8 @@ async def worker_main() -> None:
     print(json.dumps({"ready": len(agents), "rss_kib": rss_kib(), "baseline_kib": baseline}), flush=True)
     async for cmd in commands():
         key = ("global", cmd["seq"])
-        await wait_until(lambda k=key: all(k in a.applied_at for a in agents), within=120, interval=0.005)
+        await wait_until(lambda k=key: all(k in a.applied_at for a in agents), within=cmd.get("within", 120),
+                         interval=0.005)
         latencies = [(a.applied_at[key] - cmd["t0"]) * 1000 for a in agents]
         print(json.dumps({"latencies_ms": latencies, "rss_kib": rss_kib()}), flush=True)
     for a in agents:

@@ -131,7 +131,7 @@ class ControllerApp:
         self.service = ControllerService(
             self.db, token_ttl_seconds=s.token_ttl_seconds, online_window_seconds=s.online_window_seconds,
             plans_path=s.plans_path, read_cache_seconds=s.api_cache_seconds,
-            decay=DecayModel(s.decay_lifetime_days, s.decay_speed, s.decay_threshold),
+            decay=DecayModel(s.decay_lifetime_days, s.decay_speed, s.decay_threshold), feed_dir=s.feeds_dir,
         )
         await asyncio.to_thread(self.service.billing.plan_book)  # a malformed plans file stops start-up
         ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)

@@ -73,6 +73,7 @@ class Settings(BaseSettings):
     housekeeping_telemetry_seconds: float = Field(default=3600.0, gt=0)  # telemetry retention
     housekeeping_tokens_seconds: float = Field(default=3600.0, gt=0)  # delete old enrollment tokens
     housekeeping_feeds_seconds: float = Field(default=30.0, gt=0)  # look for feeds due a refresh
+    feed_dir: Path | None = None  # default <data dir>/feeds
     housekeeping_decay_seconds: float = Field(default=3600.0, gt=0)  # withdraw decayed claims
     # MISP's polynomial decay of feed and import claims (controller/domain/decay.py).
     decay_lifetime_days: float = Field(default=120.0, gt=0)
@@ -119,6 +120,11 @@ class Settings(BaseSettings):
     @property
     def operator_token_file(self) -> Path:
         return self.data_dir / "operator.token"
+
+    @property
+    def feeds_dir(self) -> Path:
+        """Where path feeds must live (`feed add --path`): the controller reads them with its rights."""
+        return self.feed_dir or self.data_dir / "feeds"
 
     @property
     def pki_dir(self) -> Path:

@@ -27,6 +27,7 @@ from controller.domain.models import (
     Versions,
 )
 from controller.enrollment import EnrollmentTicket
+from controller.intel.guard import GuardConfig, NeverBlockGuard
 from controller.services.allowlist import Allowlist, GuardSettings
 from controller.services.apikeys import ApiKeys
 from controller.services.billing import Billing
@@ -53,7 +54,7 @@ class ControllerService:
     def __init__(
         self, db: Database, *, token_ttl_seconds: int = 24 * 3600, online_window_seconds: float = 90.0,
         plans_path: Path | None = None, read_cache_seconds: float = 30.0, guard: GuardSettings | None = None,
-        decay: DecayModel | None = None,
+        decay: DecayModel | None = None, feed_dir: Path | None = None,
     ) -> None:
         self.db = db
         self.tenants = Tenants(db)
@@ -63,7 +64,7 @@ class ControllerService:
         self.iocs = Iocs(db, guard)
         self.importer = Importer(db, guard)
         self.allowlist = Allowlist(db)
-        self.feeds = Feeds(db, self.importer)
+        self.feeds = Feeds(db, self.importer, feed_dir)
         self.exporter = Exporter(db)
         self.shared = SharedCollection(db)  # what partners read over TAXII
         self.decay_model = decay or DecayModel()
@@ -84,6 +85,8 @@ class ControllerService:
 
     def set_guard(self, guard: GuardSettings) -> None:
         """The controller's own addresses are known once its listeners are bound."""
+        # A bad setting (an own address that does not parse) fails start-up, not every later ioc add.
+        NeverBlockGuard(GuardConfig(guard.max_prefix_v4, guard.max_prefix_v6, guard.own_addresses))
         self.iocs.guard_settings = self.importer.guard_settings = guard
 
     # -- tenants -------------------------------------------------------------------------------

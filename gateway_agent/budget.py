@@ -48,8 +48,8 @@ def default_budget(meminfo: Path = Path("/proc/meminfo")) -> int:
 def budget_for(state_dir: Path, flag: int | None = None) -> int:
     """--ioc-budget, else enforcement.json's "ioc_budget", else the default for this machine's RAM."""
     if flag is not None:
-        if flag < 1:
-            raise ValueError(f"--ioc-budget must be at least 1, got {flag}")
+        if not 1 <= flag <= MAX_BUDGET:
+            raise ValueError(f"--ioc-budget must be between 1 and {MAX_BUDGET}, got {flag}")
         return flag
     path = state_dir / "enforcement.json"
     try:
@@ -59,8 +59,8 @@ def budget_for(state_dir: Path, flag: int | None = None) -> int:
     value = data.get("ioc_budget") if isinstance(data, dict) else None
     if value is None:
         return default_budget()
-    if type(value) is not int or value < 1:
-        raise ValueError(f"{path}: ioc_budget must be a positive integer, got {value!r}")
+    if type(value) is not int or not 1 <= value <= MAX_BUDGET:
+        raise ValueError(f"{path}: ioc_budget must be an integer 1-{MAX_BUDGET}, got {value!r}")
     return value
 
 
@@ -90,8 +90,8 @@ class BudgetedBackend(EnforcementBackend):
     over budget a change can move others in or out of the chosen set, so it is applied whole."""
 
     def __init__(self, backend: EnforcementBackend, budget: int) -> None:
-        if budget < 1:
-            raise ValueError(f"the IOC budget must be at least 1, got {budget}")
+        if not 1 <= budget <= MAX_BUDGET:
+            raise ValueError(f"the IOC budget must be between 1 and {MAX_BUDGET}, got {budget}")
         self.inner, self.budget, self.left_out = backend, budget, 0
         self.name = backend.name
 

@@ -8,7 +8,7 @@ import pytest
 
 from controller.domain import ioc as ioc_module
 from controller.domain.errors import InvalidInput
-from controller.domain.ioc import IocKind, IocValue, canonical_network, parse_domain, parse_ioc, to_proto
+from controller.domain.ioc import IocKind, IocValue, canonical_network, parse_domain, parse_ioc
 from controller.domain.ioc_meta import (
     DEFAULT_CONFIDENCE,
     DEFAULT_SOURCE,
@@ -392,44 +392,6 @@ def test_scope_rejected(raw: object, expected: str) -> None:
 def test_scope_constructor_validates() -> None:
     with pytest.raises(InvalidInput, match="invalid tenant name"):
         Scope("a b")
-
-
-# --- wire form --------------------------------------------------------------------------------
-
-
-def test_to_proto() -> None:
-    msg = to_proto(parse_ioc("2001:DB8::1"), expires_at_ms=1_700_000_000_000, confidence=90, source="feed-x")
-    assert isinstance(msg, common_pb2.Ioc)
-    assert msg.type == common_pb2.IOC_TYPE_IPV6
-    assert msg.value == "2001:db8::1"
-    assert msg.expires_at_ms == 1_700_000_000_000
-    assert msg.confidence == 90
-    assert msg.source == "feed-x"
-    domain = to_proto(parse_ioc("bücher.example"), expires_at_ms=0, confidence=0, source="operator")
-    assert domain.type == common_pb2.IOC_TYPE_DOMAIN
-    assert domain.value == "xn--bcher-kva.example"
-    cidr = to_proto(parse_ioc("203.0.113.0/24"), expires_at_ms=0, confidence=100, source="x")
-    assert cidr.type == common_pb2.IOC_TYPE_CIDR4
-
-
-@pytest.mark.parametrize(
-    ("ioc", "kwargs", "expected"),
-    [
-        (IocValue(IocKind.DOMAIN, "Evil.com"), {}, "not in canonical form"),
-        (IocValue(IocKind.DOMAIN, "evil.com;x"), {}, "invalid characters"),
-        (IocValue(IocKind.IPV4, "evil.com"), {}, "not in canonical form"),
-        (IocValue(IocKind.IPV6, "2001:DB8::1"), {}, "not in canonical form"),
-        (IocValue(IocKind.IPV4, "1.2.3.4"), {"confidence": 101}, "out of range 0-100"),
-        (IocValue(IocKind.IPV4, "1.2.3.4"), {"source": "a;b"}, "invalid characters"),
-        (IocValue(IocKind.IPV4, "1.2.3.4"), {"expires_at_ms": -1}, "expires_at_ms -1 is out of range"),
-        (IocValue(IocKind.IPV4, "1.2.3.4"), {"expires_at_ms": 2**63}, "out of range"),
-    ],
-)
-def test_to_proto_rejects(ioc: IocValue, kwargs: dict[str, object], expected: str) -> None:
-    args: dict[str, object] = {"expires_at_ms": 0, "confidence": 80, "source": "operator"} | kwargs
-    with pytest.raises(InvalidInput) as info:
-        to_proto(ioc, **args)  # type: ignore[arg-type]
-    assert expected in str(info.value)
 
 
 FAST_PATH_SAMPLES = [

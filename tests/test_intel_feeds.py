@@ -133,7 +133,11 @@ def test_cli_import_feed_allowlist_and_export(controller_proc: ControllerProc, t
     entries = as_json(run("allowlist", "list", "-o", "json"))
     assert isinstance(entries, list) and entries[0]["value"] == "203.0.113.0/24"
 
-    plain = tmp_path / "feed.txt"
+    outside = tmp_path / "feed.txt"
+    outside.write_text("198.51.100.62\n")
+    assert_failed(run("feed", "add", "local", "--path", str(outside)), "feed directory")
+    plain = controller_proc.data_dir / "feeds" / "feed.txt"  # path feeds live under MSSP_FEED_DIR
+    plain.parent.mkdir(exist_ok=True)
     plain.write_text("198.51.100.62\n")
     assert_ok(run("feed", "add", "local", "--path", str(plain), "--format", "plain", "--every", "1h"))
     ran = as_json(run("feed", "run", "local", "-o", "json"))

@@ -169,3 +169,10 @@ def test_beacons_announce_only_what_went_out(svc: ControllerService) -> None:
     assert svc.channel_heads() == {GLOBAL_CHANNEL: 2} and svc.published_heads() == {GLOBAL_CHANNEL: 1}
     svc.mark_published([row_id for row_id, _ in svc.unpublished_outbox()])
     assert svc.published_heads() == {GLOBAL_CHANNEL: 2}
+
+
+def test_vendor_service_domains_are_never_blocked(svc: ControllerService) -> None:
+    for value in ("www.google.com", "drive.google.com", "malware.google.com", "login.microsoftonline.com"):
+        with pytest.raises(InvalidInput, match="vendor's service domain"):
+            svc.add_ioc(value)
+    assert svc.add_ioc("contoso-phish.sharepoint.com").ioc.value == "contoso-phish.sharepoint.com"

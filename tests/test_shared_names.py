@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from controller.domain.ioc import parse_domain, parse_ioc, to_proto
+from controller.domain.ioc import parse_domain, parse_ioc
 from controller.domain.policy.bundle import policy_to_bundle
 from controller.domain.policy.yaml_reader import parse_policy_yaml
 from gateway_agent.dns.config import DnsPlan, DnsSettings, render_main, render_servers
@@ -30,7 +30,7 @@ from gateway_agent.nft.native import to_native
 from gateway_agent.refusals import Refusal, RefusalBook, report_fields
 from gateway_agent.state import DesiredState
 from mssp.common.names import domain_problem, valid_domain, valid_rule_name
-from mssp.v1 import push_pb2
+from mssp.v1 import common_pb2, push_pb2
 from tests.support.netns import dns_lookup
 from tests.test_dnsmasq_config import free_port, wait_for
 
@@ -55,7 +55,8 @@ rules:
 def controller_state() -> DesiredState:
     """The agent's state after the controller parsed POLICY and an IOC for BEACON, as it pushes them."""
     bundle = policy_to_bundle(parse_policy_yaml(POLICY), 3)
-    ioc = to_proto(parse_ioc(BEACON.upper() + "."), expires_at_ms=0, confidence=80, source="operator")
+    parsed = parse_ioc(BEACON.upper() + ".")
+    ioc = common_pb2.Ioc(type=int(parsed.kind), value=parsed.value, confidence=80, source="operator")
     assert ioc.value == BEACON  # canonicalised by the controller, '_' kept
     state = DesiredState(TENANT)
     state.apply(push_pb2.Push(channel=TENANT, seq=1, policy=bundle))

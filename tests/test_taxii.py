@@ -115,13 +115,13 @@ async def test_a_taxii_feed_pulls_another_controllers_collection_incrementally(
     upstream.db.upgrade()
     upstream.importer.import_feed(lines("198.51.100", 30), ImportOptions(fmt="plain", tlp="green"))
     _, key = upstream.apikeys.create_partner("downstream")
-    monkeypatch.setenv("UPSTREAM_TAXII_TOKEN", key)
+    monkeypatch.setenv("MSSP_FEED_TOKEN_UPSTREAM", key)
     server = ApiServer(create_app(upstream), ListenPlan("127.0.0.1", 0, tls=False))
     await server.start()
     try:
         svc = ControllerService(db)
         svc.feeds.add("upstream", taxii=f"{server.url}/taxii2/shared/",
-                      collection="8f2e4b1c-3d5a-4e6f-9a7b-1c2d3e4f5a6b", token_env="UPSTREAM_TAXII_TOKEN",
+                      collection="8f2e4b1c-3d5a-4e6f-9a7b-1c2d3e4f5a6b", token_env="MSSP_FEED_TOKEN_UPSTREAM",
                       every_seconds=600)
         first = await asyncio.to_thread(svc.feeds.run, "upstream")
         assert first.feed.last_error == "" and first.result is not None and first.result.new == 30
@@ -132,9 +132,9 @@ async def test_a_taxii_feed_pulls_another_controllers_collection_incrementally(
         second = await asyncio.to_thread(svc.feeds.run, "upstream")
         assert second.result is not None and (second.result.new, second.feed.entries) == (1, 31)
         assert second.result.entries == 1  # incremental: not the whole collection again
-        monkeypatch.delenv("UPSTREAM_TAXII_TOKEN")
+        monkeypatch.delenv("MSSP_FEED_TOKEN_UPSTREAM")
         failed = await asyncio.to_thread(svc.feeds.run, "upstream")
-        assert "UPSTREAM_TAXII_TOKEN" in failed.feed.last_error and failed.feed.entries == 31
+        assert "MSSP_FEED_TOKEN_UPSTREAM" in failed.feed.last_error and failed.feed.entries == 31
     finally:
         await server.stop()
         upstream.db.engine.dispose()

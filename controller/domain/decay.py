@@ -34,7 +34,9 @@ class DecayModel:
         return max(0.0, base * (1 - t ** (1 / self.speed))) if t < 1 else 0.0
 
     def cutoff_age_ms(self, base: int) -> int:
-        """The age at which a claim of this confidence falls below the threshold (0: already is)."""
+        """The age at which a claim of this confidence falls below the threshold. A claim stated at
+        or below it already is: it lasts one lifetime (its score reaches 0), or a feed that states
+        it on every run would have it withdrawn and added back, one push each, forever."""
         if base <= self.threshold:
-            return 0
+            return int(self.lifetime_days * DAY_MS)
         return int(self.lifetime_days * DAY_MS * (1 - self.threshold / base) ** self.speed)

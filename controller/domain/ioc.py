@@ -20,10 +20,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from controller.domain.errors import InvalidInput
-from controller.domain.ioc_meta import validate_confidence, validate_source
 from controller.domain.names import show, type_name
 from mssp.common.names import LABEL_RE, MAX_DOMAIN_LEN, MAX_LABEL_LEN, TLD_RE, domain_problem
-from mssp.v1 import common_pb2
 
 
 class IocKind(IntEnum):
@@ -381,25 +379,3 @@ def _parse_general(raw: str) -> IocValue:
             f"{show(text)} looks like a file hash; hashes are kept for reporting but are not enforceable IOCs"
         )
     return IocValue(IocKind.DOMAIN, parse_domain(text))
-
-
-# ---------------------------------------------------------------------------------------------
-# Wire form
-
-def to_proto(ioc: IocValue, *, expires_at_ms: int, confidence: int, source: str) -> common_pb2.Ioc:
-    """The wire form. The value is re-parsed so a hand-built IocValue can't smuggle raw text out."""
-    if not isinstance(ioc, IocValue):
-        raise InvalidInput(f"expected an IocValue, got {type(ioc).__name__}")
-    if parse_ioc(ioc.value) != ioc or not isinstance(ioc.kind, IocKind):
-        raise InvalidInput(f"IOC {show(ioc.value)} is not in canonical form for kind {ioc.kind!r}")
-    if isinstance(expires_at_ms, bool) or not isinstance(expires_at_ms, int):
-        raise InvalidInput(f"expires_at_ms must be an integer, got {type_name(expires_at_ms)}")
-    if not 0 <= expires_at_ms < 2**63:
-        raise InvalidInput(f"expires_at_ms {expires_at_ms} is out of range (0 = never)")
-    return common_pb2.Ioc(
-        type=int(ioc.kind),
-        value=ioc.value,
-        expires_at_ms=expires_at_ms,
-        confidence=validate_confidence(confidence),
-        source=validate_source(source),
-    )

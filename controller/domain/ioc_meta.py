@@ -11,6 +11,7 @@ from controller.domain.names import show, type_name, validate_tenant_name
 
 DEFAULT_CONFIDENCE = 80
 DEFAULT_SOURCE = "operator"
+FEED_SOURCE_PREFIX = "feed:"  # feed NAME's claims have source feed:NAME; nobody else may use it
 
 _SOURCE_RE = re.compile(r"[A-Za-z0-9_.:@/ -]{1,64}")
 

@@ -59,7 +59,7 @@ def import_options(o: intel_pb2.ImportOptions) -> ImportOptions:
         fmt=o.format or "auto", scope=o.scope or "global", source=o.source or None,
         confidence=o.confidence if o.has_confidence else None,
         ttl_seconds=o.ttl_seconds if o.has_ttl else None, tlp=o.tlp or None, column=o.column or None,
-        skip_invalid=o.skip_invalid, dry_run=o.dry_run,
+        skip_invalid=o.skip_invalid, dry_run=o.dry_run, filename=o.filename[:255],
     )
 
 

@@ -112,19 +112,20 @@ def detect_format(data: bytes, filename: str = "") -> str:
     return _detect(decode_feed(data), filename)[0]
 
 
-def parse_feed(data: bytes, fmt: str = "auto", *, column: str | None = None) -> Iterator[FeedItem]:
+def parse_feed(data: bytes, fmt: str = "auto", *, column: str | None = None, filename: str = "",
+               ) -> Iterator[FeedItem]:
     """Decode, detect (``auto``) and parse a feed into FeedEntry/Skipped items.
 
     Decoding, detection and JSON errors raise FeedFormatError here; a CSV without a usable
     header raises it on the first ``next()``. ``column`` names the CSV value column; with
-    ``auto`` it makes a comma-separated text feed CSV.
+    ``auto`` it makes a comma-separated text feed CSV, as a ``.csv`` filename does.
     """
     if fmt not in FORMATS:
         raise FeedFormatError(f"unknown feed format {str(fmt)[:40]!r}; formats: {', '.join(FORMATS)}")
     text = decode_feed(data)
     parsed: Any = None
     if fmt == "auto":
-        fmt, parsed = _detect(text, column=column)
+        fmt, parsed = _detect(text, filename, column=column)
     if column is not None and fmt != "csv":
         raise FeedFormatError(f"a value column is only used with CSV feeds, this feed is {fmt}")
     if fmt == "plain":

@@ -39,6 +39,7 @@ from controller.intel.warninglists import (
     parents_map,
     url_host_blockable,
     url_host_warning,
+    vendor_domain,
 )
 
 __all__ = ["GuardConfig", "NeverBlockGuard", "url_host_blockable", "url_host_warning"]
@@ -327,7 +328,8 @@ class NeverBlockGuard:
                 if parent in self._allowed_names:
                     return _said(value, "is a subdomain of", parent, ALLOWED)
                 dot = value.find(".", dot + 1)
-        return None
+        vendor = vendor_domain(value)  # drive.google.com, login.microsoftonline.com: never a C2
+        return None if vendor is None else f"refusing to block {value}: {vendor}"
 
 
 def _net_text(net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> str:

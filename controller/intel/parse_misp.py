@@ -150,12 +150,13 @@ def _attribute_items(
             yield FeedEntry(where, piece, is_url=part == "url", tlp=tlp)
 
 
-def parse_misp_dir(path: Path) -> Iterator[FeedItem]:
-    """Feed items of a MISP feed directory: ``manifest.json`` (event uuid -> metadata) and ``<uuid>.json``.
+def misp_feed_events(path: Path) -> list[dict[str, Any]]:
+    """The events of a MISP feed directory: ``manifest.json`` (event uuid -> metadata) and ``<uuid>.json``.
 
-    Events come in manifest order. An event listed but missing, or a manifest key that is not a
-    UUID (it names a file, so it must not be a path), is a FeedFormatError. A ``tlp:`` tag in the
-    manifest applies when the event file carries none.
+    Events come in manifest order, each as ``{"Event": {...}}``. An event listed but missing, or a
+    manifest key that is not a UUID (it names a file, so it must not be a path), is a
+    FeedFormatError. A ``tlp:`` tag in the manifest is added to an event whose file carries none,
+    so the list reads as the directory does (the CLI and path feeds send it as one JSON list).
     """
     manifest_path = path / "manifest.json"
     try:
@@ -166,6 +167,7 @@ def parse_misp_dir(path: Path) -> Iterator[FeedItem]:
         raise FeedFormatError(f"{manifest_path} cannot be read: {exc}") from exc
     if not isinstance(manifest, dict):
         raise FeedFormatError(f"{manifest_path} must map event uuids to metadata")
+    events = []
     for key, meta in manifest.items():
         if not _is_uuid(key):
             raise FeedFormatError(f"{manifest_path}: {key[:60]!r} is not an event uuid")
@@ -177,8 +179,18 @@ def parse_misp_dir(path: Path) -> Iterator[FeedItem]:
             raise FeedFormatError(missing) from exc
         except (OSError, ValueError, RecursionError) as exc:
             raise FeedFormatError(f"{event_path.name} cannot be read: {exc}") from exc
+        event = _unwrap(data, event_path.name)
         outer_tlp = tlp_from_tags(_tags(meta)) if isinstance(meta, dict) else None
-        yield from _event_items(_unwrap(data, event_path.name), key, outer_tlp)
+        if outer_tlp and not tlp_from_tags(_tags(event)):
+            tags = event.get("Tag") if isinstance(event.get("Tag"), list) else []
+            event = {**event, "uuid": event.get("uuid", key), "Tag": [*tags, {"name": f"tlp:{outer_tlp}"}]}
+        events.append({"Event": {"uuid": key, **event}})
+    return events
+
+
+def parse_misp_dir(path: Path) -> Iterator[FeedItem]:
+    """Feed items of a MISP feed directory (see misp_feed_events)."""
+    yield from parse_misp(misp_feed_events(path))
 
 
 def _is_uuid(text: str) -> bool:

@@ -343,6 +343,9 @@ def _indicator(where: str, obj: dict[str, Any], markings: dict[str, str]) -> Ite
     except ValueError as exc:
         yield Skipped(where, str(exc), unsupported=False)
         return
+    if not summary.values:  # e.g. [ipv4-addr:value IN ()]: names nothing to block
+        yield Skipped(where, "the pattern names no value", unsupported=False)
+        return
     tlp = _strict_tlp(obj.get("object_marking_refs"), markings)
     revoked = obj.get("revoked") is True
     for kind, value in summary.values:

@@ -312,6 +312,38 @@ def url_host_warning(host: str) -> str | None:
         suffix = suffix[dot + 1 :]
 
 
+# The vendors' own lists: a name on them serves every customer (sign-in, mail, file shares) and is
+# never blocked as a domain indicator; nor is anything under the core service domains below. Other
+# names on these lists (blogspot.com, sharepoint.com, azurewebsites.net...) hold customers' own
+# subdomains, which attackers rent: those subdomains stay blockable.
+VENDOR_LISTS = ("google", "microsoft", "microsoft-office365")
+VENDOR_CORE = frozenset({
+    "google.com", "googleapis.com", "gstatic.com", "gmail.com", "youtube.com", "microsoft.com",
+    "microsoftonline.com", "office.com", "office365.com", "outlook.com", "live.com", "windowsupdate.com",
+})
+
+
+@functools.cache
+def _vendor_domains() -> dict[str, str]:
+    hosts = shared_hosts()
+    return {name: label for name, label in hosts.domains.items() if label.split(" ")[0] in VENDOR_LISTS}
+
+
+def vendor_domain(name: str) -> str | None:
+    """Why blocking the canonical domain `name` would cut a vendor's service off, or None."""
+    vendors = _vendor_domains()
+    label = vendors.get(name)
+    if label is not None:
+        return f"{name} is a vendor's service domain (MISP warning list {label})"
+    dot = name.find(".")
+    while dot >= 0:
+        parent = name[dot + 1 :]
+        if parent in VENDOR_CORE:
+            return f"{name} is a vendor's service domain under {parent}"
+        dot = name.find(".", dot + 1)
+    return None
+
+
 def url_host_blockable(host: str) -> bool:
     """True when blocking the URL's host hits only the attacker: see url_host_warning."""
     return url_host_warning(host) is None

@@ -20,6 +20,7 @@ from controller.services.channels import append_push
 from controller.store.bulk import insert_rows
 from controller.store.intel_models import IocClaim
 from controller.store.models import Ioc
+from mssp.common.clock import now_ms
 from mssp.common.parts import MAX_PUSH_BYTES
 from mssp.v1 import push_pb2
 
@@ -176,7 +177,9 @@ class ChannelWriter:
         seqs = self._push(upserts, removes)
         seq = seqs[-1] if seqs else 0
         added = upserts[:fresh] + [(k, a) for k, a in upserts[fresh:] if k not in before]
-        ch, now = self.channel, self.now
+        # Dated now, under the channel lock: the TAXII collection pages by this date, so rows must not
+        # appear later (at commit) with a date before what a partner already read past.
+        ch, now = self.channel, now_ms()
         conn, ioc = self.s.connection(), Ioc.__table__  # type: ignore[attr-defined]
         insert_rows(conn, ioc, IOC_COLS, [
             (ch, k[0], k[1], a.source, a.confidence, now, a.expires_at_ms, seq) for k, a in added])

@@ -16,21 +16,27 @@ from sqlmodel import Session
 
 from controller.domain.errors import InvalidInput
 from controller.domain.ioc import IocKind, IocValue, parse_ioc
-from controller.domain.ioc_meta import DEFAULT_CONFIDENCE, parse_scope, validate_confidence, validate_source
+from controller.domain.ioc_meta import (
+    DEFAULT_CONFIDENCE,
+    FEED_SOURCE_PREFIX,
+    parse_scope,
+    validate_confidence,
+    validate_source,
+)
 from controller.domain.names import show
 from controller.intel.entries import TLP_LEVELS, FeedEntry, Skipped
 from controller.intel.formats import parse_feed
-from controller.intel.warninglists import url_host_blockable
+from controller.intel.warninglists import url_host_warning
 from controller.services.allowlist import GuardSettings, guard_for
 from controller.services.channels import lock_channel
 from controller.services.claims import ChannelWriter, Claim, Key, indicator_rows, other_claims, source_claims
+from controller.services.intel_export import stamp
 from controller.services.scopes import scope_channel
 from controller.store.db import Database
 from mssp.common.clock import now_ms
 from mssp.common.limits import MAX_TTL_SECONDS
 
 MAX_LISTED = 1000  # problems listed in a result; the counts are always whole
-FEED_SOURCE_PREFIX = "feed:"
 DEFAULT_IMPORT_SOURCE = "import"
 
 
@@ -45,6 +51,7 @@ class ImportOptions:
     column: str | None = None
     skip_invalid: bool = False
     dry_run: bool = False
+    filename: str = ""  # the file's name, for format detection (a .csv is CSV)
 
 
 @dataclass(frozen=True)
@@ -70,11 +77,14 @@ class ImportResult:
     urls: int = 0  # URL entries; their host is blocked unless it is on a popular or shared-hosting list
     seqs: list[int] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    first_invalid: Problem | None = None  # what a strict import names, even past MAX_LISTED
 
     def note(self, where: str, reason: str, kind: str) -> None:
         """Count (invalid, unsupported, refused) and list a problem; a URL not blocked is only listed."""
         if kind != "not-blocked":
             setattr(self, kind, getattr(self, kind) + 1)
+        if kind == "invalid" and self.first_invalid is None:
+            self.first_invalid = Problem(where, reason, kind)
         if len(self.problems) < MAX_LISTED:
             self.problems.append(Problem(where, reason, kind))
 
@@ -84,6 +94,12 @@ class _Parsed:
     claims: dict[Key, Claim] = field(default_factory=dict)
     wheres: dict[Key, str] = field(default_factory=dict)  # where each indicator first appeared
     withdrawn: set[Key] = field(default_factory=set)
+
+
+def stricter(given: str | None, feed: str | None) -> str:
+    """The more restrictive of the operator's marking and the feed's: --tlp never lowers a RED."""
+    levels = [level for level in (given, feed) if level]
+    return max(levels, key=TLP_LEVELS.index) if levels else ""
 
 
 def check_options(options: ImportOptions) -> str:
@@ -117,8 +133,8 @@ class Importer:
         now = now_ms()
         result = ImportResult(scope=str(parse_scope(options.scope)), source=name, dry_run=options.dry_run)
         parsed = self._parse(data, options, result, now)
-        if result.invalid and not options.skip_invalid:
-            first = next(p for p in result.problems if p.kind == "invalid")
+        if result.first_invalid is not None and not options.skip_invalid:
+            first = result.first_invalid
             more = f" (and {result.invalid - 1} more invalid entries)" if result.invalid > 1 else ""
             raise InvalidInput(f"{first.where}: {first.reason}{more}; nothing was imported "
                                "(--skip-invalid imports the valid entries)")
@@ -149,7 +165,8 @@ class Importer:
         if options.ttl_seconds is not None:
             ttl_end = now + options.ttl_seconds * 1000 if options.ttl_seconds else 0
         claims, wheres, note = parsed.claims, parsed.wheres, result.note
-        for item in parse_feed(data, options.fmt, column=options.column):  # the hot loop: locals only
+        items = parse_feed(data, options.fmt, column=options.column, filename=options.filename)
+        for item in items:  # the hot loop: locals only
             if isinstance(item, Skipped):
                 note(item.where, item.reason, "unsupported" if item.unsupported else "invalid")
                 continue
@@ -163,12 +180,16 @@ class Importer:
                 continue
             key = (int(ioc.kind), ioc.value)
             expires = ttl_end if ttl_end is not None else item.valid_until_ms or 0
-            if item.revoked or 0 < expires <= now:
+            if item.valid_from_ms is not None and item.valid_from_ms > now:
+                note(item.where, f"not valid before {stamp(item.valid_from_ms)}: import it again then",
+                     "unsupported")
+                continue
+            if item.revoked or (expires != 0 and expires <= now):  # a valid_until before 1970 too
                 parsed.withdrawn.add(key)
                 continue
             confidence = options.confidence if options.confidence is not None else item.confidence
             shape = (DEFAULT_CONFIDENCE if confidence is None else confidence, expires,
-                     options.tlp or item.tlp or "")
+                     stricter(options.tlp, item.tlp))
             claim = made.get(shape)
             if claim is None:  # claims are immutable: entries that say the same share one
                 claim = made[shape] = Claim(*shape, now, decays=True)
@@ -195,9 +216,10 @@ class Importer:
         if not host:
             result.note(item.where, f"URL {show(item.value)} has no host", "invalid")
             return None
-        if not url_host_blockable(host):
-            result.note(item.where, f"URL host {show(host)} is a popular or shared host; the URL is "
-                        "not blocked by address or domain", "not-blocked")
+        warning = url_host_warning(host)
+        if warning is not None:
+            result.note(item.where, f"URL {show(item.value)} is not blocked by address or domain: {warning}",
+                        "not-blocked")
             return None
         return host
 

@@ -17,6 +17,7 @@ from controller.domain.errors import InvalidInput, NotFound
 from controller.domain.ioc import IocKind, parse_ioc
 from controller.domain.ioc_meta import (
     DEFAULT_CONFIDENCE,
+    FEED_SOURCE_PREFIX,
     parse_scope,
     validate_confidence,
     validate_source,
@@ -25,10 +26,11 @@ from controller.domain.models import Indicator, IocRecord, RemoveIocResult
 from controller.services.allowlist import GuardSettings, guard_for
 from controller.services.channels import head, lock_channel
 from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, withdraw
+from controller.services.decay import refreshed_at
 from controller.services.scopes import scope_channel, scope_names
 from controller.store import models as rows
 from controller.store.db import Database
-from controller.store.intel_models import Feed, IocClaim
+from controller.store.intel_models import IocClaim
 from mssp.common.clock import now_ms
 from mssp.common.limits import MAX_TTL_SECONDS
 
@@ -57,6 +59,8 @@ class Iocs:
             raise InvalidInput(f"ttl must be between 0 (never expires) and 10 years, got {ttl_seconds}s")
         if confidence is not None:
             confidence = validate_confidence(confidence)
+        if source is not None and validate_source(source).startswith(FEED_SOURCE_PREFIX):
+            raise InvalidInput(f"source {source!r} is reserved for the feed of that name")
         now = now_ms()
         key = (int(parsed.kind), parsed.value)
         with self.db.session() as s:
@@ -67,8 +71,12 @@ class Iocs:
                 raise InvalidInput(refusal)
             row = indicator_row(s, channel, key)
             live = row is not None and not 0 < row.expires_at_ms <= now  # expired: added anew
-            # Not given: the source the indicator shows now (a refresh keeps it), else the operator.
-            src = validate_source(source if source is not None or not live or row is None else row.source)
+            # Not given: the source the indicator shows now (a refresh keeps it), unless that is a feed
+            # or import claim (which a sync or decay may withdraw): then the operator's own.
+            shown = row.source if live and row is not None else None
+            if source is None and shown is not None and not claims_decay(s, channel, key, shown):
+                source = shown
+            src = validate_source(source)
             stored = claims_of(s, channel, [key]).get(key, {})
             claims = {name: c for name, c in stored.items() if not 0 < c.expires_at_ms <= now}
             base = claims.get(src) or (Claim(row.confidence, row.expires_at_ms) if live and row else None)
@@ -138,6 +146,12 @@ class Iocs:
         return removed
 
 
+def claims_decay(s: Session, channel: str, key: Key, source: str) -> bool:
+    """True for a feed's or an import's claim: not the operator's to refresh in place."""
+    claim = s.get(IocClaim, (channel, key[0], key[1], source))
+    return source.startswith(FEED_SOURCE_PREFIX) or (claim is not None and claim.decays)
+
+
 def indicator_row(s: Session, channel: str, key: Key) -> rows.Ioc | None:
     """The row as the database has it now (claims.ChannelWriter writes with Core statements)."""
     return s.exec(select(rows.Ioc).where(
@@ -170,13 +184,12 @@ def show_ioc(db: Database, value: str, scope: str, model: DecayModel) -> tuple[I
                 rows.Ioc.type == int(parsed.kind), rows.Ioc.value == parsed.value)) if c in names)
             elsewhere = f"; held in {', '.join(held)}" if held else ""
             raise NotFound(f"{parsed.value} is not in {where}{elsewhere}")
-        feeds = {name: seen for name, seen in s.exec(select(Feed.name, Feed.last_success_ms))}
+        feeds = refreshed_at(s)
         claims = s.exec(select(IocClaim).where(IocClaim.channel == channel, IocClaim.type == row.type,
                                                IocClaim.value == row.value).order_by(IocClaim.source)).all()
         views = []
         for c in claims:
-            seen = max(c.last_seen_ms, feeds.get(c.source.removeprefix("feed:"), 0)
-                       if c.source.startswith("feed:") else 0)
+            seen = max(c.last_seen_ms, feeds.get(c.source, 0))
             score = model.score(c.confidence, now - seen) if c.decays else float(c.confidence)
             views.append(ClaimView(c.source, c.confidence, c.expires_at_ms, c.tlp, seen, c.decays,
                                    round(score, 1)))

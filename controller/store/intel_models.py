@@ -19,7 +19,8 @@ def _ms(*, index: bool = False) -> Column:  # type: ignore[type-arg]
 class IocClaim(SQLModel, table=True):
     __tablename__ = "ioc_claim"
     __table_args__ = (Index("ix_ioc_claim_source", "channel", "source"),
-                      Index("ix_ioc_claim_decay", "decays", "confidence", "last_seen_ms"))
+                      Index("ix_ioc_claim_decay", "decays", "confidence", "last_seen_ms"),
+                      Index("ix_ioc_claim_expires", "expires_at_ms"))  # the expiry job, every second
 
     channel: str = Field(primary_key=True, max_length=48)
     type: int = Field(primary_key=True)

@@ -6,7 +6,7 @@ published after the commit) and the delta log that resyncs serve from.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Column, Index, LargeBinary, String, Text, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
 
@@ -78,7 +78,8 @@ class EnrollmentToken(SQLModel, table=True):
 
 
 class Ioc(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("channel", "type", "value", name="uq_ioc_channel_value"),)
+    __table_args__ = (UniqueConstraint("channel", "type", "value", name="uq_ioc_channel_value"),
+                      Index("ix_ioc_channel_added", "channel", "created_at_ms", "id"))  # TAXII paging
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=48)  # "global" or "tenant:<tenant id>"; uq_ioc_channel_value indexes it

@@ -42,6 +42,8 @@ def upgrade() -> None:
     )
     op.create_index("ix_ioc_claim_source", "ioc_claim", ["channel", "source"], unique=False)
     op.create_index("ix_ioc_claim_decay", "ioc_claim", ["decays", "confidence", "last_seen_ms"], unique=False)
+    op.create_index("ix_ioc_claim_expires", "ioc_claim", ["expires_at_ms"], unique=False)
+    op.create_index("ix_ioc_channel_added", "ioc", ["channel", "created_at_ms", "id"], unique=False)
     # Every indicator stored so far was added by one source: it becomes that source's claim.
     op.execute(
         "INSERT INTO ioc_claim (channel, type, value, source, confidence, expires_at_ms, created_at_ms,"
@@ -88,6 +90,8 @@ def downgrade() -> None:
     op.drop_index("ix_feed_next_run_ms", table_name="feed")
     op.drop_table("feed")
     op.drop_table("allow_entry")
+    op.drop_index("ix_ioc_channel_added", table_name="ioc")
+    op.drop_index("ix_ioc_claim_expires", table_name="ioc_claim")
     op.drop_index("ix_ioc_claim_decay", table_name="ioc_claim")
     op.drop_index("ix_ioc_claim_source", table_name="ioc_claim")
     op.drop_table("ioc_claim")
