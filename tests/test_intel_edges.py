@@ -11,6 +11,7 @@ from controller.domain.errors import InvalidInput
 from controller.intel.fetch import FetchError, check_destination
 from controller.service import ControllerService
 from controller.services.intel_import import ImportOptions
+from controller.services.urls import list_urls
 from controller.store.db import Database
 from controller.store.intel_models import IocClaim
 
@@ -95,3 +96,17 @@ def test_a_deleted_tenants_feed_can_still_be_removed(svc: ControllerService) -> 
     assert "deleted" in run.feed.last_error
     svc.feeds.remove("theirs")
     assert svc.feeds.list() == []
+
+
+def test_urls_are_kept_for_reporting_and_synced_per_source(svc: ControllerService) -> None:
+    feed = (b"url\nhttps://drive.google.com/file/d/abc/view\nhttp://c2-panel.example/gate.php\n"
+            b"http://c2-panel.example/other\n")
+    result = svc.importer.import_feed(feed, ImportOptions(fmt="csv"), source="feed:urls", sync=True)
+    assert (result.urls, result.new) == (3, 1)  # the shared host is not blocked, c2-panel.example is
+    urls = {u.url: u.host_blocked for u in list_urls(svc.db)}
+    assert urls == {"https://drive.google.com/file/d/abc/view": False,
+                    "http://c2-panel.example/gate.php": True, "http://c2-panel.example/other": True}
+    svc.importer.import_feed(b"url\nhttp://c2-panel.example/gate.php\n", ImportOptions(fmt="csv"),
+                             source="feed:urls", sync=True)
+    assert [u.url for u in list_urls(svc.db)] == ["http://c2-panel.example/gate.php"]
+    assert [r.ioc.value for r in svc.list_iocs()] == ["c2-panel.example"]

@@ -151,6 +151,13 @@ def test_cli_import_feed_allowlist_and_export(controller_proc: ControllerProc, t
     assert shown["claims"][0]["score"] == pytest.approx(80, abs=0.5)
     assert_failed(run("ioc", "show", "198.51.100.200"), "not in global")
 
+    links = tmp_path / "links.txt"
+    links.write_text("http://c2-panel.example/gate.php\n")
+    assert_ok(run("ioc", "import", str(links), "--format", "plain", "--scope", "global"))
+    kept = as_json(run("ioc", "urls", "-o", "json"))
+    assert isinstance(kept, list) and [(u["url"], u["host_blocked"]) for u in kept] == [
+        ("http://c2-panel.example/gate.php", True)]
+
     out = tmp_path / "out.json"
     assert_ok(run("ioc", "export", "--format", "stix", "--out", str(out)))
     bundle = json.loads(out.read_text())

@@ -134,6 +134,26 @@ def show(
     con.print(t)
 
 
+@app.command("urls")
+def urls(
+    ctx: typer.Context,
+    scope: str = typer.Option("", "--scope", "-s", help=SCOPE_HELP + " (default: all scopes)"),
+    limit: int = typer.Option(1000, "--limit", min=1, max=10_000, help="newest first"),
+    fmt: Output = Format.table,
+) -> None:
+    """URL indicators from imports and feeds, kept for reporting: gateways block the host only
+    when it is not a popular or shared one."""
+    reply = call(ctx, "ListUrls", intel_pb2.ListUrlsRequest(scope=scope, limit=limit), service="IntelService")
+    if fmt is Format.json:
+        output.print_json(reply.urls)
+        return
+    t = output.table("url", "host blocked", "source", "scope", "last seen")
+    for u in reply.urls:
+        output.add_row(t, u.url, output.yes_no(u.host_blocked), u.source, u.scope,
+                       output.relative(u.last_seen_ms))
+    output.console().print(t)
+
+
 @app.command("export")
 def export(
     ctx: typer.Context,

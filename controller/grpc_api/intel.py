@@ -18,6 +18,7 @@ from controller.service import ControllerService
 from controller.services.allowlist import AllowRecord
 from controller.services.feeds import FeedRun, FeedView
 from controller.services.intel_import import ImportOptions, ImportResult
+from controller.services.urls import list_urls
 from mssp.v1 import intel_pb2, intel_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
@@ -117,6 +118,14 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
             intel_pb2.IocClaim(source=c.source, confidence=c.confidence, expires_at_ms=c.expires_at_ms,
                                tlp=c.tlp, last_seen_ms=c.last_seen_ms, decays=c.decays, score=c.score)
             for c in claims])
+
+    @maps_domain_errors
+    async def ListUrls(self, request: intel_pb2.ListUrlsRequest, context: Ctx) -> intel_pb2.ListUrlsResponse:
+        limit = min(request.limit or 1000, 10_000)
+        urls = await self._call(context, list_urls, self.service.db, request.scope or None, limit)
+        return intel_pb2.ListUrlsResponse(urls=[intel_pb2.UrlIndicator(
+            url=u.url, host=u.host, host_blocked=u.host_blocked, source=u.source, scope=u.scope,
+            first_seen_ms=u.first_seen_ms, last_seen_ms=u.last_seen_ms) for u in urls])
 
     @maps_domain_errors
     async def AddAllow(self, request: intel_pb2.AllowRequest, context: Ctx) -> intel_pb2.AllowEntry:

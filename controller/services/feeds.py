@@ -27,7 +27,7 @@ from controller.intel.formats import FORMATS
 from controller.services.intel_import import Importer, ImportOptions, ImportResult
 from controller.services.scopes import scope_channel, scope_names
 from controller.store.db import Database
-from controller.store.intel_models import Feed, IocClaim
+from controller.store.intel_models import Feed, IocClaim, UrlIndicator
 from mssp.common.clock import now_ms
 
 log = logging.getLogger("mssp.feeds")
@@ -176,8 +176,9 @@ class Feeds:
         if scope is None:  # its tenant was deleted: nothing of it is enforced any more
             with self.db.session() as s:
                 _locked(s, feed.name)
-                s.exec(delete(IocClaim).where(  # type: ignore[call-overload]
-                    col(IocClaim.channel) == feed.channel, col(IocClaim.source) == feed_source(feed.name)))
+                for table in (IocClaim, UrlIndicator):
+                    s.exec(delete(table).where(  # type: ignore[call-overload]
+                        col(table.channel) == feed.channel, col(table.source) == feed_source(feed.name)))
                 s.exec(delete(Feed).where(col(Feed.name) == feed.name))  # type: ignore[call-overload]
             return FeedRun(_view(feed, ""), None)
 

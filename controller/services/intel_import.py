@@ -32,6 +32,7 @@ from controller.services.channels import lock_channel
 from controller.services.claims import ChannelWriter, Claim, Key, indicator_rows, other_claims, source_claims
 from controller.services.intel_export import stamp
 from controller.services.scopes import scope_channel
+from controller.services.urls import keepable, store_urls
 from controller.store.db import Database
 from mssp.common.clock import now_ms
 from mssp.common.limits import MAX_TTL_SECONDS
@@ -93,6 +94,7 @@ class ImportResult:
 class _Parsed:
     claims: dict[Key, Claim] = field(default_factory=dict)
     wheres: dict[Key, str] = field(default_factory=dict)  # where each indicator first appeared
+    urls: dict[str, tuple[str, bool]] = field(default_factory=dict)  # URL -> (host, host blocked)
     withdrawn: set[Key] = field(default_factory=set)
 
 
@@ -156,6 +158,8 @@ class Importer:
                 return result
             big = len(after) > 20_000  # then one read of the channel beats thousands of keyed ones
             result.seqs = writer.apply(indicator_rows(s, channel, None if big else after), after)[2]
+            if parsed.urls or sync:
+                store_urls(s, channel, name, parsed.urls, now, sync=sync)
         return result
 
     def _parse(self, data: bytes, options: ImportOptions, result: ImportResult, now: int) -> _Parsed:
@@ -170,7 +174,7 @@ class Importer:
             if isinstance(item, Skipped):
                 note(item.where, item.reason, "unsupported" if item.unsupported else "invalid")
                 continue
-            value = self._value_of(item, result) if item.is_url else item.value
+            value = self._value_of(item, result, parsed) if item.is_url else item.value
             if value is None:
                 continue
             try:
@@ -204,10 +208,8 @@ class Importer:
         return parsed
 
     @staticmethod
-    def _value_of(item: FeedEntry, result: ImportResult) -> str | None:
-        """The text to block: the entry's value, or a URL's host when blocking it is safe."""
-        if not item.is_url:
-            return item.value
+    def _value_of(item: FeedEntry, result: ImportResult, parsed: _Parsed) -> str | None:
+        """The text to block: a URL's host when blocking it is safe (the URL is kept for reporting)."""
         result.urls += 1
         try:
             host = urlsplit(item.value if "://" in item.value else "//" + item.value).hostname
@@ -217,6 +219,8 @@ class Importer:
             result.note(item.where, f"URL {show(item.value)} has no host", "invalid")
             return None
         warning = url_host_warning(host)
+        if keepable(item.value):
+            parsed.urls[item.value] = (host, warning is None)
         if warning is not None:
             result.note(item.where, f"URL {show(item.value)} is not blocked by address or domain: {warning}",
                         "not-blocked")

@@ -34,6 +34,22 @@ class IocClaim(SQLModel, table=True):
     decays: bool = Field(default=False)  # feeds and imports decay (domain/decay.py); an operator's add not
 
 
+class UrlIndicator(SQLModel, table=True):
+    """A URL a source named, kept for reporting: gateways block its host (when that is safe), never
+    the URL itself. Keyed by the URL's SHA-256 so a 2 KB URL makes a short index entry."""
+
+    __tablename__ = "url_indicator"
+
+    channel: str = Field(primary_key=True, max_length=48)
+    url_hash: str = Field(primary_key=True, max_length=64)
+    source: str = Field(primary_key=True, max_length=64)
+    url: str = Field(sa_column=Column(Text, nullable=False))
+    host: str = Field(max_length=253)
+    host_blocked: bool = Field(default=False)  # False: a popular or shared host, kept for reporting only
+    first_seen_ms: int = Field(sa_column=_ms())
+    last_seen_ms: int = Field(sa_column=_ms())
+
+
 class AllowEntry(SQLModel, table=True):
     """A value the never-block guard refuses to block in its scope (every scope when global)."""
 
@@ -68,4 +84,4 @@ class Feed(SQLModel, table=True):
     created_at_ms: int = Field(sa_column=_ms())
 
 
-__all__ = ["AllowEntry", "Feed", "IocClaim"]
+__all__ = ["AllowEntry", "Feed", "IocClaim", "UrlIndicator"]

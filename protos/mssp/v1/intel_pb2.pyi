@@ -119,6 +119,38 @@ class IocDetail(_message.Message):
     claims: _containers.RepeatedCompositeFieldContainer[IocClaim]
     def __init__(self, info: _Optional[_Union[_operator_pb2.IocInfo, _Mapping]] = ..., claims: _Optional[_Iterable[_Union[IocClaim, _Mapping]]] = ...) -> None: ...
 
+class ListUrlsRequest(_message.Message):
+    __slots__ = ("scope", "limit")
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    LIMIT_FIELD_NUMBER: _ClassVar[int]
+    scope: str
+    limit: int
+    def __init__(self, scope: _Optional[str] = ..., limit: _Optional[int] = ...) -> None: ...
+
+class UrlIndicator(_message.Message):
+    __slots__ = ("url", "host", "host_blocked", "source", "scope", "first_seen_ms", "last_seen_ms")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    HOST_BLOCKED_FIELD_NUMBER: _ClassVar[int]
+    SOURCE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    host: str
+    host_blocked: bool
+    source: str
+    scope: str
+    first_seen_ms: int
+    last_seen_ms: int
+    def __init__(self, url: _Optional[str] = ..., host: _Optional[str] = ..., host_blocked: _Optional[bool] = ..., source: _Optional[str] = ..., scope: _Optional[str] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ...) -> None: ...
+
+class ListUrlsResponse(_message.Message):
+    __slots__ = ("urls",)
+    URLS_FIELD_NUMBER: _ClassVar[int]
+    urls: _containers.RepeatedCompositeFieldContainer[UrlIndicator]
+    def __init__(self, urls: _Optional[_Iterable[_Union[UrlIndicator, _Mapping]]] = ...) -> None: ...
+
 class ExportIocsRequest(_message.Message):
     __slots__ = ("scope", "format", "tlp")
     SCOPE_FIELD_NUMBER: _ClassVar[int]

@@ -52,6 +52,11 @@ class IntelServiceStub:
                 request_serializer=mssp_dot_v1_dot_intel__pb2.ShowIocRequest.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_intel__pb2.IocDetail.FromString,
                 _registered_method=True)
+        self.ListUrls = channel.unary_unary(
+                '/mssp.v1.IntelService/ListUrls',
+                request_serializer=mssp_dot_v1_dot_intel__pb2.ListUrlsRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_intel__pb2.ListUrlsResponse.FromString,
+                _registered_method=True)
         self.AddAllow = channel.unary_unary(
                 '/mssp.v1.IntelService/AddAllow',
                 request_serializer=mssp_dot_v1_dot_intel__pb2.AllowRequest.SerializeToString,
@@ -119,6 +124,13 @@ class IntelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListUrls(self, request, context):
+        """URL indicators kept for reporting (their host is blocked when safe).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddAllow(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -180,6 +192,11 @@ def add_IntelServiceServicer_to_server(servicer, server):
                     servicer.ShowIoc,
                     request_deserializer=mssp_dot_v1_dot_intel__pb2.ShowIocRequest.FromString,
                     response_serializer=mssp_dot_v1_dot_intel__pb2.IocDetail.SerializeToString,
+            ),
+            'ListUrls': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListUrls,
+                    request_deserializer=mssp_dot_v1_dot_intel__pb2.ListUrlsRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_intel__pb2.ListUrlsResponse.SerializeToString,
             ),
             'AddAllow': grpc.unary_unary_rpc_method_handler(
                     servicer.AddAllow,
@@ -301,6 +318,33 @@ class IntelService:
             '/mssp.v1.IntelService/ShowIoc',
             mssp_dot_v1_dot_intel__pb2.ShowIocRequest.SerializeToString,
             mssp_dot_v1_dot_intel__pb2.IocDetail.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListUrls(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.IntelService/ListUrls',
+            mssp_dot_v1_dot_intel__pb2.ListUrlsRequest.SerializeToString,
+            mssp_dot_v1_dot_intel__pb2.ListUrlsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -51,6 +51,17 @@ def upgrade() -> None:
         " created_at_ms, created_at_ms, '', false FROM ioc"
     )
     op.create_table(
+        "url_indicator",
+        sa.Column("channel", sa.String(length=48), nullable=False),
+        sa.Column("url_hash", sa.String(length=64), nullable=False),
+        sa.Column("source", sa.String(length=64), nullable=False),
+        _text("url"),
+        sa.Column("host", sa.String(length=253), nullable=False),
+        sa.Column("host_blocked", sa.Boolean(), nullable=False),
+        _ms("first_seen_ms"), _ms("last_seen_ms"),
+        sa.PrimaryKeyConstraint("channel", "url_hash", "source"),
+    )
+    op.create_table(
         "allow_entry",
         sa.Column("channel", sa.String(length=48), nullable=False),
         sa.Column("value", sa.String(length=253), nullable=False),
@@ -90,6 +101,7 @@ def downgrade() -> None:
     op.drop_index("ix_feed_next_run_ms", table_name="feed")
     op.drop_table("feed")
     op.drop_table("allow_entry")
+    op.drop_table("url_indicator")
     op.drop_index("ix_ioc_channel_added", table_name="ioc")
     op.drop_index("ix_ioc_claim_expires", table_name="ioc_claim")
     op.drop_index("ix_ioc_claim_decay", table_name="ioc_claim")
