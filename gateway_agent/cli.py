@@ -14,6 +14,7 @@ import signal
 import sys
 from pathlib import Path
 
+from gateway_agent import __version__
 from gateway_agent.backends import BACKENDS, make_backend, nft_available
 from gateway_agent.budget import BudgetedBackend, budget_for
 from gateway_agent.enroll import enroll
@@ -112,6 +113,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mssp-agent", description="MSSP gateway agent")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    parser.add_argument("--version", action="version", version=f"mssp-agent {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("enroll", help="enroll this router with the controller (once)")

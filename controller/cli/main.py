@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+from importlib import metadata
 from pathlib import Path
 
 import typer
@@ -22,8 +23,21 @@ app = typer.Typer(
     help="Operate the managed-gateway fleet: tenants, gateways, policies, IOCs, fleet health.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
 )
+
+
+def package_version() -> str:
+    try:
+        return metadata.version("mssp-gateway")
+    except metadata.PackageNotFoundError:  # run from a source tree without an install
+        return "unknown"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        print(f"msspctl {package_version()}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -38,6 +52,8 @@ def root(
     timeout: float | None = typer.Option(
         None, "--timeout", help="seconds to wait for each call (env MSSP_TIMEOUT, default 15)"
     ),
+    _version: bool = typer.Option(False, "--version", callback=_print_version, is_eager=True,
+                                  help="print the version and exit"),
 ) -> None:
     ctx.obj = Options(data_dir=data_dir, controller=controller, timeout=timeout)
 
