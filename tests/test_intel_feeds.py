@@ -126,7 +126,8 @@ def test_cli_import_feed_allowlist_and_export(controller_proc: ControllerProc, t
     done = as_json(run("ioc", "import", str(feed), "--skip-invalid", "--tlp", "green", "-o", "json"))
     assert isinstance(done, dict) and (done["new"], done["refused"], done["invalid"]) == (1, 1, 1)
     listed = as_json(run("ioc", "list", "-o", "json"))
-    assert isinstance(listed, list) and [i["ioc"]["value"] for i in listed] == ["198.51.100.61"]
+    assert isinstance(listed, list) and [(i["ioc"]["value"], i["sources"]) for i in listed] == [
+        ("198.51.100.61", ["import"])]
 
     assert_ok(run("allowlist", "add", "203.0.113.0/24", "--note", "office"))
     assert_failed(run("ioc", "add", "203.0.113.5"), "allow-list")

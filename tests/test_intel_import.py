@@ -102,6 +102,7 @@ def test_a_feed_sync_removes_only_its_own_claims(svc: ControllerService) -> None
                                     sync=True)
     assert (gone.new, gone.removed) == (1, 2)
     assert values(svc) == ["198.51.100.1", "198.51.100.3"]  # the analyst's claim keeps .1
+    assert [r.sources for r in svc.list_iocs()] == [("analyst",), ("feed:demo",)]
     last = pushes(svc)[-1]
     assert [i.value for i in last.iocs.remove] == ["198.51.100.2"]
     with pytest.raises(InvalidInput, match="reserved"):

@@ -83,11 +83,12 @@ def list_(
     if fmt is Format.json:
         output.print_json(iocs)
         return
-    t = output.table("value", "type", "scope", "confidence", "source", "expires", "added", "seq")
+    t = output.table("value", "type", "scope", "confidence", "source", "claims", "expires", "added", "seq")
     for info in iocs:
         output.add_row(
             t, info.ioc.value, _type(info.ioc), info.scope, str(info.ioc.confidence), info.ioc.source or "-",
-            output.relative(info.ioc.expires_at_ms), output.relative(info.created_at_ms), str(info.seq),
+            ", ".join(info.sources) or "-", output.relative(info.ioc.expires_at_ms),
+            output.relative(info.created_at_ms), str(info.seq),
         )
     con = output.console()
     con.print(t)

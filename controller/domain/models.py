@@ -121,6 +121,7 @@ class IocRecord:
     created_at_ms: int
     seq: int  # the channel seq that carried the last change
     refreshed: bool = False  # add_ioc: the scope already held it (fields not given were kept)
+    sources: tuple[str, ...] = ()  # list_iocs: every source claiming it (services/claims.py)
 
 
 @dataclass(frozen=True)

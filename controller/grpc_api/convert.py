@@ -62,7 +62,7 @@ def ioc_info(r: IocRecord) -> operator_pb2.IocInfo:
     ioc = common_pb2.Ioc(type=int(i.type), value=i.value, expires_at_ms=i.expires_at_ms,
                          confidence=i.confidence, source=i.source)
     return operator_pb2.IocInfo(ioc=ioc, scope=r.scope, created_at_ms=r.created_at_ms, seq=r.seq,
-                                refreshed=r.refreshed)
+                                refreshed=r.refreshed, sources=list(r.sources))
 
 
 def remove_ioc(r: RemoveIocResult) -> operator_pb2.RemoveIocResponse:

@@ -35,10 +35,12 @@ from mssp.common.clock import now_ms
 from mssp.common.limits import MAX_TTL_SECONDS
 
 
-def ioc_record(row: rows.Ioc, scope: str, *, refreshed: bool = False) -> IocRecord:
+def ioc_record(row: rows.Ioc, scope: str, *, refreshed: bool = False, sources: tuple[str, ...] = (),
+               ) -> IocRecord:
     ioc = Indicator(type=IocKind(row.type), value=row.value, expires_at_ms=row.expires_at_ms,
                     confidence=row.confidence, source=row.source)
-    return IocRecord(ioc=ioc, scope=scope, created_at_ms=row.created_at_ms, seq=row.seq, refreshed=refreshed)
+    return IocRecord(ioc=ioc, scope=scope, created_at_ms=row.created_at_ms, seq=row.seq, refreshed=refreshed,
+                     sources=sources)
 
 
 class Iocs:
@@ -126,7 +128,15 @@ class Iocs:
             if scope:
                 query = select(rows.Ioc).where(rows.Ioc.channel == scope_channel(s, parse_scope(scope)))
             query = query.order_by(rows.Ioc.channel, rows.Ioc.type, rows.Ioc.value)
-            return [ioc_record(row, names.get(row.channel, row.channel)) for row in s.exec(query)]
+            found = s.exec(query).all()
+            claimed: dict[tuple[str, int, str], list[str]] = {}
+            for channel in sorted({row.channel for row in found}):  # one read of the claims per scope
+                for t, v, src in s.exec(select(IocClaim.type, IocClaim.value, IocClaim.source)
+                                        .where(IocClaim.channel == channel).order_by(IocClaim.source)):
+                    claimed.setdefault((channel, t, v), []).append(src)
+            return [ioc_record(row, names.get(row.channel, row.channel),
+                               sources=tuple(claimed.get((row.channel, row.type, row.value), ())))
+                    for row in found]
 
     def expire_iocs(self) -> int:
         """Drop claims past their expiry; an indicator goes with its last claim (the kernel already

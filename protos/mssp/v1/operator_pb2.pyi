@@ -204,18 +204,20 @@ class AddIocRequest(_message.Message):
     def __init__(self, value: _Optional[str] = ..., scope: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., source: _Optional[str] = ..., confidence: _Optional[int] = ..., has_confidence: _Optional[bool] = ..., has_ttl: _Optional[bool] = ...) -> None: ...
 
 class IocInfo(_message.Message):
-    __slots__ = ("ioc", "scope", "created_at_ms", "seq", "refreshed")
+    __slots__ = ("ioc", "scope", "created_at_ms", "seq", "refreshed", "sources")
     IOC_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     REFRESHED_FIELD_NUMBER: _ClassVar[int]
+    SOURCES_FIELD_NUMBER: _ClassVar[int]
     ioc: _common_pb2.Ioc
     scope: str
     created_at_ms: int
     seq: int
     refreshed: bool
-    def __init__(self, ioc: _Optional[_Union[_common_pb2.Ioc, _Mapping]] = ..., scope: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., seq: _Optional[int] = ..., refreshed: _Optional[bool] = ...) -> None: ...
+    sources: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, ioc: _Optional[_Union[_common_pb2.Ioc, _Mapping]] = ..., scope: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., seq: _Optional[int] = ..., refreshed: _Optional[bool] = ..., sources: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class RemoveIocRequest(_message.Message):
     __slots__ = ("value", "scope")
