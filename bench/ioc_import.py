@@ -48,7 +48,7 @@ def raw_floor(url: str, lines: list[str]) -> float:
     with db.session() as s:  # the store's fastest path: COPY on PostgreSQL, executemany on SQLite
         conn = s.connection()
         insert_rows(conn, Ioc.__table__, IOC_COLS,  # type: ignore[attr-defined]
-                    [("global", 1, v, "feed:x", 80, now, 0, 1) for v in lines])
+                    [("global", 1, v, "feed:x", 80, now, 0, 1, now) for v in lines])
         insert_rows(conn, IocClaim.__table__, CLAIM_COLS,  # type: ignore[attr-defined]
                     [("global", 1, v, "feed:x", 80, 0, now, now, "", True) for v in lines])
     elapsed = time.perf_counter() - started

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import col
+from sqlmodel import col, select
 
 from controller.domain.decay import DAY_MS, DecayModel
 from controller.domain.errors import InvalidInput
@@ -12,6 +12,7 @@ from controller.service import ControllerService
 from controller.services.intel_import import ImportOptions
 from controller.store.db import Database
 from controller.store.intel_models import Feed, IocClaim
+from controller.store.models import Ioc
 from mssp.common.clock import now_ms
 
 
@@ -57,3 +58,24 @@ def test_housekeeping_withdraws_decayed_claims_only(db: Database) -> None:
     again = svc.importer.import_feed(b"198.51.100.3\n", ImportOptions(fmt="plain", source="recent-list"))
     assert again.unchanged == 1
     assert svc.decay_iocs() == 0 and len(svc.list_iocs()) == 3
+
+
+def test_the_migration_gives_every_stored_indicator_its_source_claim(db_url: str) -> None:
+    """0007 on a database with indicators in it: each becomes its source's claim (SQLite and PostgreSQL)."""
+    from alembic import command
+
+    db = Database(db_url)
+    command.upgrade(db.alembic_config(), "0006_tenant_api")
+    with db.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO ioc (channel, type, value, source, confidence, created_at_ms, expires_at_ms, seq)"
+            " VALUES ('global', 1, '198.51.100.80', 'analyst', 70, 1000, 0, 1)")
+    db.upgrade()
+    svc = ControllerService(db)
+    (record,) = svc.list_iocs()
+    assert (record.ioc.value, record.sources) == ("198.51.100.80", ("analyst",))
+    _, (claim,) = svc.show_ioc("198.51.100.80")
+    assert (claim.source, claim.confidence, claim.decays, claim.last_seen_ms) == ("analyst", 70, False, 1000)
+    with db.session(readonly=True) as s:
+        assert s.exec(select(Ioc.updated_at_ms)).one() == 1000
+    db.dispose()

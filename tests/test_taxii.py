@@ -127,7 +127,8 @@ async def test_a_taxii_feed_pulls_another_controllers_collection_incrementally(
         assert first.feed.last_error == "" and first.result is not None and first.result.new == 30
         assert first.feed.entries == 30
         with upstream.db.session() as s:  # those were added an hour ago, well before the pull's margin
-            s.exec(update(Ioc).values(created_at_ms=Ioc.created_at_ms - 3600_000))  # type: ignore[call-overload]
+            s.exec(update(Ioc).values(  # type: ignore[call-overload]
+                created_at_ms=Ioc.created_at_ms - 3600_000, updated_at_ms=Ioc.updated_at_ms - 3600_000))
         upstream.importer.import_feed(b"192.0.2.77\n", ImportOptions(fmt="plain", tlp="clear"))
         second = await asyncio.to_thread(svc.feeds.run, "upstream")
         assert second.result is not None and (second.result.new, second.feed.entries) == (1, 31)
@@ -138,3 +139,18 @@ async def test_a_taxii_feed_pulls_another_controllers_collection_incrementally(
     finally:
         await server.stop()
         upstream.db.engine.dispose()
+
+
+def test_a_changed_indicator_is_a_new_version_in_the_collection(db: Database) -> None:
+    svc = ControllerService(db)
+    svc.importer.import_feed(b"198.51.100.70\n198.51.100.71\n", ImportOptions(fmt="plain", tlp="green"))
+    first = svc.shared.page().objects
+    mark = max(o.date_added_ms for o in first)
+    with db.session() as s:  # make the first versions clearly older
+        s.exec(update(Ioc).values(updated_at_ms=Ioc.updated_at_ms - 1000))  # type: ignore[call-overload]
+    svc.importer.import_feed(b"198.51.100.71\n", ImportOptions(fmt="plain", tlp="green", confidence=95))
+    (changed,) = svc.shared.page(added_after_ms=mark - 500).objects
+    assert changed.stix["pattern"] == "[ipv4-addr:value = '198.51.100.71']"
+    assert changed.stix["confidence"] == 95
+    assert changed.stix["modified"] > changed.stix["created"]
+    assert changed.stix["id"] == next(o.stix["id"] for o in first if "71" in o.stix["pattern"])

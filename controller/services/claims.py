@@ -63,7 +63,8 @@ def chunks(items: list, size: int = _IN_CHUNK) -> Iterable[list]:  # type: ignor
     return (items[i : i + size] for i in range(0, len(items), size))
 
 
-IOC_COLS = ("channel", "type", "value", "source", "confidence", "created_at_ms", "expires_at_ms", "seq")
+IOC_COLS = ("channel", "type", "value", "source", "confidence", "created_at_ms", "expires_at_ms", "seq",
+            "updated_at_ms")
 CLAIM_COLS = ("channel", "type", "value", "source", "confidence", "expires_at_ms", "created_at_ms",
                "last_seen_ms", "tlp", "decays")
 _CLAIMS = select(IocClaim.type, IocClaim.value, IocClaim.source, IocClaim.confidence, IocClaim.expires_at_ms,
@@ -182,13 +183,14 @@ class ChannelWriter:
         ch, now = self.channel, now_ms()
         conn, ioc = self.s.connection(), Ioc.__table__  # type: ignore[attr-defined]
         insert_rows(conn, ioc, IOC_COLS, [
-            (ch, k[0], k[1], a.source, a.confidence, now, a.expires_at_ms, seq) for k, a in added])
+            (ch, k[0], k[1], a.source, a.confidence, now, a.expires_at_ms, seq, now)
+            for k, a in added])
         changed = [{"k_type": k[0], "k_value": k[1], "n_source": a.source, "n_confidence": a.confidence,
                     "n_expires": a.expires_at_ms} for k, a in upserts[fresh:] if k in before]
         if changed:
             conn.execute(update(ioc).where(*self._match(ioc)).values(
-                seq=seq, source=bindparam("n_source"), confidence=bindparam("n_confidence"),
-                expires_at_ms=bindparam("n_expires")), changed)
+                seq=seq, updated_at_ms=now, source=bindparam("n_source"),
+                confidence=bindparam("n_confidence"), expires_at_ms=bindparam("n_expires")), changed)
         if removes:
             conn.execute(delete(ioc).where(*self._match(ioc)),
                          [{"k_type": k[0], "k_value": k[1]} for k in removes])

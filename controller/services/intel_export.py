@@ -87,12 +87,13 @@ class Exporter:
 
 
 def stix_indicator(kind: int, value: str, confidence: int, created: int, expires: int, tlp: str,
-                   ) -> dict[str, Any]:
-    """A STIX 2.1 indicator whose id depends only on the value: the same object in every export."""
+                   modified: int | None = None) -> dict[str, Any]:
+    """A STIX 2.1 indicator whose id depends only on the value: the same object in every export,
+    a new version (`modified`) when what is enforced of it changed."""
     indicator: dict[str, Any] = {
         "type": "indicator", "spec_version": "2.1",
         "id": f"indicator--{uuid.uuid5(_NAMESPACE, f'{kind}:{value}')}",
-        "created": stamp(created), "modified": stamp(created),
+        "created": stamp(created), "modified": stamp(max(created, modified or created)),
         "indicator_types": ["malicious-activity"],
         "pattern": f"[{_STIX_OBJECT[IocKind(kind)]}:value = '{value}']",
         "pattern_type": "stix", "pattern_version": "2.1",

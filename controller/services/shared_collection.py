@@ -1,9 +1,10 @@
 """The collection partners read over TAXII: the MSSP's global indicators that a source marked
-TLP:CLEAR or TLP:GREEN, oldest first, in pages (``added_after``, ``limit``, ``next``).
+TLP:CLEAR or TLP:GREEN, oldest version first, in pages (``added_after``, ``limit``, ``next``).
 
-Objects are ordered by (date added, row id), a unique order that never changes once written, so a
-``next`` cursor resumes exactly where its page ended even while indicators are being added.
-Nothing here names a tenant or a source.
+An indicator whose enforced form changed (confidence, expiry) is a new version: it is added to the
+collection again at that time, with its STIX ``modified``, so ``added_after`` brings changes too.
+Objects are ordered by (date added, row id), a unique order, so a ``next`` cursor resumes exactly
+where its page ended. Nothing here names a tenant or a source.
 """
 
 from __future__ import annotations
@@ -65,16 +66,16 @@ class SharedCollection:
             IocClaim.channel == Ioc.channel, IocClaim.type == Ioc.type, IocClaim.value == Ioc.value,
             col(IocClaim.tlp).in_(DEFAULT_TLP))
         now = now_ms()
-        query = select(Ioc.id, Ioc.type, Ioc.value, Ioc.confidence, Ioc.created_at_ms,
-                       Ioc.expires_at_ms).where(Ioc.channel == GLOBAL_CHANNEL, marked,
+        query = select(Ioc.id, Ioc.type, Ioc.value, Ioc.confidence, Ioc.updated_at_ms, Ioc.expires_at_ms,
+                       Ioc.created_at_ms).where(Ioc.channel == GLOBAL_CHANNEL, marked,
             or_(col(Ioc.expires_at_ms) == 0, col(Ioc.expires_at_ms) > now))
         if added_after_ms is not None:
-            query = query.where(col(Ioc.created_at_ms) > added_after_ms)
+            query = query.where(col(Ioc.updated_at_ms) > added_after_ms)
         if cursor:
             added, row_id = decode_cursor(cursor)
-            query = query.where(or_(col(Ioc.created_at_ms) > added,
-                                    and_(col(Ioc.created_at_ms) == added, col(Ioc.id) > row_id)))
-        query = query.order_by(col(Ioc.created_at_ms), col(Ioc.id)).limit(limit + 1)
+            query = query.where(or_(col(Ioc.updated_at_ms) > added,
+                                    and_(col(Ioc.updated_at_ms) == added, col(Ioc.id) > row_id)))
+        query = query.order_by(col(Ioc.updated_at_ms), col(Ioc.id)).limit(limit + 1)
         with self.db.session(readonly=True) as s:
             rows = s.exec(query).all()[: limit + 1]
             more = len(rows) > limit
@@ -87,7 +88,7 @@ class SharedCollection:
                         tuple_(col(IocClaim.type), col(IocClaim.value)).in_(part))):
                     if (t, v) not in levels or _RANK[tlp] < _RANK[levels[(t, v)]]:
                         levels[(t, v)] = tlp
-        objects = [SharedObject(created, stix_indicator(t, v, c, created, e, levels[(t, v)]))
-                   for _id, t, v, c, created, e in rows]
+        objects = [SharedObject(changed, stix_indicator(t, v, c, created, e, levels[(t, v)], changed))
+                   for _id, t, v, c, changed, e, created in rows]
         token = encode_cursor(rows[-1][4], rows[-1][0]) if more and rows else ""
         return SharedPage(objects, more, token)

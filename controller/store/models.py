@@ -79,7 +79,7 @@ class EnrollmentToken(SQLModel, table=True):
 
 class Ioc(SQLModel, table=True):
     __table_args__ = (UniqueConstraint("channel", "type", "value", name="uq_ioc_channel_value"),
-                      Index("ix_ioc_channel_added", "channel", "created_at_ms", "id"))  # TAXII paging
+                      Index("ix_ioc_channel_changed", "channel", "updated_at_ms", "id"))  # TAXII paging
 
     id: int | None = Field(default=None, primary_key=True)
     channel: str = Field(max_length=48)  # "global" or "tenant:<tenant id>"; uq_ioc_channel_value indexes it
@@ -90,6 +90,10 @@ class Ioc(SQLModel, table=True):
     created_at_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     expires_at_ms: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0, index=True))
     seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    # When what gateways enforce of it last changed: a new version for partners (TAXII `modified`).
+    updated_at_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
 
 
 class Channel(SQLModel, table=True):

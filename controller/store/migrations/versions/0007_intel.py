@@ -43,7 +43,9 @@ def upgrade() -> None:
     op.create_index("ix_ioc_claim_source", "ioc_claim", ["channel", "source"], unique=False)
     op.create_index("ix_ioc_claim_decay", "ioc_claim", ["decays", "confidence", "last_seen_ms"], unique=False)
     op.create_index("ix_ioc_claim_expires", "ioc_claim", ["expires_at_ms"], unique=False)
-    op.create_index("ix_ioc_channel_added", "ioc", ["channel", "created_at_ms", "id"], unique=False)
+    op.add_column("ioc", sa.Column("updated_at_ms", sa.BigInteger(), nullable=False, server_default="0"))
+    op.execute("UPDATE ioc SET updated_at_ms = created_at_ms")
+    op.create_index("ix_ioc_channel_changed", "ioc", ["channel", "updated_at_ms", "id"], unique=False)
     # Every indicator stored so far was added by one source: it becomes that source's claim.
     op.execute(
         "INSERT INTO ioc_claim (channel, type, value, source, confidence, expires_at_ms, created_at_ms,"
@@ -102,7 +104,9 @@ def downgrade() -> None:
     op.drop_table("feed")
     op.drop_table("allow_entry")
     op.drop_table("url_indicator")
-    op.drop_index("ix_ioc_channel_added", table_name="ioc")
+    op.drop_index("ix_ioc_channel_changed", table_name="ioc")
+    with op.batch_alter_table("ioc", schema=None) as batch_op:
+        batch_op.drop_column("updated_at_ms")
     op.drop_index("ix_ioc_claim_expires", table_name="ioc_claim")
     op.drop_index("ix_ioc_claim_decay", table_name="ioc_claim")
     op.drop_index("ix_ioc_claim_source", table_name="ioc_claim")
