@@ -54,7 +54,8 @@ class Iocs:
     ) -> IocRecord:
         """Add or refresh a source's claim on an indicator; its push commits with it. None = not given:
         taken from the source's claim, else from the indicator as it stands, else the default (never
-        expires, DEFAULT_CONFIDENCE). The source is DEFAULT_SOURCE when not given."""
+        expires, DEFAULT_CONFIDENCE). The source, when not given, is the one the indicator shows, or
+        DEFAULT_SOURCE when that is a feed's or an import's (a sync or decay may withdraw those)."""
         parsed = parse_ioc(value)
         where = parse_scope(scope)
         if ttl_seconds is not None and not 0 <= ttl_seconds <= MAX_TTL_SECONDS:
