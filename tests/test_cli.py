@@ -252,7 +252,7 @@ def test_json_has_every_field_with_proto_names() -> None:
     tenant = operator_pb2.Tenant(name="acme", plan="standard")
     data = output.to_dict(tenant)
     assert data["name"] == "acme"
-    assert data["gateway_count"] == 0 and data["policy_version"] == "0"
+    assert data["gateway_count"] == 0 and data["policy_version"] == 0
 
 
 def test_versions_and_relative_times() -> None:

@@ -10,12 +10,14 @@ from __future__ import annotations
 import enum
 import json
 import os
+import re
 import sys
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.json_format import MessageToDict
 from google.protobuf.message import Message
 from rich.console import Console
@@ -71,8 +73,42 @@ def console() -> Console:
 
 
 def to_dict(msg: Message) -> dict[str, Any]:
-    """The proto3 JSON mapping with field names as in the .proto and every field present."""
-    return MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    """The proto3 JSON mapping with field names as in the .proto and every field present, with one
+    type per field: 64-bit integers as numbers (proto3 JSON writes them as strings) and enums as
+    the lower-case words the tables show (``ipv4``, not ``IOC_TYPE_IPV4``)."""
+    data = MessageToDict(msg, preserving_proto_field_name=True, always_print_fields_with_no_presence=True)
+    return _typed(msg.DESCRIPTOR, data)
+
+
+_INT64 = {FieldDescriptor.TYPE_INT64, FieldDescriptor.TYPE_UINT64, FieldDescriptor.TYPE_SINT64,
+          FieldDescriptor.TYPE_FIXED64, FieldDescriptor.TYPE_SFIXED64}
+
+
+def _enum_word(enum: Any, name: Any) -> Any:
+    """IOC_TYPE_IPV4 -> ipv4: the enum's UPPER_SNAKE type name is the prefix its values carry."""
+    if not isinstance(name, str):
+        return name
+    prefix = re.sub(r"(?<!^)(?=[A-Z])", "_", enum.name).upper() + "_"
+    return name.removeprefix(prefix).lower()
+
+
+def _typed(descriptor: Any, data: dict[str, Any]) -> dict[str, Any]:
+    for field in descriptor.fields:
+        if field.name not in data:
+            continue
+        value = data[field.name]
+        many = isinstance(value, list)
+        items = value if many else [value]
+        if field.message_type is not None:
+            if field.message_type.GetOptions().map_entry:
+                continue  # maps keep the standard mapping
+            items = [_typed(field.message_type, v) if isinstance(v, dict) else v for v in items]
+        elif field.type in _INT64:
+            items = [int(v) if isinstance(v, str) and v.lstrip("-").isdigit() else v for v in items]
+        elif field.enum_type is not None:
+            items = [_enum_word(field.enum_type, v) for v in items]
+        data[field.name] = items if many else items[0]
+    return data
 
 
 def print_json(data: Message | Iterable[Message] | dict[str, Any]) -> None:
