@@ -185,7 +185,7 @@ async def test_msspctl_telemetry_commands(
     try:
         result = await asyncio.to_thread(run, "usage", "--tenant", "acme", "--period", month, "-o", "json")
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["egress_bytes"] == 5000  # a number, though proto JSON writes a string
+        assert json.loads(result.output)["egress_bytes"] == 5000  # a number (proto JSON writes a string)
         result = await asyncio.to_thread(run, "telemetry", "top", "--tenant", "acme", "--by", "category",
                                          "--since", "24h", "-o", "json")
         assert result.exit_code == 0, result.output
