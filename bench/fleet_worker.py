@@ -4,8 +4,10 @@ a slice of the simulated fleet, driven over stdin/stdout with one JSON object pe
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -97,3 +99,20 @@ def start_controller(
             raise RuntimeError("controller did not start within 60s")
         time.sleep(0.01)
     return proc, time.monotonic()
+
+
+def stop_all(workers: list[Worker], controller: subprocess.Popen[bytes], *, worker_wait: float) -> None:
+    """Stop the worker processes, then the controller; whatever does not stop in time is killed."""
+    for w in workers:
+        with contextlib.suppress(Exception):
+            w.send({"op": "stop"})
+    for w in workers:
+        try:
+            w.proc.wait(timeout=worker_wait)
+        except subprocess.TimeoutExpired:
+            os.killpg(w.proc.pid, signal.SIGKILL)
+    controller.send_signal(signal.SIGTERM)
+    try:
+        controller.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        os.killpg(controller.pid, signal.SIGKILL)

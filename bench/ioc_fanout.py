@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -28,7 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from fleet_worker import Worker, start_controller
+from fleet_worker import Worker, start_controller, stop_all
 from ioc_import import feed_lines
 
 from controller.simulation import CALL_TIMEOUT, OperatorApi
@@ -94,18 +92,7 @@ async def measure(lines: int, agents: int, root: Path) -> dict[str, object]:
                            "removed": second.result.removed},
         }
     finally:
-        for w in procs:
-            with contextlib.suppress(Exception):
-                w.send({"op": "stop"})
-            try:
-                w.proc.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                os.killpg(w.proc.pid, signal.SIGKILL)
-        controller.send_signal(signal.SIGTERM)
-        try:
-            controller.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(controller.pid, signal.SIGKILL)
+        stop_all(procs, controller, worker_wait=120)
 
 
 def main() -> None:

@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import resource
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -27,7 +25,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from fleet_worker import Worker, commands, start_agents, start_controller
+from fleet_worker import Worker, commands, start_agents, start_controller, stop_all
 
 from controller.simulation import OperatorApi, percentiles, wait_until
 
@@ -118,19 +116,7 @@ async def measure(n: int, rounds: int, workers: int, gap: float, root: Path) -> 
             "agent_rss_kib_each": round(agent_kib),
         }
     finally:
-        for w in procs:
-            with contextlib.suppress(Exception):
-                w.send({"op": "stop"})
-        for w in procs:
-            try:
-                w.proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(w.proc.pid, signal.SIGKILL)
-        controller.send_signal(signal.SIGTERM)
-        try:
-            controller.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(controller.pid, signal.SIGKILL)
+        stop_all(procs, controller, worker_wait=60)
 
 
 def main() -> None:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from controller.domain.errors import InvalidInput
 from controller.domain.names import show, type_name, validate_tenant_name
+from mssp.common.limits import MAX_TTL_SECONDS
 
 DEFAULT_CONFIDENCE = 80
 DEFAULT_SOURCE = "operator"
@@ -23,6 +24,13 @@ def validate_confidence(n: int) -> int:
     if not 0 <= n <= 100:
         raise InvalidInput(f"confidence {n} is out of range 0-100")
     return n
+
+
+def validate_ttl(seconds: int) -> int:
+    """A time to live in seconds: 0 (never expires) up to MAX_TTL_SECONDS."""
+    if not 0 <= seconds <= MAX_TTL_SECONDS:
+        raise InvalidInput(f"ttl must be between 0 (never expires) and 10 years, got {seconds}s")
+    return seconds
 
 
 def validate_source(s: str | None = None) -> str:

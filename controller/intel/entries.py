@@ -7,11 +7,31 @@ guard refuses, so every source is judged by the same rules.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from typing import Any
 
 from controller.domain.errors import InvalidInput
+from controller.domain.names import show
 
 TLP_LEVELS = ("clear", "green", "amber", "amber+strict", "red")
+
+
+def validate_tlp(level: str) -> str:
+    """A TLP level as the operator gives it (--tlp): one of TLP_LEVELS."""
+    if level not in TLP_LEVELS:
+        raise InvalidInput(f"unknown TLP {show(level)}: use one of {', '.join(TLP_LEVELS)}")
+    return level
+
+
+def load_json(data: str | bytes | Any, what: str) -> Any:
+    """A feed document: text or bytes parsed (a BOM allowed), anything else as given."""
+    if not isinstance(data, (str, bytes)):
+        return data
+    try:
+        return json.loads(data.lstrip("\ufeff") if isinstance(data, str) else data)
+    except (ValueError, RecursionError) as exc:
+        raise FeedFormatError(f"{what} feed is not JSON: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from controller.intel.entries import TLP_LEVELS, FeedEntry, FeedFormatError, FeedItem, Skipped
+from controller.intel.entries import TLP_LEVELS, FeedEntry, FeedFormatError, FeedItem, Skipped, load_json
 
 # type -> which parts of a "a|b" value are the indicator ("addr|port" keeps the address).
 NETWORK_TYPES: dict[str, tuple[str, ...]] = {
@@ -64,11 +64,7 @@ def tlp_from_tags(names: list[str]) -> str | None:
 
 
 def _events(data: str | bytes | dict[str, Any] | list[Any]) -> list[Any]:
-    if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data.lstrip("\ufeff") if isinstance(data, str) else data)
-        except (ValueError, RecursionError) as exc:
-            raise FeedFormatError(f"MISP feed is not JSON: {exc}") from exc
+    data = load_json(data, "MISP")
     if isinstance(data, dict) and isinstance(data.get("response"), list):
         data = data["response"]  # a restSearch answer
     if isinstance(data, dict):

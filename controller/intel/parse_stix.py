@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import re
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
@@ -19,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from controller.domain.errors import ControllerError
-from controller.intel.entries import TLP_LEVELS, FeedEntry, FeedFormatError, FeedItem, Skipped
+from controller.intel.entries import TLP_LEVELS, FeedEntry, FeedFormatError, FeedItem, Skipped, load_json
 
 # TLP 1.0 marking definitions of the STIX 2.1 specification (section 7.2.1.4), TLP:WHITE as clear.
 # TLP 2.0 ones of the OASIS extension (cti-stix-common-objects, extension-definition--60a3c5c5-...).
@@ -268,11 +267,7 @@ def summarise_pattern(text: str) -> PatternSummary:
 
 
 def _objects(data: str | bytes | dict[str, Any] | list[Any]) -> list[Any]:
-    if isinstance(data, (str, bytes)):
-        try:
-            data = json.loads(data.lstrip("\ufeff") if isinstance(data, str) else data)
-        except (ValueError, RecursionError) as exc:
-            raise FeedFormatError(f"STIX feed is not JSON: {exc}") from exc
+    data = load_json(data, "STIX")
     if isinstance(data, list):
         return data
     if not isinstance(data, dict):

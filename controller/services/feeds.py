@@ -21,7 +21,7 @@ from sqlmodel import Session, col, func, select
 from controller.domain.errors import AlreadyExists, ControllerError, InvalidInput, NotFound
 from controller.domain.ioc_meta import FEED_SOURCE_PREFIX, parse_scope, validate_confidence
 from controller.domain.names import _validate_slug, show
-from controller.intel.entries import TLP_LEVELS, FeedFormatError
+from controller.intel.entries import FeedFormatError, validate_tlp
 from controller.intel.fetch import Fetched, FetchError, fetch_taxii, fetch_url, read_path
 from controller.intel.formats import FORMATS
 from controller.services.intel_import import Importer, ImportOptions, ImportResult
@@ -125,8 +125,8 @@ class Feeds:
                 f"--every must be between {MIN_EVERY_SECONDS}s and 7 days, got {every_seconds}s")
         if confidence is not None:
             validate_confidence(confidence)
-        if tlp is not None and tlp not in TLP_LEVELS:
-            raise InvalidInput(f"unknown TLP {show(tlp)}: use one of {', '.join(TLP_LEVELS)}")
+        if tlp is not None:
+            validate_tlp(tlp)
         where = parse_scope(scope)
         now = now_ms()
         with self.db.session() as s:

@@ -22,9 +22,10 @@ from controller.domain.ioc_meta import (
     parse_scope,
     validate_confidence,
     validate_source,
+    validate_ttl,
 )
 from controller.domain.names import show
-from controller.intel.entries import TLP_LEVELS, FeedEntry, Skipped
+from controller.intel.entries import TLP_LEVELS, FeedEntry, Skipped, validate_tlp
 from controller.intel.formats import parse_feed
 from controller.intel.warninglists import url_host_warning
 from controller.services.allowlist import GuardSettings, guard_for
@@ -35,7 +36,6 @@ from controller.services.scopes import scope_channel
 from controller.services.urls import keepable, store_urls
 from controller.store.db import Database
 from mssp.common.clock import now_ms
-from mssp.common.limits import MAX_TTL_SECONDS
 
 MAX_LISTED = 1000  # problems listed in a result; the counts are always whole
 DEFAULT_IMPORT_SOURCE = "import"
@@ -109,10 +109,10 @@ def check_options(options: ImportOptions) -> str:
     source = validate_source(options.source or DEFAULT_IMPORT_SOURCE)
     if options.confidence is not None:
         validate_confidence(options.confidence)
-    if options.ttl_seconds is not None and not 0 <= options.ttl_seconds <= MAX_TTL_SECONDS:
-        raise InvalidInput(f"ttl must be between 0 (never expires) and 10 years, got {options.ttl_seconds}s")
-    if options.tlp is not None and options.tlp not in TLP_LEVELS:
-        raise InvalidInput(f"unknown TLP {show(options.tlp)}: use one of {', '.join(TLP_LEVELS)}")
+    if options.ttl_seconds is not None:
+        validate_ttl(options.ttl_seconds)
+    if options.tlp is not None:
+        validate_tlp(options.tlp)
     parse_scope(options.scope)
     return source
 

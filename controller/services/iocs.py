@@ -21,6 +21,7 @@ from controller.domain.ioc_meta import (
     parse_scope,
     validate_confidence,
     validate_source,
+    validate_ttl,
 )
 from controller.domain.models import Indicator, IocRecord, RemoveIocResult
 from controller.services.allowlist import GuardSettings, guard_for
@@ -32,7 +33,6 @@ from controller.store import models as rows
 from controller.store.db import Database
 from controller.store.intel_models import IocClaim
 from mssp.common.clock import now_ms
-from mssp.common.limits import MAX_TTL_SECONDS
 
 
 def ioc_record(row: rows.Ioc, scope: str, *, refreshed: bool = False, sources: tuple[str, ...] = (),
@@ -58,8 +58,8 @@ class Iocs:
         DEFAULT_SOURCE when that is a feed's or an import's (a sync or decay may withdraw those)."""
         parsed = parse_ioc(value)
         where = parse_scope(scope)
-        if ttl_seconds is not None and not 0 <= ttl_seconds <= MAX_TTL_SECONDS:
-            raise InvalidInput(f"ttl must be between 0 (never expires) and 10 years, got {ttl_seconds}s")
+        if ttl_seconds is not None:
+            validate_ttl(ttl_seconds)
         if confidence is not None:
             confidence = validate_confidence(confidence)
         if source is not None and validate_source(source).startswith(FEED_SOURCE_PREFIX):
@@ -110,12 +110,7 @@ class Iocs:
             lock_channel(s, channel)  # else two removes both push the removal
             row = indicator_row(s, channel, key)
             if row is None:
-                names = scope_names(s)
-                others = s.exec(select(rows.Ioc.channel).where(
-                    rows.Ioc.type == int(parsed.kind), rows.Ioc.value == parsed.value
-                )).all()
-                held = tuple(sorted(names[c] for c in others if c in names))
-                return RemoveIocResult(removed=False, seq=head(s, channel), held_in=held)
+                return RemoveIocResult(removed=False, seq=head(s, channel), held_in=held_in(s, key))
             writer = ChannelWriter(s, channel, now_ms())
             for src in claims_of(s, channel, [key]).get(key, {}):
                 writer.remove(key, src)
@@ -157,6 +152,13 @@ class Iocs:
         return removed
 
 
+def held_in(s: Session, key: Key) -> tuple[str, ...]:
+    """The scopes (as the operator writes them) that hold this indicator: a deleted tenant's are hidden."""
+    names = scope_names(s)
+    channels = s.exec(select(rows.Ioc.channel).where(rows.Ioc.type == key[0], rows.Ioc.value == key[1]))
+    return tuple(sorted(names[c] for c in channels if c in names))
+
+
 def claims_decay(s: Session, channel: str, key: Key, source: str) -> bool:
     """True for a feed's or an import's claim: not the operator's to refresh in place."""
     claim = s.get(IocClaim, (channel, key[0], key[1], source))
@@ -190,9 +192,7 @@ def show_ioc(db: Database, value: str, scope: str, model: DecayModel) -> tuple[I
         channel = scope_channel(s, where)
         row = indicator_row(s, channel, (int(parsed.kind), parsed.value))
         if row is None:
-            names = scope_names(s)
-            held = sorted(names[c] for c in s.exec(select(rows.Ioc.channel).where(
-                rows.Ioc.type == int(parsed.kind), rows.Ioc.value == parsed.value)) if c in names)
+            held = held_in(s, (int(parsed.kind), parsed.value))
             elsewhere = f"; held in {', '.join(held)}" if held else ""
             raise NotFound(f"{parsed.value} is not in {where}{elsewhere}")
         feeds = refreshed_at(s)
