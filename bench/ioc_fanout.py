@@ -65,7 +65,8 @@ async def measure(lines: int, agents: int, root: Path) -> dict[str, object]:
         worker.send({"controller": info["grpc"], "tokens": tokens, "state_root": str(root / "agents")})
         ready = worker.recv()
         values = feed_lines(lines)
-        feed = root / "feed.txt"
+        feed = data_dir / "feeds" / "feed.txt"  # path feeds live under the controller's feed directory
+        feed.parent.mkdir(exist_ok=True)
         feed.write_text("\n".join(values) + "\n")
         await stub.AddFeed(intel_pb2.AddFeedRequest(name="bench", path=str(feed), format="plain",
                                                     every_seconds=7 * 86400), metadata=op._metadata)
