@@ -43,7 +43,7 @@ from controller.service import ControllerService
 from controller.services.allowlist import GuardSettings
 from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
-from controller.store.revoked import revoked_nats_keys
+from controller.store.revoked import nats_revocations
 from controller.telemetry.bounds import EnrollmentTimes
 from controller.telemetry.consumer import TelemetryConsumer
 from mssp.common.dirlock import DirLock, lock_dir
@@ -141,7 +141,7 @@ class ControllerApp:
         operator_digest = token_digest(token)
         db = self.db
         self.revocations = RevocationSync(
-            self.identity, lambda: revoked_nats_keys(db), self.nats_connect_kwargs,
+            self.identity, lambda: nats_revocations(db), self.nats_connect_kwargs,
             s.nats_dir / "system.creds", state_file=s.nats_dir / STATE_FILE,
         )
         await self._start_nats(ca)
@@ -217,7 +217,8 @@ class ControllerApp:
         )
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder,
-                            nats_urls=self._agent_nats_urls), gw
+                            nats_urls=self._agent_nats_urls,
+                            mint_gateway_jwt=self.identity.gateway_user_jwt), gw
         )
         for server in (api, gw):
             health_servicer = health.aio.HealthServicer()

@@ -16,7 +16,7 @@ from controller.domain.models import SeqPair
 from controller.services import channels
 from controller.store.db import Database
 from controller.store.models import Ioc, PushLog, Tenant
-from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL, tenant_channel
 from mssp.common.clock import now_ms
 from mssp.common.parts import MAX_PUSH_BYTES
 from mssp.v1 import common_pb2, push_pb2
@@ -28,12 +28,16 @@ IOC_WIRE_OVERHEAD = 12
 
 
 def sync_pushes(
-    db: Database, tenant_id: str, applied: SeqPair, *, force_snapshot: bool = False
+    db: Database, tenant_id: str, applied: SeqPair, *, force_snapshot: bool = False, alliance: bool = False
 ) -> list[push_pb2.Push]:
+    """`alliance`: the agent follows the alliance channel; it is answered for only while the tenant
+    shares (an agent that has not yet heard that its tenant left keeps nothing new from it)."""
     pushes: list[push_pb2.Push] = []
     with db.session(readonly=True) as s:
-        for channel, have in ((GLOBAL_CHANNEL, applied.global_seq),
-                              (tenant_channel(tenant_id), applied.tenant_seq)):
+        wanted = [(GLOBAL_CHANNEL, applied.global_seq), (tenant_channel(tenant_id), applied.tenant_seq)]
+        if alliance and channels.sharing(s, tenant_id):
+            wanted.append((ALLIANCE_CHANNEL, applied.alliance_seq))
+        for channel, have in wanted:
             head = channels.head(s, channel)
             if not force_snapshot and have == head:
                 continue
@@ -57,13 +61,17 @@ def _deltas_are_cheaper(s: Session, channel: str, have: int, head: int) -> bool:
         select(func.count(), func.coalesce(func.sum(func.length(Ioc.value) + func.length(Ioc.source)), 0))
         .where(Ioc.channel == channel)
     ).one()
-    snapshot_items = iocs + (0 if channel == GLOBAL_CHANNEL else 1)  # the policy
+    snapshot_items = iocs + (1 if _has_policy(channel) else 0)
     snapshot_bytes = int(ioc_bytes) + iocs * IOC_WIRE_OVERHEAD + _bundle_bytes(s, channel)
     return count <= snapshot_items and int(total) <= snapshot_bytes
 
 
+def _has_policy(channel: str) -> bool:
+    return channel not in (GLOBAL_CHANNEL, ALLIANCE_CHANNEL)
+
+
 def _bundle_bytes(s: Session, channel: str) -> int:
-    if channel == GLOBAL_CHANNEL:
+    if not _has_policy(channel):
         return 0
     size = s.exec(
         select(func.length(Tenant.policy_bundle)).where(Tenant.id == channel.partition(":")[2])
@@ -97,7 +105,7 @@ def snapshot(s: Session, channel: str, seq: int) -> list[push_pb2.Push]:
     parts = []
     for index, chunk in enumerate(chunks):
         part = push_pb2.SnapshotPart(index=index, last=index == len(chunks) - 1, iocs=chunk)
-        if index == 0 and channel != GLOBAL_CHANNEL:
+        if index == 0 and _has_policy(channel):
             bundle = _tenant_bundle(s, channel)
             if bundle is not None:
                 part.policy.CopyFrom(bundle)

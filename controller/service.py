@@ -28,6 +28,7 @@ from controller.domain.models import (
 )
 from controller.enrollment import EnrollmentTicket
 from controller.intel.guard import GuardConfig, NeverBlockGuard
+from controller.services.alliance import Alliance
 from controller.services.allowlist import Allowlist, GuardSettings
 from controller.services.apikeys import ApiKeys
 from controller.services.billing import Billing
@@ -58,6 +59,7 @@ class ControllerService:
     ) -> None:
         self.db = db
         self.tenants = Tenants(db)
+        self.alliance = Alliance(db)
         self.fleet = Fleet(db, online_window_ms=int(online_window_seconds * 1000))
         self.gateways = Gateways(db, self.fleet, token_ttl_seconds=token_ttl_seconds)
         self.policies = Policies(db)
@@ -102,6 +104,10 @@ class ControllerService:
 
     def set_plan(self, name: str, plan: str) -> Tenant:
         return self.tenants.set_plan(name, plan)
+
+    def set_sharing(self, name: str, sharing: bool) -> tuple[Tenant, list[str]]:
+        """In or out of the alliance; the NATS keys whose JWTs were re-issued (services/alliance.py)."""
+        return self.alliance.set_sharing(name, sharing)
 
     def delete_tenant(self, name: str) -> tuple[Tenant, int, list[str]]:
         """(tenant, gateways revoked, NATS keys to revoke on the broker)."""
@@ -213,7 +219,8 @@ class ControllerService:
         return self.channels.prune_push_log(keep)
 
     def sync_pushes(
-        self, tenant_id: str, applied: SeqPair, *, force_snapshot: bool = False
+        self, tenant_id: str, applied: SeqPair, *, force_snapshot: bool = False, alliance: bool = False
     ) -> list[push_pb2.Push]:
         """What brings a gateway from `applied` to now: deltas or a snapshot (see controller.resync)."""
-        return resync.sync_pushes(self.db, tenant_id, applied, force_snapshot=force_snapshot)
+        return resync.sync_pushes(self.db, tenant_id, applied, force_snapshot=force_snapshot,
+                                  alliance=alliance)

@@ -43,6 +43,10 @@ class OperatorApi:
     async def create_tenant(self, name: str) -> operator_pb2.Tenant:
         return await self.call("CreateTenant", operator_pb2.CreateTenantRequest(name=name))
 
+    async def set_sharing(self, tenant: str, sharing: bool) -> operator_pb2.Tenant:
+        request = operator_pb2.SetTenantSharingRequest(name=tenant, sharing=sharing)
+        return await self.call("SetTenantSharing", request)
+
     async def add_gateway(self, tenant: str, name: str) -> str:
         reply = await self.call("AddGateway", operator_pb2.AddGatewayRequest(tenant=tenant, name=name))
         return reply.enrollment_token

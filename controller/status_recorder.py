@@ -41,14 +41,14 @@ class StatusRecorder:
     def submit(self, update: StatusUpdate) -> None:
         self._pending[update.gateway_id] = inert(update)
 
-    async def desired(self, tenant_id: str) -> Versions:
+    async def desired(self, tenant_id: str, sharing: bool) -> Versions:
         """What the gateway should be at; at most `interval` old (a newer push also reaches it by NATS)."""
         async with self._heads_lock:
             if time.monotonic() - self._heads_at > self.interval:
                 loop = asyncio.get_running_loop()
                 self._heads = await loop.run_in_executor(self.executor, self.service.channel_heads)
                 self._heads_at = time.monotonic()
-        return desired_from_heads(self._heads, tenant_id)
+        return desired_from_heads(self._heads, tenant_id, sharing)
 
     async def flush(self) -> None:
         if not self._pending:

@@ -125,6 +125,7 @@ class BrokerFollower:
         self, identity: AgentIdentity, away: AwayLog, channel: Callable[[], grpc.aio.Channel | None],
         stub: Callable[[], gateway_pb2_grpc.GatewayServiceStub | None],
         client: Callable[[], NatsClient | None], connected: Callable[[], bool],
+        on_answer: Callable[[gateway_pb2.Brokers], None] | None = None,
     ) -> None:
         self.identity = identity
         self.away = away
@@ -132,6 +133,7 @@ class BrokerFollower:
         self.stub = stub
         self.client = client
         self.connected = connected
+        self.on_answer = on_answer  # the channels to follow and the current JWT (following.py)
         self._refresh: asyncio.Task[bool] | None = None
         self._follow: asyncio.Task[None] | None = None
         self.stopped = False  # closing the client calls disconnected_cb: start nothing then
@@ -187,6 +189,8 @@ class BrokerFollower:
                 self.away.warning("%s: the controller refused GetBrokers (%s)", self.identity.label,
                                   exc.details(), kind="refused")
             return True  # it answered: asking again at once would not change that
+        if self.on_answer is not None:
+            self.on_answer(reply)
         try:
             await self.use(valid_urls(list(reply.nats_urls)))
         except (ValueError, OSError) as exc:  # a bad list, or the pinned CA unreadable: keep ours

@@ -22,7 +22,7 @@ from gateway_agent.backends.base import EnforcementBackend
 from gateway_agent.counters import CounterSample
 from gateway_agent.refusals import Refusal
 from gateway_agent.state import ChannelState, DesiredState, IocKey, StateChange
-from mssp.common.channels import GLOBAL_CHANNEL
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
 from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2
 
@@ -30,6 +30,8 @@ PER_MIB = 400
 MIN_BUDGET = 10_000
 MAX_BUDGET = 2_000_000
 TENANT_WEIGHT = 1.25
+ALLIANCE_WEIGHT = 1.1  # seen at the MSSP's own customers: above a generic feed, below the tenant's own
+_WEIGHTS = {GLOBAL_CHANNEL: 1.0, ALLIANCE_CHANNEL: ALLIANCE_WEIGHT}
 _NEVER = 2**63
 
 
@@ -74,7 +76,7 @@ def within_budget(state: DesiredState, budget: int, at_ms: int | None = None) ->
 
     def rank(item: tuple[str, IocKey, common_pb2.Ioc]) -> tuple[float, int, str]:
         name, key, ioc = item
-        weight = 1.0 if name == GLOBAL_CHANNEL else TENANT_WEIGHT
+        weight = _WEIGHTS.get(name, TENANT_WEIGHT)
         return ioc.confidence * weight, ioc.expires_at_ms or _NEVER, f"{key[0]}:{key[1]}"
 
     kept = heapq.nlargest(budget, live, key=rank)

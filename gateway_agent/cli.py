@@ -94,7 +94,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         "controller": identity.controller,
         "gateway_endpoint": identity.gateway_endpoint,
         "nats_urls": identity.nats_urls,
-        "applied": {"global_seq": applied.global_seq, "tenant_seq": applied.tenant_seq} if applied else None,
+        "applied": {"global_seq": applied.global_seq, "tenant_seq": applied.tenant_seq,
+                    "alliance_seq": applied.alliance_seq} if applied else None,
         "ioc_count": state.ioc_count() if state else 0,
         "policy_version": state.policy.version if state else 0,
     })

@@ -90,4 +90,4 @@ async def restore(agent: GatewayAgent) -> None:
         await asyncio.to_thread(agent.backend.apply_full, loaded)
     except ApplyError as exc:
         agent._apply_failed(exc)
-    log.info("%s: restored applied state %s", ident.label, agent._versions_text())
+    log.info("%s: restored applied state %s", ident.label, agent.state.versions_text())

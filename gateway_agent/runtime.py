@@ -13,7 +13,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import grpc
 from nats.aio.client import Client as NatsClient
@@ -21,15 +20,15 @@ from nats.aio.msg import Msg
 
 from gateway_agent import __version__, brokers, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
+from gateway_agent.following import ChannelFollower, Following
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.reconnect import ReconnectCheck
 from gateway_agent.recovery import Recovery, reload_applied, restore
 from gateway_agent.refusals import report_fields
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
-from gateway_agent.status_file import agent_status, write_status_file
+from gateway_agent.status_file import PushStats, agent_status, write_status_file
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
-from mssp.common.channels import channel_subject
 from mssp.common.envelope import PushRejected, open_envelope, open_signed
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
@@ -39,18 +38,6 @@ RPC_TIMEOUT = 10.0
 SYNC_TIMEOUT = 120.0
 MAX_BACKOFF = 30.0
 STATUS_WRITE_DELAY = 1.0
-
-
-@dataclass
-class PushStats:
-    """What became of the pushes this agent process received (status.json's "counters")."""
-
-    pushes_applied: int = 0
-    rejected: int = 0  # bad signature, wrong channel, expired, malformed
-    stale: int = 0  # older than applied (replays, late duplicates)
-    gaps: int = 0
-    resyncs: int = 0
-    apply_errors: int = 0
 
 
 _RESYNC = object()
@@ -94,8 +81,12 @@ class GatewayAgent:
         self._stub: gateway_pb2_grpc.GatewayServiceStub | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.away = brokers.AwayLog()  # controller/broker away: one warning a minute at most
-        self.brokers = brokers.BrokerFollower(identity, self.away, lambda: self._channel, lambda: self._stub,
-                                              lambda: self._nc, lambda: self.nats_connected)
+        self.following = ChannelFollower(self)
+        self.brokers = brokers.BrokerFollower(
+            identity, self.away, lambda: self._channel, lambda: self._stub, lambda: self._nc,
+            lambda: self.nats_connected,
+            on_answer=lambda r: self._queue.put_nowait(Following(frozenset(r.channels), r.user_jwt)),
+        )
         self.telemetry: TelemetryPublisher | None = None
         if telemetry_interval is not None:
             self.telemetry = create_publisher(
@@ -187,8 +178,7 @@ class GatewayAgent:
                 self.brokers.broker_away()  # the broker may have moved: ask the controller
                 await asyncio.sleep(brokers.backoff(attempt))
                 attempt += 1
-        for channel in sorted(self.state.channel_names):
-            await self._nc.subscribe(channel_subject(channel), cb=self._on_message)
+        await self.following.subscribe_all()
         await self._nc.flush()
         self.nats_connected = True
         self.request_resync()  # anything published before we subscribed
@@ -233,6 +223,8 @@ class GatewayAgent:
                         self.resyncing = False
                 elif isinstance(item, bytes):
                     await self.handle_envelope_bytes(item)
+                elif isinstance(item, Following):
+                    await self.following.apply(item)
             except Exception:  # the worker must survive anything one message does
                 log.exception("%s: failed to process an update", self.identity.label)
 
@@ -283,6 +275,15 @@ class GatewayAgent:
         self._schedule_report()
         return True
 
+    async def enforce(self, change: StateChange) -> None:
+        """A full change made here, not by a push (a channel dropped): applied and saved whole."""
+        try:
+            await asyncio.to_thread(self._enforce, change, push_pb2.Push())
+        except ApplyError as exc:
+            self._apply_failed(exc)
+            self.state = await asyncio.to_thread(self._reload_applied)
+        self._schedule_report()
+
     def _enforce(self, change: StateChange, push: push_pb2.Push) -> None:
         try:
             if change.full:
@@ -306,7 +307,8 @@ class GatewayAgent:
 
     async def _resync(self) -> None:
         assert self._stub is not None
-        request = gateway_pb2.SyncRequest(applied=self.state.versions(), force_snapshot=self.recovery.holding)
+        request = gateway_pb2.SyncRequest(applied=self.state.versions(), force_snapshot=self.recovery.holding,
+                                          alliance=self.state.follows_alliance)
         try:
             async for envelope in self._stub.Sync(request, timeout=SYNC_TIMEOUT):
                 try:
@@ -383,10 +385,6 @@ class GatewayAgent:
                 self.request_resync()
 
     # ---- status ----------------------------------------------------------------------------
-
-    def _versions_text(self) -> str:
-        v = self.state.versions()
-        return f"t{v.tenant_seq}/g{v.global_seq}"
 
     def status(self) -> dict[str, object]:
         return agent_status(self)

@@ -1,6 +1,7 @@
 """The agent's desired state and the rules for moving it forward (pure: no I/O, no transport).
 
-A gateway follows two channels, "global" and "tenant:<id>". Each push names its channel and
+A gateway follows "global" and "tenant:<id>", and "alliance" while its tenant shares (the
+controller says so, gateway_agent/following.py). Each push names its channel and
 seq: seq N applies only on top of N-1 (a larger one is a gap -> resync), an older or equal one is
 a replay and is refused (rollback protection). Snapshots replace a channel whole and may come in
 several parts that take effect together. Any push too large for one broker message may come as
@@ -12,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from gateway_agent.errors import AgentError
-from mssp.common.channels import GLOBAL_CHANNEL
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
 from mssp.common.clock import now_ms
 from mssp.common.parts import PartAssembler, PartError
 from mssp.v1 import common_pb2, push_pb2
@@ -73,13 +74,37 @@ class DesiredState:
 
     @property
     def channel_names(self) -> set[str]:
-        return {GLOBAL_CHANNEL, self.tenant_channel}
+        return set(self.channels)
+
+    @property
+    def follows_alliance(self) -> bool:
+        return ALLIANCE_CHANNEL in self.channels
+
+    def follow(self, name: str) -> None:
+        """Start following an optional channel (from seq 0: its first push is a gap, so a resync)."""
+        if name != ALLIANCE_CHANNEL:
+            raise Invalid(f"{name!r} is not a channel a gateway can join")
+        self.channels.setdefault(name, ChannelState())
+
+    def unfollow(self, name: str) -> StateChange | None:
+        """Stop following an optional channel; what it carried is no longer enforced (a full apply)."""
+        if name != ALLIANCE_CHANNEL or name not in self.channels:
+            return None
+        del self.channels[name]
+        self._pending.pop(name, None)
+        return StateChange(name, 0, full=True)
 
     def versions(self) -> common_pb2.Versions:
+        alliance = self.channels.get(ALLIANCE_CHANNEL)
         return common_pb2.Versions(
             global_seq=self.channels[GLOBAL_CHANNEL].seq,
             tenant_seq=self.channels[self.tenant_channel].seq,
+            alliance_seq=alliance.seq if alliance is not None else 0,
         )
+
+    def versions_text(self) -> str:
+        v = self.versions()
+        return f"t{v.tenant_seq}/g{v.global_seq}" + (f"/a{v.alliance_seq}" if self.follows_alliance else "")
 
     def live_iocs(self, at_ms: int | None = None) -> list[common_pb2.Ioc]:
         """Every indicator in force, expired ones left out (the kernel backend also uses timeouts)."""

@@ -178,6 +178,8 @@ class StateFile:
             for push in snapshot:
                 if push.WhichOneof("body") != "snapshot":
                     raise Invalid(f"{push.channel}#{push.seq} is not a snapshot")
+                if push.channel not in state.channel_names:
+                    state.follow(push.channel)  # an optional channel it followed when it saved
                 state.apply(push)
         except (Gap, Stale, Invalid) as exc:
             raise StateFileError(f"{self.snapshot_path}: {exc}") from exc

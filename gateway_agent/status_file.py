@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import threading
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +19,18 @@ if TYPE_CHECKING:
 STATUS_FILE = "status.json"
 
 
+@dataclass
+class PushStats:
+    """What became of the pushes this agent process received (status.json's "counters")."""
+
+    pushes_applied: int = 0
+    rejected: int = 0  # bad signature, wrong channel, expired, malformed
+    stale: int = 0  # older than applied (replays, late duplicates)
+    gaps: int = 0
+    resyncs: int = 0
+    apply_errors: int = 0
+
+
 def agent_status(agent: GatewayAgent) -> dict[str, object]:
     """What the running agent enforces and how it is connected (read on the event loop)."""
     v = agent.state.versions()
@@ -28,7 +40,8 @@ def agent_status(agent: GatewayAgent) -> dict[str, object]:
         "gateway": agent.identity.gateway_name,
         "gateway_id": agent.identity.gateway_id,
         "backend": agent.backend.name,
-        "applied": {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq},
+        "applied": {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq, "alliance_seq": v.alliance_seq},
+        "channels": sorted(agent.state.channel_names),
         "policy_version": agent.state.policy.version,
         "ioc_count": agent.state.ioc_count(),
         **agent.backend.budget_report(),  # ioc_budget, left_out_by_budget

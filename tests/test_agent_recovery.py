@@ -47,10 +47,10 @@ class StalledSync:
         real = service.sync_pushes
 
         def sync_pushes(tenant_id: str, applied: common_pb2.Versions, *,
-                        force_snapshot: bool = False) -> list[object]:
+                        force_snapshot: bool = False, alliance: bool = False) -> list[object]:
             self.forced.append(force_snapshot)
             self.release.wait(60)
-            return real(tenant_id, applied, force_snapshot=force_snapshot)
+            return real(tenant_id, applied, force_snapshot=force_snapshot, alliance=alliance)
 
         service.sync_pushes = sync_pushes  # type: ignore[method-assign]
 

@@ -76,7 +76,19 @@ def test_live_tenant_set_plan_and_delete(controller_proc: ControllerProc) -> Non
     assert_failed(run("tenant", "set-plan", "cli-del", "gold"), "unknown plan", "gold")
     assert_failed(run("tenant", "set-plan", "cli-nobody", "pro"), "cli-nobody")
     shown = as_json(run("tenant", "show", "cli-del", "-o", "json"))
-    assert isinstance(shown, dict) and shown["plan"] == "pro"
+    assert isinstance(shown, dict) and shown["plan"] == "pro" and shown["sharing"] is False
+
+    assert_failed(run("tenant", "set-sharing", "cli-del", "yes"), "'on' or 'off'", "yes")
+    joined = run("tenant", "set-sharing", "cli-del", "on")
+    assert_ok(joined)
+    assert "cli-del is in the alliance" in joined.stdout
+    assert "in the alliance" in run("tenant", "show", "cli-del").stdout
+    assert_ok(run("ioc", "add", "203.0.113.94", "--scope", "alliance"))
+    listed = as_json(run("ioc", "list", "--scope", "alliance", "-o", "json"))
+    assert isinstance(listed, list) and [i["scope"] for i in listed] == ["alliance"]
+    left = as_json(run("tenant", "set-sharing", "cli-del", "off", "-o", "json"))
+    assert isinstance(left, dict) and left["sharing"] is False
+    assert_failed(run("tenant", "set-sharing", "cli-nobody", "on"), "cli-nobody")
 
     assert_ok(run("gateway", "add", "cli-del", "gw1"))
     assert_ok(run("gateway", "add", "cli-del", "gw2"))

@@ -365,20 +365,21 @@ def test_scope_round_trip() -> None:
     assert acme.tenant == "acme-corp"
     assert str(acme) == "tenant:acme-corp"
     assert parse_scope(str(acme)) == acme
+    assert parse_scope("alliance").alliance and str(parse_scope("alliance")) == "alliance"
 
 
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [
         ("", "invalid scope ''"),
-        ("Global", "use 'global' or 'tenant:NAME'"),
-        ("alliance", "use 'global' or 'tenant:NAME'"),
+        ("Global", "use 'global', 'alliance' or 'tenant:NAME'"),
+        ("Alliance", "use 'global', 'alliance' or 'tenant:NAME'"),
         ("tenant:", "tenant name is empty"),
         ("tenant:Acme", "must be lower-case; did you mean 'acme'?"),
         ("tenant:acme;drop", "invalid tenant name"),
         ("tenant:-acme", "must not start or end with '-'"),
         ("tenant: acme", "invalid tenant name"),
-        ("tenants:acme", "use 'global' or 'tenant:NAME'"),
+        ("tenants:acme", "use 'global', 'alliance' or 'tenant:NAME'"),
         (None, "scope must be a string"),
     ],
 )

@@ -18,7 +18,7 @@ from controller.grpc_api import convert
 from controller.service import ControllerService
 from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
-from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL, tenant_channel
 from mssp.v1 import common_pb2, operator_pb2
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,6 +70,8 @@ def test_the_adapter_converts_field_for_field(svc: ControllerService) -> None:
                                                                                                seq=2)
     assert convert.versions(Versions(3, 4)) == common_pb2.Versions(global_seq=3, tenant_seq=4)
     assert convert.versions_from(common_pb2.Versions(global_seq=3, tenant_seq=4)) == Versions(3, 4)
+    wire = common_pb2.Versions(global_seq=3, tenant_seq=4, alliance_seq=5)
+    assert convert.versions(convert.versions_from(wire)) == wire
 
 
 async def test_desired_versions_agree_wherever_they_are_read(svc: ControllerService) -> None:
@@ -79,15 +81,18 @@ async def test_desired_versions_agree_wherever_they_are_read(svc: ControllerServ
     svc.add_ioc("198.51.100.7")
     svc.add_ioc("198.51.100.8", "tenant:acme")
     svc.set_policy("acme", "default_action: deny\nrules: []\n")
+    svc.add_ioc("198.51.100.9", "alliance")  # acme does not share (yet): not part of its desired state
     at_enrollment = svc.complete_enrollment(ticket.gateway_id, cert_serial="0a", nats_public_key="U",
                                             agent_version="1")
     assert at_enrollment == Versions(global_seq=1, tenant_seq=2)
-    assert svc.channel_heads() == {GLOBAL_CHANNEL: 1, tenant_channel(acme.id): 2}
-    with ThreadPoolExecutor(max_workers=1) as pool:
-        acked = await StatusRecorder(svc, pool).desired(acme.id)
-    (listed,) = svc.list_gateways()
-    assert acked == listed.desired == svc.get_gateway("acme", "gw1").desired == at_enrollment
-    assert svc.desired_versions(acme.id) == svc.fleet_status().gateways[0].desired == at_enrollment
+    assert svc.channel_heads() == {GLOBAL_CHANNEL: 1, tenant_channel(acme.id): 2, ALLIANCE_CHANNEL: 1}
+    for sharing, expected in ((False, at_enrollment), (True, Versions(1, 2, alliance_seq=1))):
+        svc.set_sharing("acme", sharing)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            acked = await StatusRecorder(svc, pool).desired(acme.id, sharing)
+        (listed,) = svc.list_gateways()
+        assert acked == listed.desired == svc.get_gateway("acme", "gw1").desired == expected
+        assert svc.desired_versions(acme.id) == svc.fleet_status().gateways[0].desired == expected
 
 
 def test_direct_name_lookups(svc: ControllerService) -> None:

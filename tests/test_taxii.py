@@ -154,3 +154,14 @@ def test_a_changed_indicator_is_a_new_version_in_the_collection(db: Database) ->
     assert changed.stix["confidence"] == 95
     assert changed.stix["modified"] > changed.stix["created"]
     assert changed.stix["id"] == next(o.stix["id"] for o in first if "71" in o.stix["pattern"])
+
+
+def test_alliance_indicators_are_shared_once_and_tenant_ones_never(db: Database) -> None:
+    svc = ControllerService(db)
+    svc.create_tenant("acme")
+    held = (("alliance", "203.0.113.61"), ("tenant:acme", "203.0.113.62"), ("global", "203.0.113.63"))
+    for scope, value in held:
+        svc.importer.import_feed(f"{value}\n".encode(), ImportOptions(fmt="plain", tlp="green", source="f",
+                                                                      scope=scope))
+    shared = sorted(o.stix["pattern"] for o in svc.shared.page().objects)
+    assert shared == ["[ipv4-addr:value = '203.0.113.61']", "[ipv4-addr:value = '203.0.113.63']"]

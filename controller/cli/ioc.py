@@ -12,7 +12,8 @@ from mssp.v1 import common_pb2, operator_pb2
 
 app = typer.Typer(help="Add, remove and list IOCs.", no_args_is_help=True)
 
-SCOPE_HELP = "'global' (every gateway of every tenant) or 'tenant:NAME'"
+SCOPE_HELP = ("'global' (every gateway of every tenant), 'alliance' (the gateways of the tenants that "
+              "share) or 'tenant:NAME'")
 
 
 @app.command("add")

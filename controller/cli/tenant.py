@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from controller.cli import output
-from controller.cli.client import call
+from controller.cli.client import CliError, call
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
@@ -36,11 +36,11 @@ def list_(ctx: typer.Context, fmt: Output = Format.table) -> None:
     if fmt is Format.json:
         output.print_json(tenants)
         return
-    t = output.table("name", "plan", "gateways", "iocs", "policy", "created")
+    t = output.table("name", "plan", "gateways", "iocs", "policy", "sharing", "created")
     for tenant in tenants:
         output.add_row(
             t, tenant.name, tenant.plan or "-", str(tenant.gateway_count), str(tenant.ioc_count),
-            f"v{tenant.policy_version}", output.relative(tenant.created_at_ms),
+            f"v{tenant.policy_version}", _on_off(tenant.sharing), output.relative(tenant.created_at_ms),
         )
     output.console().print(t)
     output.console().print(f"{len(tenants)} tenant{'s' if len(tenants) != 1 else ''}")
@@ -64,7 +64,33 @@ def show(
         ("tenant IOCs", str(tenant.ioc_count)),
         ("policy version", str(tenant.policy_version)),
         ("tenant channel seq", str(tenant.tenant_seq)),
+        ("sharing", _on_off(tenant.sharing) + (" (in the alliance)" if tenant.sharing else "")),
     ))
+
+
+def _on_off(flag: bool) -> str:
+    return "on" if flag else "off"
+
+
+@app.command("set-sharing")
+def set_sharing(
+    ctx: typer.Context,
+    name: str = typer.Argument(..., help="tenant name"),
+    setting: str = typer.Argument(..., help="on (join the alliance) or off (leave it)"),
+    fmt: Output = Format.table,
+) -> None:
+    """Opt a tenant in or out of the alliance. In it, its gateways receive the alliance's indicators and
+    its sightings count towards promotions (never naming it). Its gateways' broker credentials are
+    re-issued, so a tenant that leaves stops receiving alliance pushes at once."""
+    if setting not in ("on", "off"):
+        raise CliError(f"sharing must be 'on' or 'off', got {setting!r}")
+    request = operator_pb2.SetTenantSharingRequest(name=name, sharing=setting == "on")
+    tenant = call(ctx, "SetTenantSharing", request)
+    if fmt is Format.json:
+        output.print_json(tenant)
+    else:
+        state = "in the alliance" if tenant.sharing else "out of the alliance"
+        output.console().print(f"tenant [bold]{output.esc(tenant.name)}[/bold] is {state}")
 
 
 @app.command("set-plan")

@@ -53,27 +53,36 @@ def validate_source(s: str | None = None) -> str:
 
 @dataclass(frozen=True)
 class Scope:
-    """Who an IOC applies to: every gateway (``tenant=None``) or one tenant's gateways."""
+    """Who an IOC applies to: every gateway (global), the gateways of the tenants that share
+    (``alliance=True``), or one tenant's gateways (``tenant``)."""
 
     tenant: str | None = None
+    alliance: bool = False
 
     def __post_init__(self) -> None:
         if self.tenant is not None:
             validate_tenant_name(self.tenant)
+            if self.alliance:
+                raise InvalidInput("a scope is one tenant or the alliance, not both")
 
     def __str__(self) -> str:
+        if self.alliance:
+            return "alliance"
         return "global" if self.tenant is None else f"tenant:{self.tenant}"
 
 
 GLOBAL_SCOPE = Scope(None)
+ALLIANCE_SCOPE = Scope(None, alliance=True)
 
 
 def parse_scope(raw: str) -> Scope:
-    """Parse ``global`` or ``tenant:NAME``; the inverse of ``str(scope)``."""
+    """Parse ``global``, ``alliance`` or ``tenant:NAME``; the inverse of ``str(scope)``."""
     if not isinstance(raw, str):
         raise InvalidInput(f"scope must be a string, got {type_name(raw)}")
     if raw == "global":
         return GLOBAL_SCOPE
+    if raw == "alliance":
+        return ALLIANCE_SCOPE
     if raw.startswith("tenant:"):
         return Scope(validate_tenant_name(raw[len("tenant:") :]))
-    raise InvalidInput(f"invalid scope {show(raw)}: use 'global' or 'tenant:NAME'")
+    raise InvalidInput(f"invalid scope {show(raw)}: use 'global', 'alliance' or 'tenant:NAME'")

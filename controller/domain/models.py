@@ -22,7 +22,7 @@ class GatewayStatus(StrEnum):
 
 
 class SeqPair(Protocol):
-    """Anything carrying the two channel seqs (Versions, or the wire message an agent sent)."""
+    """Anything carrying the channel seqs (Versions, or the wire message an agent sent)."""
 
     @property
     def global_seq(self) -> int: ...
@@ -30,13 +30,18 @@ class SeqPair(Protocol):
     @property
     def tenant_seq(self) -> int: ...
 
+    @property
+    def alliance_seq(self) -> int: ...
+
 
 @dataclass(frozen=True)
 class Versions:
-    """Seqs of the global channel and of one tenant's channel: what a gateway applied or should."""
+    """Seqs of the global channel, of one tenant's channel and (for a tenant that shares) of the
+    alliance channel: what a gateway applied or should."""
 
     global_seq: int = 0
     tenant_seq: int = 0
+    alliance_seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -49,6 +54,7 @@ class Tenant:
     policy_version: int
     tenant_seq: int
     ioc_count: int
+    sharing: bool = False
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,7 @@ class RemoveIocResult:
 class GatewayIdentity:
     gateway_id: str
     tenant_id: str
+    sharing: bool = False  # its tenant is in the alliance
 
 
 @dataclass(frozen=True)

@@ -17,18 +17,18 @@ from mssp.v1 import common_pb2, operator_pb2
 
 
 def versions(v: Versions) -> common_pb2.Versions:
-    return common_pb2.Versions(global_seq=v.global_seq, tenant_seq=v.tenant_seq)
+    return common_pb2.Versions(global_seq=v.global_seq, tenant_seq=v.tenant_seq, alliance_seq=v.alliance_seq)
 
 
 def versions_from(wire: SeqPair) -> Versions:
     """What an agent sent, as a domain value."""
-    return Versions(global_seq=wire.global_seq, tenant_seq=wire.tenant_seq)
+    return Versions(global_seq=wire.global_seq, tenant_seq=wire.tenant_seq, alliance_seq=wire.alliance_seq)
 
 
 def tenant(t: Tenant) -> operator_pb2.Tenant:
     return operator_pb2.Tenant(
         id=t.id, name=t.name, plan=t.plan, created_at_ms=t.created_at_ms, gateway_count=t.gateway_count,
-        policy_version=t.policy_version, tenant_seq=t.tenant_seq, ioc_count=t.ioc_count,
+        policy_version=t.policy_version, tenant_seq=t.tenant_seq, ioc_count=t.ioc_count, sharing=t.sharing,
     )
 
 

@@ -49,7 +49,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         *,
         gateway_endpoint: str,
         nats_urls: list[str],
-        mint_gateway_jwt: Callable[[str, str, str], str],
+        mint_gateway_jwt: Callable[..., str],
     ) -> None:
         self.service = service
         self.ca = ca
@@ -78,7 +78,9 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             self.ca.sign_gateway_csr, request.csr_pem,
             tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id,
         )
-        user_jwt = self.mint_gateway_jwt(nats_key, ticket.tenant_id, ticket.gateway_id)
+        # A tenant that starts or stops sharing meanwhile re-issues this JWT (services/alliance.py).
+        sharing = await asyncio.to_thread(self.service.alliance.tenant_shares, ticket.tenant_id)
+        user_jwt = self.mint_gateway_jwt(nats_key, ticket.tenant_id, ticket.gateway_id, alliance=sharing)
         desired = await asyncio.to_thread(
             self.service.complete_enrollment,
             ticket.gateway_id,

@@ -21,9 +21,11 @@ from controller.domain.errors import Unauthenticated
 from controller.domain.models import GatewayIdentity, StatusUpdate
 from controller.grpc_api.convert import versions, versions_from
 from controller.grpc_api.errors import maps_domain_errors
+from controller.nats.auth import GATEWAY_JWT_LIFETIME
 from controller.pki import serial_of_pem
 from controller.ratelimit import KeyedRateLimiter
 from controller.service import ControllerService
+from controller.services.alliance import BrokerAccess
 from controller.status_recorder import StatusRecorder
 from mssp.common.clock import now_ms
 from mssp.common.envelope import sign_split
@@ -47,9 +49,10 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     def __init__(
         self, service: ControllerService, signing_key: Ed25519PrivateKey, executor: Executor,
         recorder: StatusRecorder, limiter: KeyedRateLimiter | None = None,
-        nats_urls: Callable[[], list[str]] = list,
+        nats_urls: Callable[[], list[str]] = list, mint_gateway_jwt: Callable[..., str] | None = None,
     ) -> None:
         self.service = service
+        self.mint_gateway_jwt = mint_gateway_jwt  # NatsIdentity.gateway_user_jwt
         self.nats_urls = nats_urls  # read on every call: the broker's URL can change while we run
         self.signing_key = signing_key
         self.executor = executor
@@ -75,7 +78,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         identity = await self._identify(context)
         self.limiter.take(identity.gateway_id)  # RateLimited: RESOURCE_EXHAUSTED (grpc_api/errors.py)
         pushes = await self._run(
-            functools.partial(self.service.sync_pushes, force_snapshot=request.force_snapshot),
+            functools.partial(self.service.sync_pushes, force_snapshot=request.force_snapshot,
+                              alliance=request.alliance),
             identity.tenant_id, versions_from(request.applied),
         )
         for envelope in await self._run(self._sign_all, pushes):
@@ -97,11 +101,27 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             refusals=refused, refusals_total=refused_total,
             ioc_budget=request.ioc_budget, left_out_by_budget=request.left_out_by_budget,
         ))
-        return gateway_pb2.StatusAck(desired=versions(await self.recorder.desired(identity.tenant_id)))
+        desired = await self.recorder.desired(identity.tenant_id, identity.sharing)
+        return gateway_pb2.StatusAck(desired=versions(desired))
 
     @maps_domain_errors
     async def GetBrokers(
         self, request: gateway_pb2.GetBrokersRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.Brokers:
-        await self._identify(context)  # a revoked gateway learns nothing
-        return gateway_pb2.Brokers(nats_urls=self.nats_urls())
+        identity = await self._identify(context)  # a revoked gateway learns nothing
+        access = await self._run(self.service.alliance.broker_access, identity.gateway_id)
+        if access is None:
+            raise Unauthenticated("gateway certificate is revoked or unknown")
+        user_jwt = ""
+        if access.jwt_issued_s and self.mint_gateway_jwt is not None:
+            user_jwt = await self._run(self._user_jwt, access)
+        return gateway_pb2.Brokers(nats_urls=self.nats_urls(), user_jwt=user_jwt, channels=access.channels)
+
+    def _user_jwt(self, access: BrokerAccess) -> str:
+        """The gateway's current JWT, the same bytes on every call (the issue time is stored); it
+        expires when the enrollment's would have."""
+        assert self.mint_gateway_jwt is not None
+        expires = access.enrolled_at_ms // 1000 + int(GATEWAY_JWT_LIFETIME.total_seconds())
+        return self.mint_gateway_jwt(access.nats_public_key, access.tenant_id, access.gateway_id,
+                                     alliance=access.sharing, issued_at=access.jwt_issued_s,
+                                     expires_at=expires)

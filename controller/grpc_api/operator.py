@@ -89,6 +89,16 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         return convert.tenant(await self._call(context, self.service.set_plan, request.name, request.plan))
 
     @maps_domain_errors
+    async def SetTenantSharing(
+        self, request: operator_pb2.SetTenantSharingRequest, context: Ctx
+    ) -> operator_pb2.Tenant:
+        tenant, nats_keys = await self._call(context, self.service.set_sharing, request.name, request.sharing)
+        if nats_keys:  # their old JWTs die at the broker; the agents fetch the new ones (GetBrokers)
+            more = f" (+{len(nats_keys) - 1} more)" if len(nats_keys) > 1 else ""
+            await self.on_revoke(nats_keys[0] + more)
+        return convert.tenant(tenant)
+
+    @maps_domain_errors
     async def DeleteTenant(
         self, request: operator_pb2.TenantRef, context: Ctx
     ) -> operator_pb2.DeleteTenantResponse:

@@ -29,7 +29,14 @@ from nats.aio.client import Client as NatsClient
 
 from controller.domain.errors import BrokerUnavailable, InvalidInput
 from controller.pki import CLIENT_VALIDITY
-from mssp.common.channels import PUSH_PREFIX, TELEMETRY_PREFIX, channel_subject, tenant_channel
+from mssp.common.channels import (
+    ALLIANCE_CHANNEL,
+    GLOBAL_CHANNEL,
+    PUSH_PREFIX,
+    TELEMETRY_PREFIX,
+    channel_subject,
+    tenant_channel,
+)
 from mssp.common.creds import creds_file_text
 from mssp.common.files import write_private
 
@@ -41,8 +48,8 @@ MAX_PAYLOAD = 1024 * 1024
 UPDATE_TIMEOUT = 5.0
 NO_LIMIT = -1
 # What a gateway connection may hold (the broker enforces subs and payload per connection; `data` is
-# carried for brokers that honour it). The agent needs 3 subscriptions (global, tenant, the request
-# inbox of its JetStream publishes); payload is its largest batch (collector MAX_BATCH_BYTES, 900 KiB)
+# carried for brokers that honour it). The agent needs 4 subscriptions (global, tenant, alliance, the
+# request inbox of its JetStream publishes); payload is its largest batch (collector MAX_BATCH_BYTES, 900 KiB)
 # plus headers. Without these, 5,000 subscriptions turned one 64 KiB push into 66 MiB of deliveries.
 GATEWAY_MAX_SUBS = 8
 GATEWAY_MAX_PAYLOAD = 900 * 1024 + 8 * 1024
@@ -76,13 +83,15 @@ def _compact(obj: Any) -> bytes:
 
 
 def encode_jwt(
-    issuer: nkeys.KeyPair, *, subject: str, name: str, nats: dict[str, Any], expires_at: int | None = None
+    issuer: nkeys.KeyPair, *, subject: str, name: str, nats: dict[str, Any], expires_at: int | None = None,
+    issued_at: int | None = None,
 ) -> str:
-    """Sign a NATS v2 JWT the way nats-io/jwt does (see module docstring)."""
+    """Sign a NATS v2 JWT the way nats-io/jwt does (see module docstring). With `issued_at` the same
+    claims give the same JWT (Ed25519 signatures are deterministic)."""
     base: dict[str, Any] = {}
     if expires_at is not None:
         base["exp"] = int(expires_at)
-    base["iat"] = int(time.time())
+    base["iat"] = int(time.time()) if issued_at is None else int(issued_at)
     base["iss"] = issuer.public_key.decode()
     base["name"] = name
     base["sub"] = subject
@@ -238,6 +247,7 @@ class NatsIdentity:
         expires_at: int | None = None,
         issuer: nkeys.KeyPair | None = None,
         limits: tuple[int, int, int] = (NO_LIMIT, NO_LIMIT, NO_LIMIT),
+        issued_at: int | None = None,
     ) -> str:
         """A user of the MSSP account (or of `issuer`'s account) limited to the given allow lists and
         `limits` (subscriptions, data bytes, payload bytes)."""
@@ -256,12 +266,15 @@ class NatsIdentity:
             name=name,
             nats=nats,
             expires_at=expires_at,
+            issued_at=issued_at,
         )
 
     def gateway_user_jwt(
-        self, user_public_key: str, tenant_id: str, gateway_id: str, *, expires_at: int | None = None
+        self, user_public_key: str, tenant_id: str, gateway_id: str, *, expires_at: int | None = None,
+        alliance: bool = False, issued_at: int | None = None,
     ) -> str:
-        """What an enrolled gateway may do: read global + own-tenant pushes, publish own telemetry.
+        """What an enrolled gateway may do: read global + own-tenant pushes (and alliance pushes when
+        its tenant shares), publish own telemetry.
 
         JetStream publishes are requests: the PubAck comes to the reply inbox, which is why the agent
         uses a private inbox prefix (see gateway_inbox_prefix) instead of the shared `_INBOX.>`.
@@ -277,12 +290,14 @@ class NatsIdentity:
             name=f"gateway {gateway_id}",
             pub_allow=[gateway_telemetry_subject(tenant_id, gateway_id)],
             sub_allow=[
-                channel_subject("global"),
+                channel_subject(GLOBAL_CHANNEL),
                 channel_subject(tenant_channel(tenant_id)),
+                *([channel_subject(ALLIANCE_CHANNEL)] if alliance else []),
                 f"{inbox}.>",
             ],
             expires_at=expires_at,
             limits=(GATEWAY_MAX_SUBS, GATEWAY_MAX_DATA, GATEWAY_MAX_PAYLOAD),
+            issued_at=issued_at,
         )
 
     def controller_user_jwt(self) -> str:

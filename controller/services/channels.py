@@ -15,8 +15,8 @@ from sqlmodel import Session, col, func, select
 
 from controller.domain.models import Versions
 from controller.store.db import Database
-from controller.store.models import Channel, PushLog
-from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from controller.store.models import Channel, PushLog, Tenant
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL, tenant_channel
 from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2, push_pb2
 
@@ -33,16 +33,22 @@ def heads(s: Session) -> dict[str, int]:
     return {name: seq for name, seq in s.exec(select(Channel.name, Channel.seq))}
 
 
-def desired_from_heads(channel_heads: Mapping[str, int], tenant_id: str) -> Versions:
-    """What a tenant's gateway should be at: the global head and its tenant channel's head. The one
-    definition: listings, enrollment and status acks all come here."""
+def desired_from_heads(channel_heads: Mapping[str, int], tenant_id: str, sharing: bool) -> Versions:
+    """What a tenant's gateway should be at: the global head, its tenant channel's head and, while
+    the tenant shares, the alliance head. The one definition: listings, enrollment and status acks
+    all come here."""
     return Versions(global_seq=channel_heads.get(GLOBAL_CHANNEL, 0),
-                    tenant_seq=channel_heads.get(tenant_channel(tenant_id), 0))
+                    tenant_seq=channel_heads.get(tenant_channel(tenant_id), 0),
+                    alliance_seq=channel_heads.get(ALLIANCE_CHANNEL, 0) if sharing else 0)
+
+
+def sharing(s: Session, tenant_id: str) -> bool:
+    return bool(s.exec(select(Tenant.sharing).where(Tenant.id == tenant_id)).first())
 
 
 def desired(s: Session, tenant_id: str) -> Versions:
-    channel = tenant_channel(tenant_id)
-    return desired_from_heads({GLOBAL_CHANNEL: head(s, GLOBAL_CHANNEL), channel: head(s, channel)}, tenant_id)
+    names = (GLOBAL_CHANNEL, tenant_channel(tenant_id), ALLIANCE_CHANNEL)
+    return desired_from_heads({name: head(s, name) for name in names}, tenant_id, sharing(s, tenant_id))
 
 
 def lock_channel(s: Session, channel: str) -> None:

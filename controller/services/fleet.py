@@ -29,7 +29,8 @@ def gateway_row(s: Session, tenant_name: str, name: str) -> tuple[rows.Tenant, r
 
 
 def gateway_view(g: rows.Gateway, t: rows.Tenant, wanted: Versions, online_window_ms: int) -> Gateway:
-    applied = Versions(global_seq=g.applied_global_seq, tenant_seq=g.applied_tenant_seq)
+    applied = Versions(global_seq=g.applied_global_seq, tenant_seq=g.applied_tenant_seq,
+                       alliance_seq=g.applied_alliance_seq)
     status = GatewayStatus(g.status)
     enrolled = status == GatewayStatus.ENROLLED
     return Gateway(
@@ -87,6 +88,6 @@ class Fleet:
             query = query.where(rows.Tenant.id == tenant_row(s, tenant_name).id)
         channel_heads = heads(s)
         return [
-            gateway_view(g, t, desired_from_heads(channel_heads, t.id), self.online_window_ms)
+            gateway_view(g, t, desired_from_heads(channel_heads, t.id, t.sharing), self.online_window_ms)
             for g, t in s.exec(query.order_by(rows.Tenant.name, rows.Gateway.name)).all()
         ]

@@ -143,18 +143,21 @@ class Gateways:
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
         with self.db.session(readonly=True) as s:  # on every gateway call: must not queue behind writers
-            gateway = s.exec(
-                select(rows.Gateway).where(rows.Gateway.cert_serial == serial,
-                                           rows.Gateway.status == GatewayStatus.ENROLLED.value)
+            found = s.exec(
+                select(rows.Gateway.id, rows.Gateway.tenant_id, rows.Tenant.sharing)
+                .join(rows.Tenant, rows.Tenant.id == rows.Gateway.tenant_id)
+                .where(rows.Gateway.cert_serial == serial,
+                       rows.Gateway.status == GatewayStatus.ENROLLED.value)
             ).first()
-            return None if gateway is None else GatewayIdentity(gateway.id, gateway.tenant_id)
+            return None if found is None else GatewayIdentity(found[0], found[1], bool(found[2]))
 
     def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         """Many reports in one transaction (see StatusRecorder)."""
         if not updates:
             return
         params = [
-            {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq, "v": u.agent_version,
+            {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq,
+             "a": u.applied.alliance_seq, "v": u.agent_version,
              "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
              "rt": u.refusals_total, "ib": u.ioc_budget, "lo": u.left_out_by_budget}
             for u in updates
@@ -162,6 +165,7 @@ class Gateways:
         statement = (
             update(rows.Gateway).where(col(rows.Gateway.id) == bindparam("gid")).values(
                 applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
+                applied_alliance_seq=bindparam("a"),
                 agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
                 last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
                 ioc_budget=bindparam("ib"), left_out_by_budget=bindparam("lo"),

@@ -1,4 +1,5 @@
-"""Scopes as the operator writes them (``global``, ``tenant:NAME``) and the channels that carry them."""
+"""Scopes as the operator writes them (``global``, ``alliance``, ``tenant:NAME``) and the channels
+that carry them."""
 
 from __future__ import annotations
 
@@ -7,14 +8,15 @@ from sqlmodel import Session, select
 from controller.domain.ioc_meta import Scope
 from controller.services.tenants import tenant_row
 from controller.store import models as rows
-from mssp.common.channels import GLOBAL_CHANNEL, tenant_channel
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL, tenant_channel
 
 
 def scope_channel(s: Session, scope: Scope) -> str:
+    if scope.alliance:
+        return ALLIANCE_CHANNEL
     if scope.tenant is None:
         return GLOBAL_CHANNEL
     return tenant_channel(tenant_row(s, scope.tenant).id)
-
 
 
 def scope_names(s: Session) -> dict[str, str]:
@@ -22,4 +24,5 @@ def scope_names(s: Session) -> dict[str, str]:
     live = select(rows.Tenant).where(rows.Tenant.deleted_at_ms == 0)
     names = {tenant_channel(t.id): f"tenant:{t.name}" for t in s.exec(live)}
     names[GLOBAL_CHANNEL] = "global"
+    names[ALLIANCE_CHANNEL] = "alliance"
     return names

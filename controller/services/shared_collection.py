@@ -1,5 +1,7 @@
-"""The collection partners read over TAXII: the MSSP's global indicators that a source marked
-TLP:CLEAR or TLP:GREEN, oldest version first, in pages (``added_after``, ``limit``, ``next``).
+"""The collection partners read over TAXII: the MSSP's global and alliance indicators that a source
+marked TLP:CLEAR or TLP:GREEN, oldest version first, in pages (``added_after``, ``limit``, ``next``).
+Alliance indicators are the operator's and feeds' claims on that channel; promotions from tenants'
+sightings (the herd-immunity issue) will need those tenants' consent before they are listed here.
 
 An indicator whose enforced form changed (confidence, expiry) is a new version: it is added to the
 collection again at that time, with its STIX ``modified``, so ``added_after`` brings changes too.
@@ -22,7 +24,7 @@ from controller.services.intel_export import DEFAULT_TLP, stix_indicator
 from controller.store.db import Database
 from controller.store.intel_models import IocClaim
 from controller.store.models import Ioc
-from mssp.common.channels import GLOBAL_CHANNEL
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
 from mssp.common.clock import now_ms
 
 _RANK = {"clear": 0, "green": 1}
@@ -54,6 +56,9 @@ def decode_cursor(token: str) -> tuple[int, int]:
         raise InvalidInput("invalid next token (take it from the previous page)") from None
 
 
+SHARED_CHANNELS = (GLOBAL_CHANNEL, ALLIANCE_CHANNEL)
+
+
 class SharedCollection:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -67,7 +72,7 @@ class SharedCollection:
             col(IocClaim.tlp).in_(DEFAULT_TLP))
         now = now_ms()
         query = select(Ioc.id, Ioc.type, Ioc.value, Ioc.confidence, Ioc.updated_at_ms, Ioc.expires_at_ms,
-                       Ioc.created_at_ms).where(Ioc.channel == GLOBAL_CHANNEL, marked,
+                       Ioc.created_at_ms).where(col(Ioc.channel).in_(SHARED_CHANNELS), marked,
             or_(col(Ioc.expires_at_ms) == 0, col(Ioc.expires_at_ms) > now))
         if added_after_ms is not None:
             query = query.where(col(Ioc.updated_at_ms) > added_after_ms)
@@ -84,11 +89,16 @@ class SharedCollection:
             keys = [(r[1], r[2]) for r in rows]
             for part in chunks(keys):  # the least restrictive marking any source gave
                 for t, v, tlp in s.exec(select(IocClaim.type, IocClaim.value, IocClaim.tlp).where(
-                        IocClaim.channel == GLOBAL_CHANNEL, col(IocClaim.tlp).in_(DEFAULT_TLP),
+                        col(IocClaim.channel).in_(SHARED_CHANNELS), col(IocClaim.tlp).in_(DEFAULT_TLP),
                         tuple_(col(IocClaim.type), col(IocClaim.value)).in_(part))):
                     if (t, v) not in levels or _RANK[tlp] < _RANK[levels[(t, v)]]:
                         levels[(t, v)] = tlp
-        objects = [SharedObject(changed, stix_indicator(t, v, c, created, e, levels[(t, v)], changed))
-                   for _id, t, v, c, changed, e, created in rows]
+        objects: list[SharedObject] = []
+        seen: set[tuple[int, str, int]] = set()
+        for _id, t, v, c, changed, e, created in rows:
+            if (t, v, changed) not in seen:  # held by both channels: one object per version
+                seen.add((t, v, changed))
+                indicator = stix_indicator(t, v, c, created, e, levels[(t, v)], changed)
+                objects.append(SharedObject(changed, indicator))
         token = encode_cursor(rows[-1][4], rows[-1][0]) if more and rows else ""
         return SharedPage(objects, more, token)

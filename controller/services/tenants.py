@@ -60,7 +60,7 @@ def tenant_view(s: Session, t: rows.Tenant) -> Tenant:
     iocs = s.exec(select(func.count()).select_from(rows.Ioc).where(rows.Ioc.channel == channel)).one()
     return Tenant(
         id=t.id, name=t.name, plan=t.plan, created_at_ms=t.created_at_ms, gateway_count=gateways,
-        policy_version=t.policy_version, tenant_seq=head(s, channel), ioc_count=iocs,
+        policy_version=t.policy_version, tenant_seq=head(s, channel), ioc_count=iocs, sharing=t.sharing,
     )
 
 

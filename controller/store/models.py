@@ -6,7 +6,7 @@ published after the commit) and the delta log that resyncs serve from.
 
 from __future__ import annotations
 
-from sqlalchemy import BigInteger, Column, Index, LargeBinary, String, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Boolean, Column, Index, LargeBinary, String, Text, UniqueConstraint, false
 from sqlmodel import Field, SQLModel
 
 
@@ -23,6 +23,9 @@ class Tenant(SQLModel, table=True):
     deleted_at_ms: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
     )
+    # In the alliance (`tenant set-sharing`): its gateways follow the alliance channel.
+    sharing: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False,
+                                                          server_default=false()))
 
 
 class Gateway(SQLModel, table=True):
@@ -65,6 +68,15 @@ class Gateway(SQLModel, table=True):
     )
     applied_global_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
     applied_tenant_seq: int = Field(default=0, sa_column=Column(BigInteger, nullable=False, default=0))
+    applied_alliance_seq: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    # When its NATS user JWT was last re-issued (unix seconds; 0: the one enrollment gave is current).
+    # JWTs issued before it are revoked at the broker, so a gateway whose permissions shrank
+    # (its tenant left the alliance) cannot keep the wider ones.
+    nats_jwt_issued_s: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
 
 
 class EnrollmentToken(SQLModel, table=True):

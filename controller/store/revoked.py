@@ -32,6 +32,28 @@ def revoked_nats_keys(db: Database) -> dict[str, int]:
     return {key: max(1, -(-int(at_ms) // 1000)) for key, at_ms in rows}
 
 
+def reissued_nats_keys(db: Database) -> dict[str, int]:
+    """NATS user public key -> the last second whose JWTs are dead, for live gateways whose JWT was
+    re-issued (controller/services/alliance.py): the broker revokes JWTs issued at or before it, so
+    only the current one (issued a second later) still connects."""
+    with db.session(readonly=True) as s:
+        rows = s.exec(
+            select(Gateway.nats_public_key, Gateway.nats_jwt_issued_s).where(
+                Gateway.status != GatewayStatus.REVOKED.value, Gateway.nats_public_key != "",
+                Gateway.nats_jwt_issued_s > 0,
+            )
+        ).all()
+    return {key: int(issued) - 1 for key, issued in rows}
+
+
+def nats_revocations(db: Database) -> dict[str, int]:
+    """Everything the broker must refuse: revoked gateways and superseded JWTs of live ones."""
+    out = reissued_nats_keys(db)
+    for key, at in revoked_nats_keys(db).items():
+        out[key] = max(at, out.get(key, 0))
+    return out
+
+
 def revoked_since(db: Database, gateway_ids: Iterable[str]) -> dict[str, int]:
     """gateway id -> revocation time (ms) for those of `gateway_ids` that are revoked."""
     ids = sorted(set(gateway_ids))

@@ -22,7 +22,7 @@ def compile_state(state: DesiredState) -> dict[str, object]:
     versions = state.versions()
     iocs = sorted(state.live_iocs(), key=lambda i: (i.type, i.value))
     return {
-        "versions": {"global_seq": versions.global_seq, "tenant_seq": versions.tenant_seq},
+        "versions": _versions(versions),
         "policy": json_format.MessageToDict(state.policy, preserving_proto_field_name=True),
         "iocs": [
             {"type": common_pb2.IocType.Name(i.type), "value": i.value, "expires_at_ms": i.expires_at_ms}
@@ -58,8 +58,11 @@ class RecordingBackend(EnforcementBackend):
             recorded = json.loads(self.path.read_text())["versions"]
         except (OSError, ValueError, KeyError):
             return False
-        v = state.versions()
-        return recorded == {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq}
+        return bool(recorded == _versions(state.versions()))
+
+
+def _versions(v: common_pb2.Versions) -> dict[str, int]:
+    return {"global_seq": v.global_seq, "tenant_seq": v.tenant_seq, "alliance_seq": v.alliance_seq}
 
 
 def read_recorded(directory: Path) -> dict[str, object]:

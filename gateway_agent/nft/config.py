@@ -69,4 +69,5 @@ class NftConfig:
 def marker_for(state: DesiredState, config: NftConfig) -> str:
     """What the ``applied`` element's comment says once `state` is in force (<= 128 bytes)."""
     v = state.versions()
-    return marker_text(v.global_seq, v.tenant_seq, state.policy.version, config.fingerprint())
+    alliance = v.alliance_seq if state.follows_alliance else None
+    return marker_text(v.global_seq, v.tenant_seq, state.policy.version, config.fingerprint(), alliance)

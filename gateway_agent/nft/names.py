@@ -150,6 +150,10 @@ def parse_counter_set(name: str) -> tuple[str, str, int] | None:
 # ---- the applied marker ------------------------------------------------------------------------
 
 
-def marker_text(global_seq: int, tenant_seq: int, policy_version: int, fingerprint: str) -> str:
-    """The marker element's comment: the applied versions and configuration (<= 128 bytes)."""
-    return f"mssp g={global_seq} t={tenant_seq} p={policy_version} c={fingerprint}"
+def marker_text(global_seq: int, tenant_seq: int, policy_version: int, fingerprint: str,
+                alliance_seq: int | None = None) -> str:
+    """The marker element's comment: the applied versions and configuration (<= 128 bytes). The
+    alliance seq is there only while the gateway follows that channel (the marker of one that never
+    did reads as before)."""
+    alliance = "" if alliance_seq is None else f" a={alliance_seq}"
+    return f"mssp g={global_seq} t={tenant_seq}{alliance} p={policy_version} c={fingerprint}"

@@ -3,12 +3,14 @@
 Subjects (one NATS account; the broker enforces per-gateway permissions):
   mssp.push.global                      global IOC channel
   mssp.push.tenant.<tenant_id>          tenant channel: policy bundles and tenant IOCs
+  mssp.push.alliance                    alliance IOC channel: only gateways of sharing tenants
   mssp.telemetry.<tenant_id>.<gateway_id>.>   what a gateway may publish
 """
 
 from __future__ import annotations
 
 GLOBAL_CHANNEL = "global"
+ALLIANCE_CHANNEL = "alliance"
 PUSH_PREFIX = "mssp.push"
 TELEMETRY_PREFIX = "mssp.telemetry"
 
@@ -18,8 +20,8 @@ def tenant_channel(tenant_id: str) -> str:
 
 
 def channel_subject(channel: str) -> str:
-    if channel == GLOBAL_CHANNEL:
-        return f"{PUSH_PREFIX}.global"
+    if channel in (GLOBAL_CHANNEL, ALLIANCE_CHANNEL):
+        return f"{PUSH_PREFIX}.{channel}"
     kind, _, ident = channel.partition(":")
     if kind != "tenant" or not ident:
         raise ValueError(f"unknown channel {channel!r}")

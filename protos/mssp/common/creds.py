@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import json
+
 
 def creds_file_text(user_jwt: str, seed: bytes) -> str:
     """The standard .creds format read by nats-py's `user_credentials=` and the nats CLI."""
@@ -17,3 +20,31 @@ def creds_file_text(user_jwt: str, seed: bytes) -> str:
         "------END USER NKEY SEED------\n\n"
         "*************************************************************\n"
     )
+
+
+def parse_creds_file(text: str) -> tuple[str, bytes]:
+    """(user JWT, seed) of a `.creds` file; ValueError when it does not hold both."""
+    blocks: dict[str, str] = {}
+    lines = text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("-----BEGIN ") and i + 1 < len(lines):
+            blocks[line.strip("-").removeprefix("BEGIN ").strip()] = lines[i + 1].strip()
+    jwt, seed = blocks.get("NATS USER JWT", ""), blocks.get("USER NKEY SEED", "")
+    if not jwt or not seed:
+        raise ValueError("not a NATS credentials file (no JWT or no seed)")
+    return jwt, seed.encode()
+
+
+def jwt_subject(user_jwt: str) -> str:
+    """The `sub` claim of a JWT, unverified (the caller knows where it came from); ValueError else."""
+    parts = user_jwt.split(".")
+    if len(parts) != 3:
+        raise ValueError("not a JWT")
+    try:
+        claims = json.loads(base64.urlsafe_b64decode(parts[1] + "=" * (-len(parts[1]) % 4)))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"not a JWT: {exc}") from exc
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    if not isinstance(sub, str):
+        raise ValueError("the JWT names no subject")
+    return sub

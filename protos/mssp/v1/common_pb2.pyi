@@ -34,12 +34,14 @@ ACTION_DENY: Action
 ACTION_ALERT: Action
 
 class Versions(_message.Message):
-    __slots__ = ("global_seq", "tenant_seq")
+    __slots__ = ("global_seq", "tenant_seq", "alliance_seq")
     GLOBAL_SEQ_FIELD_NUMBER: _ClassVar[int]
     TENANT_SEQ_FIELD_NUMBER: _ClassVar[int]
+    ALLIANCE_SEQ_FIELD_NUMBER: _ClassVar[int]
     global_seq: int
     tenant_seq: int
-    def __init__(self, global_seq: _Optional[int] = ..., tenant_seq: _Optional[int] = ...) -> None: ...
+    alliance_seq: int
+    def __init__(self, global_seq: _Optional[int] = ..., tenant_seq: _Optional[int] = ..., alliance_seq: _Optional[int] = ...) -> None: ...
 
 class Ioc(_message.Message):
     __slots__ = ("type", "value", "expires_at_ms", "confidence", "source")

@@ -9,12 +9,14 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class SyncRequest(_message.Message):
-    __slots__ = ("applied", "force_snapshot")
+    __slots__ = ("applied", "force_snapshot", "alliance")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     FORCE_SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
+    ALLIANCE_FIELD_NUMBER: _ClassVar[int]
     applied: _common_pb2.Versions
     force_snapshot: bool
-    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., force_snapshot: _Optional[bool] = ...) -> None: ...
+    alliance: bool
+    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., force_snapshot: _Optional[bool] = ..., alliance: _Optional[bool] = ...) -> None: ...
 
 class StatusReport(_message.Message):
     __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget")
@@ -49,7 +51,11 @@ class GetBrokersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Brokers(_message.Message):
-    __slots__ = ("nats_urls",)
+    __slots__ = ("nats_urls", "user_jwt", "channels")
     NATS_URLS_FIELD_NUMBER: _ClassVar[int]
+    USER_JWT_FIELD_NUMBER: _ClassVar[int]
+    CHANNELS_FIELD_NUMBER: _ClassVar[int]
     nats_urls: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ...) -> None: ...
+    user_jwt: str
+    channels: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...

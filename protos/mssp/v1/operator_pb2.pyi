@@ -30,7 +30,7 @@ class CreateTenantRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., plan: _Optional[str] = ...) -> None: ...
 
 class Tenant(_message.Message):
-    __slots__ = ("id", "name", "plan", "created_at_ms", "gateway_count", "policy_version", "tenant_seq", "ioc_count")
+    __slots__ = ("id", "name", "plan", "created_at_ms", "gateway_count", "policy_version", "tenant_seq", "ioc_count", "sharing")
     ID_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     PLAN_FIELD_NUMBER: _ClassVar[int]
@@ -39,6 +39,7 @@ class Tenant(_message.Message):
     POLICY_VERSION_FIELD_NUMBER: _ClassVar[int]
     TENANT_SEQ_FIELD_NUMBER: _ClassVar[int]
     IOC_COUNT_FIELD_NUMBER: _ClassVar[int]
+    SHARING_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     plan: str
@@ -47,7 +48,16 @@ class Tenant(_message.Message):
     policy_version: int
     tenant_seq: int
     ioc_count: int
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., gateway_count: _Optional[int] = ..., policy_version: _Optional[int] = ..., tenant_seq: _Optional[int] = ..., ioc_count: _Optional[int] = ...) -> None: ...
+    sharing: bool
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., plan: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., gateway_count: _Optional[int] = ..., policy_version: _Optional[int] = ..., tenant_seq: _Optional[int] = ..., ioc_count: _Optional[int] = ..., sharing: _Optional[bool] = ...) -> None: ...
+
+class SetTenantSharingRequest(_message.Message):
+    __slots__ = ("name", "sharing")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SHARING_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    sharing: bool
+    def __init__(self, name: _Optional[str] = ..., sharing: _Optional[bool] = ...) -> None: ...
 
 class SetTenantPlanRequest(_message.Message):
     __slots__ = ("name", "plan")

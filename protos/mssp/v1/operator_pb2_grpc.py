@@ -58,6 +58,11 @@ class OperatorServiceStub:
                 request_serializer=mssp_dot_v1_dot_operator__pb2.SetTenantPlanRequest.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
                 _registered_method=True)
+        self.SetTenantSharing = channel.unary_unary(
+                '/mssp.v1.OperatorService/SetTenantSharing',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.SetTenantSharingRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
+                _registered_method=True)
         self.DeleteTenant = channel.unary_unary(
                 '/mssp.v1.OperatorService/DeleteTenant',
                 request_serializer=mssp_dot_v1_dot_operator__pb2.TenantRef.SerializeToString,
@@ -152,6 +157,13 @@ class OperatorServiceServicer:
 
     def SetTenantPlan(self, request, context):
         """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetTenantSharing(self, request, context):
+        """Opt a tenant in or out of the alliance; its gateways' broker credentials follow.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -260,6 +272,11 @@ def add_OperatorServiceServicer_to_server(servicer, server):
             'SetTenantPlan': grpc.unary_unary_rpc_method_handler(
                     servicer.SetTenantPlan,
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.SetTenantPlanRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.Tenant.SerializeToString,
+            ),
+            'SetTenantSharing': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetTenantSharing,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.SetTenantSharingRequest.FromString,
                     response_serializer=mssp_dot_v1_dot_operator__pb2.Tenant.SerializeToString,
             ),
             'DeleteTenant': grpc.unary_unary_rpc_method_handler(
@@ -439,6 +456,33 @@ class OperatorService:
             target,
             '/mssp.v1.OperatorService/SetTenantPlan',
             mssp_dot_v1_dot_operator__pb2.SetTenantPlanRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetTenantSharing(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/SetTenantSharing',
+            mssp_dot_v1_dot_operator__pb2.SetTenantSharingRequest.SerializeToString,
             mssp_dot_v1_dot_operator__pb2.Tenant.FromString,
             options,
             channel_credentials,

@@ -1,0 +1,100 @@
+"""Which push channels the agent follows, and the NATS JWT that lets it: both come from GetBrokers.
+
+A tenant that joins the alliance makes its gateways follow the alliance channel; one that leaves
+makes them drop it and every indicator it carried. The controller re-issues each gateway's NATS JWT
+with the matching subscribe permission and revokes the old one, so the broker cuts the connection
+once; the agent asks GetBrokers (brokers.py, as whenever NATS fails), saves the new JWT in its creds
+file (nats-py reads the file on every connect) and follows what the answer lists. Channel changes
+run on the push worker, in order with pushes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import nkeys
+from nats import errors as nats_errors
+
+from mssp.common.channels import ALLIANCE_CHANNEL, channel_subject
+from mssp.common.creds import creds_file_text, jwt_subject, parse_creds_file
+from mssp.common.files import write_private
+
+if TYPE_CHECKING:
+    from nats.aio.subscription import Subscription
+
+    from gateway_agent.runtime import GatewayAgent
+
+log = logging.getLogger("mssp.agent")
+
+
+@dataclass(frozen=True)
+class Following:
+    """What one GetBrokers answer says beyond the URLs (queued for the push worker)."""
+
+    channels: frozenset[str]  # empty: a controller that predates the alliance, change nothing
+    user_jwt: str
+
+
+def save_user_jwt(creds_path: Path, user_jwt: str) -> bool:
+    """Put `user_jwt` in the creds file beside our seed; False when it is already there. A JWT for
+    another key is refused (ValueError): it could never connect, and our own would be lost."""
+    jwt, seed = parse_creds_file(creds_path.read_text())
+    if jwt == user_jwt:
+        return False
+    ours = nkeys.from_seed(seed).public_key.decode()
+    if jwt_subject(user_jwt) != ours:
+        raise ValueError("the controller's NATS JWT is for another key")
+    write_private(creds_path, creds_file_text(user_jwt, seed).encode())
+    return True
+
+
+class ChannelFollower:
+    """Subscribes to, and drops, the optional channels of one agent."""
+
+    def __init__(self, agent: GatewayAgent) -> None:
+        self.agent = agent
+        self.subscriptions: dict[str, Subscription] = {}
+
+    async def subscribe_all(self) -> None:
+        """Every channel the state follows, on a new connection."""
+        agent = self.agent
+        assert agent._nc is not None
+        for channel in sorted(agent.state.channel_names):
+            self.subscriptions[channel] = await agent._nc.subscribe(channel_subject(channel),
+                                                                    cb=agent._on_message)
+
+    async def apply(self, following: Following) -> None:
+        agent = self.agent
+        if following.user_jwt:
+            try:
+                if await asyncio.to_thread(save_user_jwt, agent.identity.creds_path, following.user_jwt):
+                    log.info("%s: new NATS credentials from the controller", agent.identity.label)
+            except (OSError, ValueError) as exc:
+                log.warning("%s: keeping the NATS credentials we have: %s", agent.identity.label, exc)
+        if not following.channels:
+            return
+        wanted = ALLIANCE_CHANNEL in following.channels
+        if wanted == agent.state.follows_alliance:
+            return
+        if wanted:
+            agent.state.follow(ALLIANCE_CHANNEL)
+            log.info("%s: the tenant shares: following the alliance channel", agent.identity.label)
+            if agent._nc is not None and not agent._nc.is_closed:
+                self.subscriptions[ALLIANCE_CHANNEL] = await agent._nc.subscribe(
+                    channel_subject(ALLIANCE_CHANNEL), cb=agent._on_message)
+            agent.request_resync()  # its snapshot
+            return
+        sub = self.subscriptions.pop(ALLIANCE_CHANNEL, None)
+        if sub is not None:
+            with contextlib.suppress(nats_errors.Error):  # a closed connection holds no subscription
+                await sub.unsubscribe()
+        change = agent.state.unfollow(ALLIANCE_CHANNEL)
+        log.info("%s: the tenant left the alliance: its indicators are no longer enforced",
+                 agent.identity.label)
+        if change is not None:
+            await agent.enforce(change)
