@@ -132,6 +132,7 @@ class ControllerApp:
             self.db, token_ttl_seconds=s.token_ttl_seconds, online_window_seconds=s.online_window_seconds,
             plans_path=s.plans_path, read_cache_seconds=s.api_cache_seconds,
             decay=DecayModel(s.decay_lifetime_days, s.decay_speed, s.decay_threshold), feed_dir=s.feeds_dir,
+            promotion=s.promotion.policy(),
         )
         await asyncio.to_thread(self.service.billing.plan_book)  # a malformed plans file stops start-up
         ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)
@@ -218,7 +219,8 @@ class ControllerApp:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
             GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder,
                             nats_urls=self._agent_nats_urls,
-                            mint_gateway_jwt=self.identity.gateway_user_jwt), gw
+                            mint_gateway_jwt=self.identity.gateway_user_jwt,
+                            on_change=self.publisher.wake), gw
         )
         for server in (api, gw):
             health_servicer = health.aio.HealthServicer()

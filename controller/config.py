@@ -18,8 +18,12 @@ import re
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from controller.domain.durations import parse_duration
+from controller.domain.errors import InvalidInput
+from controller.domain.promotion import PromotionPolicy
 
 SYNC_INTERVAL = re.compile(r"always|default|[1-9][0-9]{0,8}(ms|s|m|h)")
 
@@ -27,6 +31,34 @@ SYNC_INTERVAL = re.compile(r"always|default|[1-9][0-9]{0,8}(ms|s|m|h)")
 def default_data_dir() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "mssp"
+
+
+class PromotionSettings(BaseModel):
+    """When sightings promote an indicator (controller/domain/promotion.py); for example
+    MSSP_PROMOTION='{"min_tenants": 3, "min_confidence": 70, "scope": "alliance", "ttl": "7d"}'."""
+
+    model_config = {"extra": "forbid"}
+
+    min_tenants: int = Field(default=3, ge=1)
+    min_confidence: int = Field(default=70, ge=0, le=100)
+    scope: Literal["alliance", "global"] = "alliance"
+    ttl: str = "7d"
+    require_approval: bool = False
+    fast_confidence: int = Field(default=90, ge=0, le=100)  # 0: no fast tier
+
+    @field_validator("ttl")
+    @classmethod
+    def _check_ttl(cls, value: str) -> str:
+        try:
+            parse_duration(value)
+        except InvalidInput as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    def policy(self) -> PromotionPolicy:
+        return PromotionPolicy(self.min_tenants, self.min_confidence, self.scope,
+                               int(parse_duration(self.ttl).total_seconds()), self.require_approval,
+                               self.fast_confidence)
 
 
 class Settings(BaseSettings):
@@ -79,6 +111,7 @@ class Settings(BaseSettings):
     decay_lifetime_days: float = Field(default=120.0, gt=0)
     decay_speed: float = Field(default=2.0, gt=0)
     decay_threshold: int = Field(default=30, ge=0, le=100)
+    promotion: PromotionSettings = Field(default_factory=PromotionSettings)
     # The never-block guard's broadest IOC prefixes (a /7 is refused by default).
     ioc_max_prefix_v4: int = Field(default=8, ge=8, le=32)
     ioc_max_prefix_v6: int = Field(default=16, ge=16, le=128)

@@ -26,6 +26,7 @@ from controller.domain.models import (
     Tenant,
     Versions,
 )
+from controller.domain.promotion import PromotionPolicy
 from controller.enrollment import EnrollmentTicket
 from controller.intel.guard import GuardConfig, NeverBlockGuard
 from controller.services.alliance import Alliance
@@ -43,6 +44,7 @@ from controller.services.iocs import ClaimView, Iocs, show_ioc
 from controller.services.policies import Policies
 from controller.services.read_cache import ReadCache
 from controller.services.shared_collection import SharedCollection
+from controller.services.sightings import Sightings
 from controller.services.tenant_scope import TenantScope
 from controller.services.tenants import Tenants
 from controller.store.db import Database
@@ -56,6 +58,7 @@ class ControllerService:
         self, db: Database, *, token_ttl_seconds: int = 24 * 3600, online_window_seconds: float = 90.0,
         plans_path: Path | None = None, read_cache_seconds: float = 30.0, guard: GuardSettings | None = None,
         decay: DecayModel | None = None, feed_dir: Path | None = None,
+        promotion: PromotionPolicy | None = None,
     ) -> None:
         self.db = db
         self.tenants = Tenants(db)
@@ -69,6 +72,7 @@ class ControllerService:
         self.feeds = Feeds(db, self.importer, feed_dir)
         self.exporter = Exporter(db)
         self.shared = SharedCollection(db)  # what partners read over TAXII
+        self.sightings = Sightings(db, promotion, guard=lambda: self.iocs.guard_settings)
         self.decay_model = decay or DecayModel()
         self.channels = Channels(db)
         self.apikeys = ApiKeys(db)

@@ -22,7 +22,7 @@ from gateway_agent.backends.recording import RecordingBackend
 from gateway_agent.enroll import enroll
 from gateway_agent.runtime import GatewayAgent
 from gateway_agent.state import StateChange
-from mssp.v1 import common_pb2, operator_pb2, operator_pb2_grpc
+from mssp.v1 import common_pb2, intel_pb2, intel_pb2_grpc, operator_pb2, operator_pb2_grpc
 
 CALL_TIMEOUT = 30.0
 
@@ -35,10 +35,16 @@ class OperatorApi:
         creds = grpc.ssl_channel_credentials(root_certificates=ca_pem)
         self._channel = grpc.aio.secure_channel(address, creds)
         self.stub = operator_pb2_grpc.OperatorServiceStub(self._channel)
+        self.intel = intel_pb2_grpc.IntelServiceStub(self._channel)
         self._metadata = (("authorization", f"Bearer {token}"),)
 
     async def call(self, method: str, request: Any) -> Any:
         return await getattr(self.stub, method)(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
+
+    async def sightings(self, state: str = "") -> list[intel_pb2.SightingInfo]:
+        request = intel_pb2.ListSightingsRequest(state=state)
+        reply = await self.intel.ListSightings(request, metadata=self._metadata, timeout=CALL_TIMEOUT)
+        return list(reply.sightings)
 
     async def create_tenant(self, name: str) -> operator_pb2.Tenant:
         return await self.call("CreateTenant", operator_pb2.CreateTenantRequest(name=name))

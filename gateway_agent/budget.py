@@ -122,6 +122,9 @@ class BudgetedBackend(EnforcementBackend):
     def dns_query_log(self) -> Path | None:
         return self.inner.dns_query_log()
 
+    def ioc_hits(self) -> dict[tuple[str, str], int]:
+        return self.inner.ioc_hits()
+
     def close(self) -> None:
         self.inner.close()
 

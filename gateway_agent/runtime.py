@@ -25,6 +25,7 @@ from gateway_agent.identity import AgentIdentity
 from gateway_agent.reconnect import ReconnectCheck
 from gateway_agent.recovery import Recovery, reload_applied, restore
 from gateway_agent.refusals import report_fields
+from gateway_agent.sightings import HitWatcher
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
 from gateway_agent.status_file import PushStats, agent_status, write_status_file
@@ -87,6 +88,7 @@ class GatewayAgent:
             lambda: self.nats_connected,
             on_answer=lambda r: self._queue.put_nowait(Following(frozenset(r.channels), r.user_jwt)),
         )
+        self.hits = HitWatcher(backend, lambda: self._stub, identity.label)  # sightings, reported at once
         self.telemetry: TelemetryPublisher | None = None
         if telemetry_interval is not None:
             self.telemetry = create_publisher(
@@ -113,6 +115,7 @@ class GatewayAgent:
             asyncio.create_task(self._worker(), name="push-worker"),
             asyncio.create_task(self._nats_loop(), name="nats"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
+            asyncio.create_task(self.hits.run(), name="hits"),
         ]
         if self.telemetry is not None:
             self.telemetry.start()

@@ -13,7 +13,19 @@ from pathlib import Path
 
 import typer
 
-from controller.cli import apikey, billing, feeds, fleet, gateway, ioc, policy, server, telemetry, tenant
+from controller.cli import (
+    apikey,
+    billing,
+    feeds,
+    fleet,
+    gateway,
+    ioc,
+    policy,
+    server,
+    sightings,
+    telemetry,
+    tenant,
+)
 from controller.cli import ioc_files as ioc_files  # registers ioc import/export
 from controller.cli.client import CliError, Options
 from mssp.common.text import clean_line
@@ -67,6 +79,7 @@ app.add_typer(policy.app, name="policy")
 app.add_typer(ioc.app, name="ioc")
 app.add_typer(feeds.feed_app, name="feed")
 app.add_typer(feeds.allow_app, name="allowlist")
+app.add_typer(sightings.app, name="sighting")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(telemetry.alerts_app, name="alerts")
 app.add_typer(telemetry.telemetry_app, name="telemetry")

@@ -26,6 +26,7 @@ from controller.pki import serial_of_pem
 from controller.ratelimit import KeyedRateLimiter
 from controller.service import ControllerService
 from controller.services.alliance import BrokerAccess
+from controller.services.sightings import Report
 from controller.status_recorder import StatusRecorder
 from mssp.common.clock import now_ms
 from mssp.common.envelope import sign_split
@@ -50,7 +51,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, service: ControllerService, signing_key: Ed25519PrivateKey, executor: Executor,
         recorder: StatusRecorder, limiter: KeyedRateLimiter | None = None,
         nats_urls: Callable[[], list[str]] = list, mint_gateway_jwt: Callable[..., str] | None = None,
+        on_change: Callable[[], None] = lambda: None,
     ) -> None:
+        self.on_change = on_change  # a sighting promoted an indicator: its push is in the outbox
         self.service = service
         self.mint_gateway_jwt = mint_gateway_jwt  # NatsIdentity.gateway_user_jwt
         self.nats_urls = nats_urls  # read on every call: the broker's URL can change while we run
@@ -116,6 +119,19 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if access.jwt_issued_s and self.mint_gateway_jwt is not None:
             user_jwt = await self._run(self._user_jwt, access)
         return gateway_pb2.Brokers(nats_urls=self.nats_urls(), user_jwt=user_jwt, channels=access.channels)
+
+    @maps_domain_errors
+    async def ReportSightings(
+        self, request: gateway_pb2.SightingReport, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.SightingAck:
+        identity = await self._identify(context)  # the tenant and gateway come from the certificate
+        reports = [Report(r.indicator[:300], r.host[:64], r.via[:16], r.count, r.first_seen_ms,
+                          r.last_seen_ms) for r in request.sightings]
+        recorded = await self._run(self.service.sightings.record, identity.tenant_id, identity.gateway_id,
+                                   reports)
+        if recorded.promoted:
+            self.on_change()
+        return gateway_pb2.SightingAck(accepted=recorded.accepted, refused=recorded.refused)
 
     def _user_jwt(self, access: BrokerAccess) -> str:
         """The gateway's current JWT, the same bytes on every call (the issue time is stored); it

@@ -1,6 +1,6 @@
-"""IntelService: what `msspctl ioc import|export`, `allowlist` and `feed` call. Operator-authenticated
-like OperatorService; an import streams the file in (the controller parses it: it is the boundary
-that judges every value), an export streams the file out."""
+"""IntelService: what `msspctl ioc import|export`, `allowlist`, `feed` and `sighting` call.
+Operator-authenticated like OperatorService; an import streams the file in (the controller parses
+it: it is the boundary that judges every value), an export streams the file out."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from controller.service import ControllerService
 from controller.services.allowlist import AllowRecord
 from controller.services.feeds import FeedRun, FeedView
 from controller.services.intel_import import ImportOptions, ImportResult
+from controller.services.sighting_views import SightingView, list_sightings
 from controller.services.urls import list_urls
 from mssp.v1 import intel_pb2, intel_pb2_grpc
 
@@ -178,3 +179,43 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
         run = await self._call(context, self.service.feeds.remove, request.name)
         self.on_change()
         return feed_run(run)
+
+    @maps_domain_errors
+    async def ListSightings(
+        self, request: intel_pb2.ListSightingsRequest, context: Ctx
+    ) -> intel_pb2.ListSightingsResponse:
+        views = await self._call(context, list_sightings, self.service.db, request.tenant or None,
+                                 request.since_ms, request.state or None)
+        return intel_pb2.ListSightingsResponse(sightings=[sighting_info(v) for v in views])
+
+    @maps_domain_errors
+    async def PromoteSighting(
+        self, request: intel_pb2.PromoteSightingRequest, context: Ctx
+    ) -> intel_pb2.SightingInfo:
+        ttl = request.ttl_seconds if request.has_ttl else None
+        await self._call(context, self.service.sightings.promote, request.id, request.scope or None, ttl)
+        self.on_change()
+        return await self._one(context, request.id)
+
+    @maps_domain_errors
+    async def DismissSighting(self, request: intel_pb2.SightingRef, context: Ctx) -> intel_pb2.SightingInfo:
+        await self._call(context, self.service.sightings.dismiss, request.id)
+        return await self._one(context, request.id)
+
+    async def _one(self, context: Ctx, candidate_id: str) -> intel_pb2.SightingInfo:
+        views = await self._call(context, list_sightings, self.service.db)
+        return next(sighting_info(v) for v in views if v.id == candidate_id)
+
+
+def sighting_info(v: SightingView) -> intel_pb2.SightingInfo:
+    return intel_pb2.SightingInfo(
+        id=v.id, type=v.type, value=v.value, state=v.state, tenants=v.tenants,
+        sharing_tenants=v.sharing_tenants,
+        gateways=v.gateways, hosts=v.hosts, count=v.count, first_seen_ms=v.first_seen_ms,
+        last_seen_ms=v.last_seen_ms, confidence=v.confidence, scope=v.scope, decided_by=v.decided_by,
+        decided_at_ms=v.decided_at_ms, reason=v.reason,
+        seen_at=[intel_pb2.SightingWhere(tenant=w.tenant, gateway=w.gateway, host=w.host, via=w.via,
+                                         count=w.count, first_seen_ms=w.first_seen_ms,
+                                         last_seen_ms=w.last_seen_ms)
+                 for w in v.seen_at],
+    )

@@ -50,6 +50,11 @@ class EnforcementBackend(ABC):
         """The DNS query log telemetry reads, when this backend runs a DNS server."""
         return None
 
+    def ioc_hits(self) -> dict[tuple[str, str], int]:
+        """(indicator, LAN host) -> packets dropped so far, read cheaply and often (the sightings
+        the agent reports at once, gateway_agent/sightings.py); none by default."""
+        return {}
+
     def budget_report(self) -> dict[str, int]:
         """StatusReport fields of the device budget (gateway_agent/budget.py); none by default."""
         return {}

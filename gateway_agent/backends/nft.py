@@ -280,6 +280,9 @@ class NftBackend(EnforcementBackend):
     def dns_query_log(self) -> Path | None:
         return self.dns.settings.query_log if self.dns is not None else None
 
+    def ioc_hits(self) -> dict[tuple[str, str], int]:
+        return self.counter_source.ioc_hits()
+
     def _ioc_value(self, address: str) -> str:
         """The IOC an address hit: the single-address IOC, else the longest CIDR IOC holding it."""
         applied = self.applied

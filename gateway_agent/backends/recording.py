@@ -39,6 +39,14 @@ class RecordingBackend(EnforcementBackend):
         self.path = directory / "desired.json"
         self.applies = 0
         self.deltas = 0
+        self.hits: dict[tuple[str, str], int] = {}  # what a simulation says the kernel dropped
+
+    def record_hit(self, indicator: str, host: str, packets: int = 1) -> None:
+        """A simulated kernel hit: `host` reached for `indicator` (a simulation's or a bench's)."""
+        self.hits[(indicator, host)] = self.hits.get((indicator, host), 0) + packets
+
+    def ioc_hits(self) -> dict[tuple[str, str], int]:
+        return dict(self.hits)
 
     def _write(self, state: DesiredState) -> None:
         tmp = self.path.with_suffix(".tmp")

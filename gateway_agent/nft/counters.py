@@ -34,6 +34,7 @@ from gateway_agent.nft.names import (
     VERDICT_DEFAULT,
     VERDICT_NEVER_BLOCK,
     category_host_set,
+    ioc_hits_set,
     parse_counter_set,
     rule_counter_index,
 )
@@ -197,6 +198,15 @@ def _elem_counter(elem: Any) -> tuple[Any, Value] | None:
     return body.get("val"), (int(counter.get("packets", 0)), int(counter.get("bytes", 0)))
 
 
+def _hit_pair(val: Any, version: int) -> tuple[str, str] | None:
+    """(LAN host, destination) of an ioc_hits element ({"concat": [saddr, daddr]})."""
+    parts = val.get("concat") if isinstance(val, dict) else None
+    if not isinstance(parts, list) or len(parts) != 2:
+        return None
+    host, dest = (parse_address(p, version) for p in parts)
+    return (host, dest) if host and dest else None
+
+
 class NftCounterSource:
     """CounterSource over the agent's table (see module docstring)."""
 
@@ -250,12 +260,9 @@ class NftCounterSource:
                     continue
                 val, value = parsed
                 if kind == IOC_HITS_SET:
-                    parts = val.get("concat") if isinstance(val, dict) else None
-                    if not isinstance(parts, list) or len(parts) != 2:
-                        continue
-                    host, dest = (parse_address(p, version) for p in parts)
-                    if host and dest:
-                        add((IOC_HITS, f"{self.ioc_lookup(dest)}|{host}"), value)
+                    pair = _hit_pair(val, version)
+                    if pair is not None:
+                        add((IOC_HITS, f"{self.ioc_lookup(pair[1])}|{pair[0]}"), value)
                     continue
                 host = parse_address(val, version)
                 if host is None:
@@ -267,6 +274,23 @@ class NftCounterSource:
                 elif kind == CATEGORY_HOST_SET:
                     add((CATEGORY_BYTES, f"{category}|{host}"), value)
         return raw
+
+    def ioc_hits(self) -> dict[tuple[str, str], int]:
+        """(indicator, LAN host) -> packets, from the two small ioc_hits sets alone: cheap enough to
+        poll twice a second (a set holds at most host_set_size pairs)."""
+        with self.lock:
+            sets = self.runner.list_sets([ioc_hits_set(4), ioc_hits_set(6)])
+            lookup = self.ioc_lookup
+        hits: dict[tuple[str, str], int] = {}
+        for name, body in sets.items():
+            version = 4 if name == ioc_hits_set(4) else 6
+            for elem in body.get("elem", []):
+                parsed = _elem_counter(elem)
+                pair = _hit_pair(parsed[0], version) if parsed is not None else None
+                if parsed is not None and pair is not None:
+                    key = (lookup(pair[1]), pair[0])
+                    hits[key] = hits.get(key, 0) + parsed[1][0]
+        return hits
 
     def read_counters(self) -> list[CounterSample]:
         with self.lock:

@@ -59,3 +59,33 @@ class Brokers(_message.Message):
     user_jwt: str
     channels: _containers.RepeatedScalarFieldContainer[str]
     def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Sighting(_message.Message):
+    __slots__ = ("indicator", "host", "via", "count", "first_seen_ms", "last_seen_ms")
+    INDICATOR_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    indicator: str
+    host: str
+    via: str
+    count: int
+    first_seen_ms: int
+    last_seen_ms: int
+    def __init__(self, indicator: _Optional[str] = ..., host: _Optional[str] = ..., via: _Optional[str] = ..., count: _Optional[int] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ...) -> None: ...
+
+class SightingReport(_message.Message):
+    __slots__ = ("sightings",)
+    SIGHTINGS_FIELD_NUMBER: _ClassVar[int]
+    sightings: _containers.RepeatedCompositeFieldContainer[Sighting]
+    def __init__(self, sightings: _Optional[_Iterable[_Union[Sighting, _Mapping]]] = ...) -> None: ...
+
+class SightingAck(_message.Message):
+    __slots__ = ("accepted", "refused")
+    ACCEPTED_FIELD_NUMBER: _ClassVar[int]
+    REFUSED_FIELD_NUMBER: _ClassVar[int]
+    accepted: int
+    refused: int
+    def __init__(self, accepted: _Optional[int] = ..., refused: _Optional[int] = ...) -> None: ...

@@ -51,6 +51,11 @@ class GatewayServiceStub:
                 request_serializer=mssp_dot_v1_dot_gateway__pb2.GetBrokersRequest.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_gateway__pb2.Brokers.FromString,
                 _registered_method=True)
+        self.ReportSightings = channel.unary_unary(
+                '/mssp.v1.GatewayService/ReportSightings',
+                request_serializer=mssp_dot_v1_dot_gateway__pb2.SightingReport.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_gateway__pb2.SightingAck.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -79,6 +84,14 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportSightings(self, request, context):
+        """Hits on indicators as the router sees them, sent at once (not with the next telemetry
+        batch): the controller's sightings, which can protect every other customer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -96,6 +109,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.GetBrokers,
                     request_deserializer=mssp_dot_v1_dot_gateway__pb2.GetBrokersRequest.FromString,
                     response_serializer=mssp_dot_v1_dot_gateway__pb2.Brokers.SerializeToString,
+            ),
+            'ReportSightings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportSightings,
+                    request_deserializer=mssp_dot_v1_dot_gateway__pb2.SightingReport.FromString,
+                    response_serializer=mssp_dot_v1_dot_gateway__pb2.SightingAck.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -180,6 +198,33 @@ class GatewayService:
             '/mssp.v1.GatewayService/GetBrokers',
             mssp_dot_v1_dot_gateway__pb2.GetBrokersRequest.SerializeToString,
             mssp_dot_v1_dot_gateway__pb2.Brokers.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportSightings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.GatewayService/ReportSightings',
+            mssp_dot_v1_dot_gateway__pb2.SightingReport.SerializeToString,
+            mssp_dot_v1_dot_gateway__pb2.SightingAck.FromString,
             options,
             channel_credentials,
             insecure,

@@ -22,62 +22,75 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from mssp.v1 import common_pb2 as mssp_dot_v1_dot_common__pb2
 from mssp.v1 import operator_pb2 as mssp_dot_v1_dot_operator__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mssp/v1/intel.proto\x12\x07mssp.v1\x1a\x16mssp/v1/operator.proto\"\xe6\x01\n\rImportOptions\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0ehas_confidence\x18\x04 \x01(\x08\x12\x12\n\nconfidence\x18\x05 \x01(\r\x12\x0f\n\x07has_ttl\x18\x06 \x01(\x08\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\x12\x0b\n\x03tlp\x18\x08 \x01(\t\x12\x0e\n\x06\x63olumn\x18\t \x01(\t\x12\x14\n\x0cskip_invalid\x18\n \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\"D\n\x0bImportChunk\x12\'\n\x07options\x18\x01 \x01(\x0b\x32\x16.mssp.v1.ImportOptions\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"<\n\rImportProblem\x12\r\n\x05where\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"\x90\x02\n\x0cImportResult\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\r\x12\x0b\n\x03new\x18\x05 \x01(\r\x12\x11\n\trefreshed\x18\x06 \x01(\r\x12\x11\n\tunchanged\x18\x07 \x01(\r\x12\x0f\n\x07removed\x18\x08 \x01(\r\x12\x0f\n\x07invalid\x18\t \x01(\r\x12\x13\n\x0bunsupported\x18\n \x01(\r\x12\x0f\n\x07refused\x18\x0b \x01(\r\x12\x0c\n\x04urls\x18\x0c \x01(\r\x12\x0c\n\x04seqs\x18\r \x03(\x04\x12(\n\x08problems\x18\x0e \x03(\x0b\x32\x16.mssp.v1.ImportProblem\".\n\x0eShowIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\"\x87\x01\n\x08IocClaim\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\r\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x0b\n\x03tlp\x18\x04 \x01(\t\x12\x14\n\x0clast_seen_ms\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65\x63\x61ys\x18\x06 \x01(\x08\x12\r\n\x05score\x18\x07 \x01(\x01\"N\n\tIocDetail\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mssp.v1.IocInfo\x12!\n\x06\x63laims\x18\x02 \x03(\x0b\x32\x11.mssp.v1.IocClaim\"/\n\x0fListUrlsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x8b\x01\n\x0cUrlIndicator\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0chost_blocked\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x15\n\rfirst_seen_ms\x18\x06 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x07 \x01(\x03\"7\n\x10ListUrlsResponse\x12#\n\x04urls\x18\x01 \x03(\x0b\x32\x15.mssp.v1.UrlIndicator\"?\n\x11\x45xportIocsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0b\n\x03tlp\x18\x03 \x03(\t\"*\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\":\n\x0c\x41llowRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"a\n\nAllowEntry\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08matching\x18\x05 \x01(\r\"&\n\x13RemoveAllowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"!\n\x10ListAllowRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"9\n\x11ListAllowResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.mssp.v1.AllowEntry\"\xee\x01\n\x0e\x41\x64\x64\x46\x65\x65\x64Request\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x15\n\revery_seconds\x18\x07 \x01(\x03\x12\x16\n\x0ehas_confidence\x18\x08 \x01(\x08\x12\x12\n\nconfidence\x18\t \x01(\r\x12\x0b\n\x03tlp\x18\n \x01(\t\x12\r\n\x05taxii\x18\x0b \x01(\t\x12\x12\n\ncollection\x18\x0c \x01(\t\x12\x11\n\ttoken_env\x18\r \x01(\t\"\xd6\x01\n\x08\x46\x65\x65\x64Info\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x15\n\revery_seconds\x18\x06 \x01(\x03\x12\x13\n\x0blast_run_ms\x18\x07 \x01(\x03\x12\x17\n\x0flast_success_ms\x18\x08 \x01(\x03\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x0f\n\x07\x65ntries\x18\n \x01(\r\x12\x13\n\x0bnext_run_ms\x18\x0b \x01(\x03\"\x12\n\x10ListFeedsRequest\"5\n\x11ListFeedsResponse\x12 \n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x11.mssp.v1.FeedInfo\"\x17\n\x07\x46\x65\x65\x64Ref\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\rFeedRunResult\x12\x1f\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x11.mssp.v1.FeedInfo\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.mssp.v1.ImportResult\x12\x14\n\x0cnot_modified\x18\x03 \x01(\x08\x32\xae\x05\n\x0cIntelService\x12;\n\nImportIocs\x12\x14.mssp.v1.ImportChunk\x1a\x15.mssp.v1.ImportResult(\x01\x12@\n\nExportIocs\x12\x1a.mssp.v1.ExportIocsRequest\x1a\x14.mssp.v1.ExportChunk0\x01\x12\x36\n\x07ShowIoc\x12\x17.mssp.v1.ShowIocRequest\x1a\x12.mssp.v1.IocDetail\x12?\n\x08ListUrls\x12\x18.mssp.v1.ListUrlsRequest\x1a\x19.mssp.v1.ListUrlsResponse\x12\x36\n\x08\x41\x64\x64\x41llow\x12\x15.mssp.v1.AllowRequest\x1a\x13.mssp.v1.AllowEntry\x12\x42\n\x0bRemoveAllow\x12\x15.mssp.v1.AllowRequest\x1a\x1c.mssp.v1.RemoveAllowResponse\x12\x42\n\tListAllow\x12\x19.mssp.v1.ListAllowRequest\x1a\x1a.mssp.v1.ListAllowResponse\x12\x35\n\x07\x41\x64\x64\x46\x65\x65\x64\x12\x17.mssp.v1.AddFeedRequest\x1a\x11.mssp.v1.FeedInfo\x12\x42\n\tListFeeds\x12\x19.mssp.v1.ListFeedsRequest\x1a\x1a.mssp.v1.ListFeedsResponse\x12\x33\n\x07RunFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResult\x12\x36\n\nRemoveFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResultb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13mssp/v1/intel.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\x1a\x16mssp/v1/operator.proto\"\xe6\x01\n\rImportOptions\x12\x0e\n\x06\x66ormat\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0e\n\x06source\x18\x03 \x01(\t\x12\x16\n\x0ehas_confidence\x18\x04 \x01(\x08\x12\x12\n\nconfidence\x18\x05 \x01(\r\x12\x0f\n\x07has_ttl\x18\x06 \x01(\x08\x12\x13\n\x0bttl_seconds\x18\x07 \x01(\x03\x12\x0b\n\x03tlp\x18\x08 \x01(\t\x12\x0e\n\x06\x63olumn\x18\t \x01(\t\x12\x14\n\x0cskip_invalid\x18\n \x01(\x08\x12\x0f\n\x07\x64ry_run\x18\x0b \x01(\x08\x12\x10\n\x08\x66ilename\x18\x0c \x01(\t\"D\n\x0bImportChunk\x12\'\n\x07options\x18\x01 \x01(\x0b\x32\x16.mssp.v1.ImportOptions\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"<\n\rImportProblem\x12\r\n\x05where\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"\x90\x02\n\x0cImportResult\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06source\x18\x02 \x01(\t\x12\x0f\n\x07\x64ry_run\x18\x03 \x01(\x08\x12\x0f\n\x07\x65ntries\x18\x04 \x01(\r\x12\x0b\n\x03new\x18\x05 \x01(\r\x12\x11\n\trefreshed\x18\x06 \x01(\r\x12\x11\n\tunchanged\x18\x07 \x01(\r\x12\x0f\n\x07removed\x18\x08 \x01(\r\x12\x0f\n\x07invalid\x18\t \x01(\r\x12\x13\n\x0bunsupported\x18\n \x01(\r\x12\x0f\n\x07refused\x18\x0b \x01(\r\x12\x0c\n\x04urls\x18\x0c \x01(\r\x12\x0c\n\x04seqs\x18\r \x03(\x04\x12(\n\x08problems\x18\x0e \x03(\x0b\x32\x16.mssp.v1.ImportProblem\".\n\x0eShowIocRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\"\x87\x01\n\x08IocClaim\x12\x0e\n\x06source\x18\x01 \x01(\t\x12\x12\n\nconfidence\x18\x02 \x01(\r\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x0b\n\x03tlp\x18\x04 \x01(\t\x12\x14\n\x0clast_seen_ms\x18\x05 \x01(\x03\x12\x0e\n\x06\x64\x65\x63\x61ys\x18\x06 \x01(\x08\x12\r\n\x05score\x18\x07 \x01(\x01\"N\n\tIocDetail\x12\x1e\n\x04info\x18\x01 \x01(\x0b\x32\x10.mssp.v1.IocInfo\x12!\n\x06\x63laims\x18\x02 \x03(\x0b\x32\x11.mssp.v1.IocClaim\"/\n\x0fListUrlsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\r\"\x8b\x01\n\x0cUrlIndicator\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x14\n\x0chost_blocked\x18\x03 \x01(\x08\x12\x0e\n\x06source\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x15\n\rfirst_seen_ms\x18\x06 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x07 \x01(\x03\"7\n\x10ListUrlsResponse\x12#\n\x04urls\x18\x01 \x03(\x0b\x32\x15.mssp.v1.UrlIndicator\"?\n\x11\x45xportIocsRequest\x12\r\n\x05scope\x18\x01 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x02 \x01(\t\x12\x0b\n\x03tlp\x18\x03 \x03(\t\"*\n\x0b\x45xportChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\r\n\x05\x63ount\x18\x02 \x01(\r\":\n\x0c\x41llowRequest\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\"a\n\nAllowEntry\x12\r\n\x05value\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x0c\n\x04note\x18\x03 \x01(\t\x12\x15\n\rcreated_at_ms\x18\x04 \x01(\x03\x12\x10\n\x08matching\x18\x05 \x01(\r\"&\n\x13RemoveAllowResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x08\"!\n\x10ListAllowRequest\x12\r\n\x05scope\x18\x01 \x01(\t\"9\n\x11ListAllowResponse\x12$\n\x07\x65ntries\x18\x01 \x03(\x0b\x32\x13.mssp.v1.AllowEntry\"\xee\x01\n\x0e\x41\x64\x64\x46\x65\x65\x64Request\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0b\n\x03url\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\x0e\n\x06\x63olumn\x18\x05 \x01(\t\x12\r\n\x05scope\x18\x06 \x01(\t\x12\x15\n\revery_seconds\x18\x07 \x01(\x03\x12\x16\n\x0ehas_confidence\x18\x08 \x01(\x08\x12\x12\n\nconfidence\x18\t \x01(\r\x12\x0b\n\x03tlp\x18\n \x01(\t\x12\r\n\x05taxii\x18\x0b \x01(\t\x12\x12\n\ncollection\x18\x0c \x01(\t\x12\x11\n\ttoken_env\x18\r \x01(\t\"\xd6\x01\n\x08\x46\x65\x65\x64Info\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x10\n\x08location\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x0e\n\x06\x66ormat\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x15\n\revery_seconds\x18\x06 \x01(\x03\x12\x13\n\x0blast_run_ms\x18\x07 \x01(\x03\x12\x17\n\x0flast_success_ms\x18\x08 \x01(\x03\x12\x12\n\nlast_error\x18\t \x01(\t\x12\x0f\n\x07\x65ntries\x18\n \x01(\r\x12\x13\n\x0bnext_run_ms\x18\x0b \x01(\x03\"\x12\n\x10ListFeedsRequest\"5\n\x11ListFeedsResponse\x12 \n\x05\x66\x65\x65\x64s\x18\x01 \x03(\x0b\x32\x11.mssp.v1.FeedInfo\"\x17\n\x07\x46\x65\x65\x64Ref\x12\x0c\n\x04name\x18\x01 \x01(\t\"m\n\rFeedRunResult\x12\x1f\n\x04\x66\x65\x65\x64\x18\x01 \x01(\x0b\x32\x11.mssp.v1.FeedInfo\x12%\n\x06result\x18\x02 \x01(\x0b\x32\x15.mssp.v1.ImportResult\x12\x14\n\x0cnot_modified\x18\x03 \x01(\x08\"G\n\x14ListSightingsRequest\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x10\n\x08since_ms\x18\x02 \x01(\x03\x12\r\n\x05state\x18\x03 \x01(\t\"\x87\x01\n\rSightingWhere\x12\x0e\n\x06tenant\x18\x01 \x01(\t\x12\x0f\n\x07gateway\x18\x02 \x01(\t\x12\x0c\n\x04host\x18\x03 \x01(\t\x12\x0b\n\x03via\x18\x04 \x01(\t\x12\r\n\x05\x63ount\x18\x05 \x01(\x04\x12\x15\n\rfirst_seen_ms\x18\x06 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x07 \x01(\x03\"\xe6\x02\n\x0cSightingInfo\x12\n\n\x02id\x18\x01 \x01(\t\x12\x1e\n\x04type\x18\x02 \x01(\x0e\x32\x10.mssp.v1.IocType\x12\r\n\x05value\x18\x03 \x01(\t\x12\r\n\x05state\x18\x04 \x01(\t\x12\x0f\n\x07tenants\x18\x05 \x01(\r\x12\x17\n\x0fsharing_tenants\x18\x06 \x01(\r\x12\x10\n\x08gateways\x18\x07 \x01(\r\x12\r\n\x05hosts\x18\x08 \x01(\r\x12\r\n\x05\x63ount\x18\t \x01(\x04\x12\x15\n\rfirst_seen_ms\x18\n \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x0b \x01(\x03\x12\x12\n\nconfidence\x18\x0c \x01(\r\x12\r\n\x05scope\x18\r \x01(\t\x12\x12\n\ndecided_by\x18\x0e \x01(\t\x12\x15\n\rdecided_at_ms\x18\x0f \x01(\x03\x12\x0e\n\x06reason\x18\x10 \x01(\t\x12\'\n\x07seen_at\x18\x11 \x03(\x0b\x32\x16.mssp.v1.SightingWhere\"A\n\x15ListSightingsResponse\x12(\n\tsightings\x18\x01 \x03(\x0b\x32\x15.mssp.v1.SightingInfo\"Y\n\x16PromoteSightingRequest\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05scope\x18\x02 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x03 \x01(\x03\x12\x0f\n\x07has_ttl\x18\x04 \x01(\x08\"\x19\n\x0bSightingRef\x12\n\n\x02id\x18\x01 \x01(\t2\x89\x07\n\x0cIntelService\x12;\n\nImportIocs\x12\x14.mssp.v1.ImportChunk\x1a\x15.mssp.v1.ImportResult(\x01\x12@\n\nExportIocs\x12\x1a.mssp.v1.ExportIocsRequest\x1a\x14.mssp.v1.ExportChunk0\x01\x12\x36\n\x07ShowIoc\x12\x17.mssp.v1.ShowIocRequest\x1a\x12.mssp.v1.IocDetail\x12?\n\x08ListUrls\x12\x18.mssp.v1.ListUrlsRequest\x1a\x19.mssp.v1.ListUrlsResponse\x12\x36\n\x08\x41\x64\x64\x41llow\x12\x15.mssp.v1.AllowRequest\x1a\x13.mssp.v1.AllowEntry\x12\x42\n\x0bRemoveAllow\x12\x15.mssp.v1.AllowRequest\x1a\x1c.mssp.v1.RemoveAllowResponse\x12\x42\n\tListAllow\x12\x19.mssp.v1.ListAllowRequest\x1a\x1a.mssp.v1.ListAllowResponse\x12\x35\n\x07\x41\x64\x64\x46\x65\x65\x64\x12\x17.mssp.v1.AddFeedRequest\x1a\x11.mssp.v1.FeedInfo\x12\x42\n\tListFeeds\x12\x19.mssp.v1.ListFeedsRequest\x1a\x1a.mssp.v1.ListFeedsResponse\x12\x33\n\x07RunFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResult\x12\x36\n\nRemoveFeed\x12\x10.mssp.v1.FeedRef\x1a\x16.mssp.v1.FeedRunResult\x12N\n\rListSightings\x12\x1d.mssp.v1.ListSightingsRequest\x1a\x1e.mssp.v1.ListSightingsResponse\x12I\n\x0fPromoteSighting\x12\x1f.mssp.v1.PromoteSightingRequest\x1a\x15.mssp.v1.SightingInfo\x12>\n\x0f\x44ismissSighting\x12\x14.mssp.v1.SightingRef\x1a\x15.mssp.v1.SightingInfob\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mssp.v1.intel_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_IMPORTOPTIONS']._serialized_start=57
-  _globals['_IMPORTOPTIONS']._serialized_end=287
-  _globals['_IMPORTCHUNK']._serialized_start=289
-  _globals['_IMPORTCHUNK']._serialized_end=357
-  _globals['_IMPORTPROBLEM']._serialized_start=359
-  _globals['_IMPORTPROBLEM']._serialized_end=419
-  _globals['_IMPORTRESULT']._serialized_start=422
-  _globals['_IMPORTRESULT']._serialized_end=694
-  _globals['_SHOWIOCREQUEST']._serialized_start=696
-  _globals['_SHOWIOCREQUEST']._serialized_end=742
-  _globals['_IOCCLAIM']._serialized_start=745
-  _globals['_IOCCLAIM']._serialized_end=880
-  _globals['_IOCDETAIL']._serialized_start=882
-  _globals['_IOCDETAIL']._serialized_end=960
-  _globals['_LISTURLSREQUEST']._serialized_start=962
-  _globals['_LISTURLSREQUEST']._serialized_end=1009
-  _globals['_URLINDICATOR']._serialized_start=1012
-  _globals['_URLINDICATOR']._serialized_end=1151
-  _globals['_LISTURLSRESPONSE']._serialized_start=1153
-  _globals['_LISTURLSRESPONSE']._serialized_end=1208
-  _globals['_EXPORTIOCSREQUEST']._serialized_start=1210
-  _globals['_EXPORTIOCSREQUEST']._serialized_end=1273
-  _globals['_EXPORTCHUNK']._serialized_start=1275
-  _globals['_EXPORTCHUNK']._serialized_end=1317
-  _globals['_ALLOWREQUEST']._serialized_start=1319
-  _globals['_ALLOWREQUEST']._serialized_end=1377
-  _globals['_ALLOWENTRY']._serialized_start=1379
-  _globals['_ALLOWENTRY']._serialized_end=1476
-  _globals['_REMOVEALLOWRESPONSE']._serialized_start=1478
-  _globals['_REMOVEALLOWRESPONSE']._serialized_end=1516
-  _globals['_LISTALLOWREQUEST']._serialized_start=1518
-  _globals['_LISTALLOWREQUEST']._serialized_end=1551
-  _globals['_LISTALLOWRESPONSE']._serialized_start=1553
-  _globals['_LISTALLOWRESPONSE']._serialized_end=1610
-  _globals['_ADDFEEDREQUEST']._serialized_start=1613
-  _globals['_ADDFEEDREQUEST']._serialized_end=1851
-  _globals['_FEEDINFO']._serialized_start=1854
-  _globals['_FEEDINFO']._serialized_end=2068
-  _globals['_LISTFEEDSREQUEST']._serialized_start=2070
-  _globals['_LISTFEEDSREQUEST']._serialized_end=2088
-  _globals['_LISTFEEDSRESPONSE']._serialized_start=2090
-  _globals['_LISTFEEDSRESPONSE']._serialized_end=2143
-  _globals['_FEEDREF']._serialized_start=2145
-  _globals['_FEEDREF']._serialized_end=2168
-  _globals['_FEEDRUNRESULT']._serialized_start=2170
-  _globals['_FEEDRUNRESULT']._serialized_end=2279
-  _globals['_INTELSERVICE']._serialized_start=2282
-  _globals['_INTELSERVICE']._serialized_end=2968
+  _globals['_IMPORTOPTIONS']._serialized_start=79
+  _globals['_IMPORTOPTIONS']._serialized_end=309
+  _globals['_IMPORTCHUNK']._serialized_start=311
+  _globals['_IMPORTCHUNK']._serialized_end=379
+  _globals['_IMPORTPROBLEM']._serialized_start=381
+  _globals['_IMPORTPROBLEM']._serialized_end=441
+  _globals['_IMPORTRESULT']._serialized_start=444
+  _globals['_IMPORTRESULT']._serialized_end=716
+  _globals['_SHOWIOCREQUEST']._serialized_start=718
+  _globals['_SHOWIOCREQUEST']._serialized_end=764
+  _globals['_IOCCLAIM']._serialized_start=767
+  _globals['_IOCCLAIM']._serialized_end=902
+  _globals['_IOCDETAIL']._serialized_start=904
+  _globals['_IOCDETAIL']._serialized_end=982
+  _globals['_LISTURLSREQUEST']._serialized_start=984
+  _globals['_LISTURLSREQUEST']._serialized_end=1031
+  _globals['_URLINDICATOR']._serialized_start=1034
+  _globals['_URLINDICATOR']._serialized_end=1173
+  _globals['_LISTURLSRESPONSE']._serialized_start=1175
+  _globals['_LISTURLSRESPONSE']._serialized_end=1230
+  _globals['_EXPORTIOCSREQUEST']._serialized_start=1232
+  _globals['_EXPORTIOCSREQUEST']._serialized_end=1295
+  _globals['_EXPORTCHUNK']._serialized_start=1297
+  _globals['_EXPORTCHUNK']._serialized_end=1339
+  _globals['_ALLOWREQUEST']._serialized_start=1341
+  _globals['_ALLOWREQUEST']._serialized_end=1399
+  _globals['_ALLOWENTRY']._serialized_start=1401
+  _globals['_ALLOWENTRY']._serialized_end=1498
+  _globals['_REMOVEALLOWRESPONSE']._serialized_start=1500
+  _globals['_REMOVEALLOWRESPONSE']._serialized_end=1538
+  _globals['_LISTALLOWREQUEST']._serialized_start=1540
+  _globals['_LISTALLOWREQUEST']._serialized_end=1573
+  _globals['_LISTALLOWRESPONSE']._serialized_start=1575
+  _globals['_LISTALLOWRESPONSE']._serialized_end=1632
+  _globals['_ADDFEEDREQUEST']._serialized_start=1635
+  _globals['_ADDFEEDREQUEST']._serialized_end=1873
+  _globals['_FEEDINFO']._serialized_start=1876
+  _globals['_FEEDINFO']._serialized_end=2090
+  _globals['_LISTFEEDSREQUEST']._serialized_start=2092
+  _globals['_LISTFEEDSREQUEST']._serialized_end=2110
+  _globals['_LISTFEEDSRESPONSE']._serialized_start=2112
+  _globals['_LISTFEEDSRESPONSE']._serialized_end=2165
+  _globals['_FEEDREF']._serialized_start=2167
+  _globals['_FEEDREF']._serialized_end=2190
+  _globals['_FEEDRUNRESULT']._serialized_start=2192
+  _globals['_FEEDRUNRESULT']._serialized_end=2301
+  _globals['_LISTSIGHTINGSREQUEST']._serialized_start=2303
+  _globals['_LISTSIGHTINGSREQUEST']._serialized_end=2374
+  _globals['_SIGHTINGWHERE']._serialized_start=2377
+  _globals['_SIGHTINGWHERE']._serialized_end=2512
+  _globals['_SIGHTINGINFO']._serialized_start=2515
+  _globals['_SIGHTINGINFO']._serialized_end=2873
+  _globals['_LISTSIGHTINGSRESPONSE']._serialized_start=2875
+  _globals['_LISTSIGHTINGSRESPONSE']._serialized_end=2940
+  _globals['_PROMOTESIGHTINGREQUEST']._serialized_start=2942
+  _globals['_PROMOTESIGHTINGREQUEST']._serialized_end=3031
+  _globals['_SIGHTINGREF']._serialized_start=3033
+  _globals['_SIGHTINGREF']._serialized_end=3058
+  _globals['_INTELSERVICE']._serialized_start=3061
+  _globals['_INTELSERVICE']._serialized_end=3966
 # @@protoc_insertion_point(module_scope)

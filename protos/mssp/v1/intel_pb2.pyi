@@ -1,3 +1,4 @@
+from mssp.v1 import common_pb2 as _common_pb2
 from mssp.v1 import operator_pb2 as _operator_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf import descriptor as _descriptor
@@ -292,3 +293,93 @@ class FeedRunResult(_message.Message):
     result: ImportResult
     not_modified: bool
     def __init__(self, feed: _Optional[_Union[FeedInfo, _Mapping]] = ..., result: _Optional[_Union[ImportResult, _Mapping]] = ..., not_modified: _Optional[bool] = ...) -> None: ...
+
+class ListSightingsRequest(_message.Message):
+    __slots__ = ("tenant", "since_ms", "state")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_MS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    since_ms: int
+    state: str
+    def __init__(self, tenant: _Optional[str] = ..., since_ms: _Optional[int] = ..., state: _Optional[str] = ...) -> None: ...
+
+class SightingWhere(_message.Message):
+    __slots__ = ("tenant", "gateway", "host", "via", "count", "first_seen_ms", "last_seen_ms")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    HOST_FIELD_NUMBER: _ClassVar[int]
+    VIA_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    gateway: str
+    host: str
+    via: str
+    count: int
+    first_seen_ms: int
+    last_seen_ms: int
+    def __init__(self, tenant: _Optional[str] = ..., gateway: _Optional[str] = ..., host: _Optional[str] = ..., via: _Optional[str] = ..., count: _Optional[int] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ...) -> None: ...
+
+class SightingInfo(_message.Message):
+    __slots__ = ("id", "type", "value", "state", "tenants", "sharing_tenants", "gateways", "hosts", "count", "first_seen_ms", "last_seen_ms", "confidence", "scope", "decided_by", "decided_at_ms", "reason", "seen_at")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TENANTS_FIELD_NUMBER: _ClassVar[int]
+    SHARING_TENANTS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    HOSTS_FIELD_NUMBER: _ClassVar[int]
+    COUNT_FIELD_NUMBER: _ClassVar[int]
+    FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    REASON_FIELD_NUMBER: _ClassVar[int]
+    SEEN_AT_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    type: _common_pb2.IocType
+    value: str
+    state: str
+    tenants: int
+    sharing_tenants: int
+    gateways: int
+    hosts: int
+    count: int
+    first_seen_ms: int
+    last_seen_ms: int
+    confidence: int
+    scope: str
+    decided_by: str
+    decided_at_ms: int
+    reason: str
+    seen_at: _containers.RepeatedCompositeFieldContainer[SightingWhere]
+    def __init__(self, id: _Optional[str] = ..., type: _Optional[_Union[_common_pb2.IocType, str]] = ..., value: _Optional[str] = ..., state: _Optional[str] = ..., tenants: _Optional[int] = ..., sharing_tenants: _Optional[int] = ..., gateways: _Optional[int] = ..., hosts: _Optional[int] = ..., count: _Optional[int] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., confidence: _Optional[int] = ..., scope: _Optional[str] = ..., decided_by: _Optional[str] = ..., decided_at_ms: _Optional[int] = ..., reason: _Optional[str] = ..., seen_at: _Optional[_Iterable[_Union[SightingWhere, _Mapping]]] = ...) -> None: ...
+
+class ListSightingsResponse(_message.Message):
+    __slots__ = ("sightings",)
+    SIGHTINGS_FIELD_NUMBER: _ClassVar[int]
+    sightings: _containers.RepeatedCompositeFieldContainer[SightingInfo]
+    def __init__(self, sightings: _Optional[_Iterable[_Union[SightingInfo, _Mapping]]] = ...) -> None: ...
+
+class PromoteSightingRequest(_message.Message):
+    __slots__ = ("id", "scope", "ttl_seconds", "has_ttl")
+    ID_FIELD_NUMBER: _ClassVar[int]
+    SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TTL_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    HAS_TTL_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    scope: str
+    ttl_seconds: int
+    has_ttl: bool
+    def __init__(self, id: _Optional[str] = ..., scope: _Optional[str] = ..., ttl_seconds: _Optional[int] = ..., has_ttl: _Optional[bool] = ...) -> None: ...
+
+class SightingRef(_message.Message):
+    __slots__ = ("id",)
+    ID_FIELD_NUMBER: _ClassVar[int]
+    id: str
+    def __init__(self, id: _Optional[str] = ...) -> None: ...

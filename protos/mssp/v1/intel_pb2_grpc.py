@@ -92,6 +92,21 @@ class IntelServiceStub:
                 request_serializer=mssp_dot_v1_dot_intel__pb2.FeedRef.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_intel__pb2.FeedRunResult.FromString,
                 _registered_method=True)
+        self.ListSightings = channel.unary_unary(
+                '/mssp.v1.IntelService/ListSightings',
+                request_serializer=mssp_dot_v1_dot_intel__pb2.ListSightingsRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_intel__pb2.ListSightingsResponse.FromString,
+                _registered_method=True)
+        self.PromoteSighting = channel.unary_unary(
+                '/mssp.v1.IntelService/PromoteSighting',
+                request_serializer=mssp_dot_v1_dot_intel__pb2.PromoteSightingRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_intel__pb2.SightingInfo.FromString,
+                _registered_method=True)
+        self.DismissSighting = channel.unary_unary(
+                '/mssp.v1.IntelService/DismissSighting',
+                request_serializer=mssp_dot_v1_dot_intel__pb2.SightingRef.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_intel__pb2.SightingInfo.FromString,
+                _registered_method=True)
 
 
 class IntelServiceServicer:
@@ -175,6 +190,25 @@ class IntelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSightings(self, request, context):
+        """Sightings: what gateways hit, per indicator, and the promotions they lead to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PromoteSighting(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DismissSighting(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -232,6 +266,21 @@ def add_IntelServiceServicer_to_server(servicer, server):
                     servicer.RemoveFeed,
                     request_deserializer=mssp_dot_v1_dot_intel__pb2.FeedRef.FromString,
                     response_serializer=mssp_dot_v1_dot_intel__pb2.FeedRunResult.SerializeToString,
+            ),
+            'ListSightings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSightings,
+                    request_deserializer=mssp_dot_v1_dot_intel__pb2.ListSightingsRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_intel__pb2.ListSightingsResponse.SerializeToString,
+            ),
+            'PromoteSighting': grpc.unary_unary_rpc_method_handler(
+                    servicer.PromoteSighting,
+                    request_deserializer=mssp_dot_v1_dot_intel__pb2.PromoteSightingRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_intel__pb2.SightingInfo.SerializeToString,
+            ),
+            'DismissSighting': grpc.unary_unary_rpc_method_handler(
+                    servicer.DismissSighting,
+                    request_deserializer=mssp_dot_v1_dot_intel__pb2.SightingRef.FromString,
+                    response_serializer=mssp_dot_v1_dot_intel__pb2.SightingInfo.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -534,6 +583,87 @@ class IntelService:
             '/mssp.v1.IntelService/RemoveFeed',
             mssp_dot_v1_dot_intel__pb2.FeedRef.SerializeToString,
             mssp_dot_v1_dot_intel__pb2.FeedRunResult.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSightings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.IntelService/ListSightings',
+            mssp_dot_v1_dot_intel__pb2.ListSightingsRequest.SerializeToString,
+            mssp_dot_v1_dot_intel__pb2.ListSightingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PromoteSighting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.IntelService/PromoteSighting',
+            mssp_dot_v1_dot_intel__pb2.PromoteSightingRequest.SerializeToString,
+            mssp_dot_v1_dot_intel__pb2.SightingInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DismissSighting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.IntelService/DismissSighting',
+            mssp_dot_v1_dot_intel__pb2.SightingRef.SerializeToString,
+            mssp_dot_v1_dot_intel__pb2.SightingInfo.FromString,
             options,
             channel_credentials,
             insecure,

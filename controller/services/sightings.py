@@ -1,0 +1,246 @@
+"""Sightings as they arrive, and the promotions they lead to (herd immunity).
+
+A gateway reports a hit the moment it sees one (GatewayService.ReportSightings). Each report is
+stored per (indicator, tenant, gateway, host), the claims that hold the indicator where the tenant
+sees it are refreshed (a sighting restarts their decay clock), and the indicator's candidate is
+re-judged by the promotion policy (controller/domain/promotion.py) in the same transaction. The
+candidate row is locked while it is judged, so concurrent reports of one indicator are judged one
+after the other and the last sees them all; promotion is a conditional update, so it happens once.
+
+A promotion is one claim by source "alliance" on the alliance (or global) channel, pushed like any
+other: it names no tenant, gateway or host, and it passes the never-block guard (popular domains,
+CDNs, shared hosting, the allow-list) first.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, true, update
+from sqlmodel import Session, col, select
+
+from controller.domain.errors import InvalidInput, NotFound
+from controller.domain.ioc import parse_ioc
+from controller.domain.ioc_meta import parse_scope, validate_ttl
+from controller.domain.promotion import (
+    PROMOTED_SOURCE,
+    PROMOTION_SCOPES,
+    Evidence,
+    PromotionPolicy,
+    decide,
+)
+from controller.services.allowlist import GuardSettings, guard_for
+from controller.services.channels import lock_channel
+from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, indicator_rows
+from controller.services.scopes import scope_channel
+from controller.store.bulk import bulk_upsert
+from controller.store.db import Database
+from controller.store.intel_models import IocClaim
+from controller.store.models import Ioc, Tenant
+from controller.store.sighting_models import Sighting, SightingCandidate
+from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL, tenant_channel
+from mssp.common.clock import now_ms
+
+MAX_REPORTS = 100  # per call
+VIA = ("firewall", "dns", "beacon")
+_SIGHTING = Sighting.__table__  # type: ignore[attr-defined]
+_CANDIDATE = SightingCandidate.__table__  # type: ignore[attr-defined]
+_COLS = ("type", "value", "tenant_id", "gateway_id", "host", "via", "count", "first_seen_ms", "last_seen_ms")
+_CANDIDATE_COLS = ("id", "type", "value", "state", "confidence", "first_seen_ms", "last_seen_ms", "scope",
+                   "decided_by", "decided_at_ms", "reason")
+
+
+@dataclass(frozen=True)
+class Report:
+    """One hit as a gateway reports it (validated by `parse_reports`)."""
+
+    indicator: str
+    host: str
+    via: str
+    count: int
+    first_seen_ms: int
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
+class Recorded:
+    accepted: int
+    refused: int
+    promoted: tuple[str, ...]  # indicators this call promoted
+
+
+def parse_reports(reports: Sequence[Report], now: int) -> tuple[list[tuple[Key, Report]], int]:
+    """The well-formed reports (canonical indicator, address host) and how many were not."""
+    if len(reports) > MAX_REPORTS:
+        raise InvalidInput(f"at most {MAX_REPORTS} sightings per report, got {len(reports)}")
+    good: list[tuple[Key, Report]] = []
+    for r in reports:
+        try:
+            parsed = parse_ioc(r.indicator)
+            host = str(ipaddress.ip_address(r.host)) if r.host else ""
+        except (InvalidInput, ValueError):
+            continue
+        if r.via not in VIA or r.count < 0:
+            continue
+        last = min(max(r.last_seen_ms, 0), now) or now  # a router clock ahead of ours is not trusted
+        first = min(max(r.first_seen_ms, 0), last) or last
+        report = Report(parsed.value, host, r.via, r.count, first, last)
+        good.append(((int(parsed.kind), parsed.value), report))
+    return good, len(reports) - len(good)
+
+
+class Sightings:
+    def __init__(self, db: Database, policy: PromotionPolicy | None = None,
+                 guard: Callable[[], GuardSettings] | None = None) -> None:
+        self.db = db
+        self.policy = policy or PromotionPolicy()
+        self.guard = guard or GuardSettings
+
+    def record(self, tenant_id: str, gateway_id: str, reports: Sequence[Report]) -> Recorded:
+        now = now_ms()
+        good, refused = parse_reports(reports, now)
+        if not good:
+            return Recorded(0, refused, ())
+        promoted: list[str] = []
+        latest: dict[tuple[Key, str], Report] = {}  # one row per (indicator, host): ON CONFLICT wants that
+        for k, r in good:
+            if (k, r.host) not in latest or latest[(k, r.host)].last_seen_ms < r.last_seen_ms:
+                latest[(k, r.host)] = r
+        with self.db.session() as s:
+            rows = [(k[0], k[1], tenant_id, gateway_id, host, r.via, r.count, r.first_seen_ms, r.last_seen_ms)
+                    for (k, host), r in latest.items()]
+            bulk_upsert(s.connection(), _SIGHTING, _COLS, rows, newer="last_seen_ms",
+                        keys=["type", "value", "tenant_id", "gateway_id", "host"])
+            seen = {k: max(r.last_seen_ms for kk, r in good if kk == k) for k, _ in good}
+            candidates = [(uuid.uuid4().hex, k[0], k[1], "candidate", 0, ts, ts, "", "", 0, "")
+                          for k, ts in sorted(seen.items())]
+            bulk_upsert(s.connection(), _CANDIDATE, _CANDIDATE_COLS, candidates, keys=["type", "value"])
+            for key, ts in sorted(seen.items()):
+                self._refresh_claims(s, tenant_id, key, now)
+                if self._judge(s, key, ts, now):
+                    promoted.append(key[1])
+        return Recorded(len(good), refused, tuple(promoted))
+
+    def promote(self, candidate_id: str, scope: str | None = None, ttl_seconds: int | None = None) -> str:
+        """The operator's promotion of a candidate (also one the policy left waiting); its value."""
+        now = now_ms()
+        scope = scope or self.policy.scope
+        if scope not in PROMOTION_SCOPES:
+            raise InvalidInput(f"promote to one of {', '.join(PROMOTION_SCOPES)}, got {scope!r}")
+        ttl = self.policy.ttl_seconds if ttl_seconds is None else validate_ttl(ttl_seconds)
+        with self.db.session() as s:
+            cand = _locked_candidate(s, candidate_id)
+            if cand.state != "candidate":
+                raise InvalidInput(f"sighting {candidate_id} is {cand.state} already")
+            if not promote_locked(s, cand, scope, ttl, max(cand.confidence, self.policy.min_confidence),
+                                  self.guard(), by="operator", why="promoted by the operator", now=now):
+                raise InvalidInput(cand.reason or f"sighting {candidate_id} could not be promoted")
+            return cand.value
+
+    def dismiss(self, candidate_id: str) -> str:
+        """Never promote it (it stays listed, dismissed); a promoted one is not withdrawn here."""
+        with self.db.session() as s:
+            cand = _locked_candidate(s, candidate_id)
+            moved = s.exec(update(SightingCandidate).where(  # type: ignore[call-overload]
+                col(SightingCandidate.id) == cand.id, col(SightingCandidate.state) == "candidate",
+            ).values(state="dismissed", decided_by="operator", decided_at_ms=now_ms(),
+                     reason="dismissed by the operator"))
+            if moved.rowcount != 1:
+                hint = "; remove the indicator with `ioc remove`" if cand.state == "promoted" else ""
+                raise InvalidInput(f"sighting {candidate_id} is {cand.state} already{hint}")
+            return cand.value
+
+    def _refresh_claims(self, s: Session, tenant_id: str, key: Key, now: int) -> None:
+        """A sighting is the indicator seen again: its decay clock restarts where the tenant holds it."""
+        s.exec(update(IocClaim).where(  # type: ignore[call-overload]
+            col(IocClaim.channel).in_([GLOBAL_CHANNEL, ALLIANCE_CHANNEL, tenant_channel(tenant_id)]),
+            col(IocClaim.type) == key[0], col(IocClaim.value) == key[1], col(IocClaim.last_seen_ms) < now,
+        ).values(last_seen_ms=now))
+
+    def _judge(self, s: Session, key: Key, seen_ms: int, now: int) -> bool:
+        cand = s.exec(select(SightingCandidate).where(SightingCandidate.type == key[0],
+                                                       SightingCandidate.value == key[1])
+                      .with_for_update()).one()  # concurrent reports of this indicator wait here
+        evidence = evidence_of(s, key)
+        cand.last_seen_ms = max(cand.last_seen_ms, seen_ms)
+        cand.confidence = evidence.confidence
+        if cand.state != "candidate":
+            s.add(cand)
+            return False
+        if _held(s, GLOBAL_CHANNEL, key):
+            go, why = False, "already global: every gateway enforces it"
+        else:
+            go, why = decide(self.policy, evidence)
+        cand.reason = why[:200]
+        s.add(cand)
+        s.flush()
+        if not go:
+            return False
+        return promote_locked(s, cand, self.policy.scope, self.policy.ttl_seconds, evidence.confidence,
+                              self.guard(), by="policy", why=why, now=now)
+
+
+def _locked_candidate(s: Session, candidate_id: str) -> SightingCandidate:
+    if not isinstance(candidate_id, str) or not candidate_id:
+        raise InvalidInput("a sighting id is required")
+    query = select(SightingCandidate).where(SightingCandidate.id == candidate_id).with_for_update()
+    cand = s.exec(query).first()
+    if cand is None:
+        raise NotFound(f"unknown sighting {candidate_id!r}")
+    return cand
+
+
+def evidence_of(s: Session, key: Key) -> Evidence:
+    seen_by = select(Sighting.tenant_id).where(Sighting.type == key[0], Sighting.value == key[1]).distinct()
+    sharing = list(s.exec(select(Tenant.id).where(  # type: ignore[call-overload]
+        col(Tenant.id).in_(seen_by), col(Tenant.sharing) == true(), Tenant.deleted_at_ms == 0)))
+    own = [tenant_channel(tid) for tid in sharing]
+    confidence = _max_confidence(s, [*own, ALLIANCE_CHANNEL], key)
+    return Evidence(len(sharing), confidence, _max_confidence(s, own, key))
+
+
+def _max_confidence(s: Session, channels: list[str], key: Key) -> int:
+    if not channels:
+        return 0
+    found = s.exec(select(func.max(IocClaim.confidence)).where(
+        col(IocClaim.channel).in_(channels), IocClaim.type == key[0], IocClaim.value == key[1])).one()
+    return int(found or 0)
+
+
+def _held(s: Session, channel: str, key: Key) -> bool:
+    query = select(Ioc.id).where(Ioc.channel == channel, Ioc.type == key[0], Ioc.value == key[1])
+    return s.exec(query).first() is not None
+
+
+def promote_locked(s: Session, cand: SightingCandidate, scope: str, ttl_seconds: int, confidence: int,
+                   guard: GuardSettings, *, by: str, why: str, now: int) -> bool:
+    """Promote `cand` (its row locked by the caller): one claim on the scope's channel. False when the
+    guard refuses it (the reason is kept on the candidate) or it was decided meanwhile."""
+    if scope not in PROMOTION_SCOPES:
+        raise InvalidInput(f"promote to one of {', '.join(PROMOTION_SCOPES)}, got {scope!r}")
+    validate_ttl(ttl_seconds)
+    channel = scope_channel(s, parse_scope(scope))
+    lock_channel(s, channel)
+    parsed = parse_ioc(cand.value)
+    refusal = guard_for(s, channel, guard).refusal(parsed)
+    if refusal is not None:
+        cand.reason = f"not promoted: {refusal}"[:200]
+        s.add(cand)
+        return False
+    moved = s.exec(update(SightingCandidate).where(  # type: ignore[call-overload]
+        col(SightingCandidate.id) == cand.id, col(SightingCandidate.state) == "candidate",
+    ).values(state="promoted", scope=scope, decided_by=by, decided_at_ms=now, reason=why[:200]))
+    if moved.rowcount != 1:
+        return False
+    key = (cand.type, cand.value)
+    claims = dict(claims_of(s, channel, [key]).get(key, {}))
+    claim = Claim(max(confidence, 1), now + ttl_seconds * 1000 if ttl_seconds else 0, "", now, decays=True)
+    writer = ChannelWriter(s, channel, now)
+    writer.upsert(key, PROMOTED_SOURCE, claim, existed=PROMOTED_SOURCE in claims)
+    before: dict[Key, Aggregate] = dict(indicator_rows(s, channel, [key]))
+    writer.apply(before, {key: {**claims, PROMOTED_SOURCE: claim}})
+    s.refresh(cand)
+    return True

@@ -1,0 +1,83 @@
+"""Herd immunity end to end, on a real controller, broker and agents (recording backend, whose
+"kernel hits" the test makes): two organisations' gateways hit an indicator, the agents report
+the sightings at once, the policy promotes it, and every gateway of every tenant in the alliance
+enforces it; a tenant outside the alliance gets nothing, and nothing a gateway receives names the
+organisations that saw it."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from controller.config import PromotionSettings
+from controller.simulation import SimulatedAgent, wait_until
+from gateway_agent.backends.recording import RecordingBackend
+from mssp.common.channels import ALLIANCE_CHANNEL
+from tests.support.fleet import RunningController, controller_settings, start_controller
+
+C2 = "203.0.113.50"
+WAIT = 30.0
+
+
+@pytest.fixture
+async def herd(tmp_path: Path) -> AsyncIterator[RunningController]:
+    settings = controller_settings(tmp_path).model_copy(
+        update={"promotion": PromotionSettings(min_tenants=2, min_confidence=60, ttl="2d")})
+    ctl = await start_controller(settings, tmp_path)
+    try:
+        yield ctl
+    finally:
+        for sim in ctl.agents:
+            await sim.stop()
+        await ctl.op.close()
+        await ctl.app.stop()
+
+
+def recording(sim: SimulatedAgent) -> RecordingBackend:
+    backend = sim.agent.backend
+    while not isinstance(backend, RecordingBackend):
+        backend = backend.inner  # type: ignore[attr-defined]  (BudgetedBackend)
+    return backend
+
+
+async def test_two_organisations_hits_protect_the_alliance(herd: RunningController) -> None:
+    op = herd.op
+    tenants = ("acme", "globex", "initech", "umbrella")
+    ids = {name: (await op.create_tenant(name)).id for name in tenants}
+    for name in tenants[:3]:
+        await op.set_sharing(name, True)
+    gws = {name: await herd.enroll(name, "gw0") for name in tenants}
+    for name in ("acme", "globex"):
+        await op.add_ioc(C2, f"tenant:{name}")  # confidence 80: each has it from its own source
+    for name in ("acme", "globex"):
+        await wait_until(lambda n=name: C2 in gws[n].ioc_values(), within=WAIT)
+    await wait_until(lambda: gws["initech"].agent.state.follows_alliance, within=WAIT)
+
+    recording(gws["acme"]).record_hit(C2, "192.0.2.10")
+    await wait_until(lambda: gws["acme"].agent.hits.reported == 1, within=WAIT)
+    (first,) = await op.sightings()
+    assert first.state == "candidate" and first.sharing_tenants == 1
+    assert C2 not in gws["initech"].ioc_values()
+
+    recording(gws["globex"]).record_hit(C2, "192.0.2.20", packets=3)
+    await wait_until(lambda: C2 in gws["initech"].ioc_values(), within=WAIT)
+    promoted = await op.sightings("promoted")
+    assert [(s.value, s.scope, s.decided_by) for s in promoted] == [(C2, "alliance", "policy")]
+    seen_at = {(w.tenant, w.host) for w in promoted[0].seen_at}
+    assert seen_at == {("acme", "192.0.2.10"), ("globex", "192.0.2.20")}
+
+    # What initech's gateway received: one anonymous indicator on the alliance channel.
+    initech = gws["initech"].agent.state
+    (ioc,) = initech.channels[ALLIANCE_CHANNEL].iocs.values()
+    assert (ioc.value, ioc.source) == (C2, "alliance") and ioc.expires_at_ms > 0
+    held = b"".join(p.SerializeToString() for p in initech.snapshot_pushes())
+    held += b"".join(path.read_bytes() for path in gws["initech"].state_dir.rglob("*") if path.is_file())
+    for name in ("acme", "globex"):
+        sim = gws[name].agent.identity
+        for secret in (name, ids[name], sim.gateway_id, "192.0.2.10", "192.0.2.20"):
+            assert secret.encode() not in held, secret
+    # Outside the alliance: nothing arrives (its own gateway never hit it).
+    assert C2 not in gws["umbrella"].ioc_values()
+    assert not gws["umbrella"].agent.state.follows_alliance

@@ -1,0 +1,157 @@
+"""Sightings and promotion on a real store (SQLite and PostgreSQL): the policy's two tiers, tenants
+outside the alliance, the never-block guard, the operator's promote and dismiss, one promotion under
+concurrency, and a promoted push that names nobody."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from sqlmodel import select
+
+from controller.domain.errors import InvalidInput, NotFound
+from controller.domain.promotion import PromotionPolicy
+from controller.service import ControllerService
+from controller.services.sighting_views import list_sightings
+from controller.services.sightings import Recorded, Report, Sightings
+from controller.store.db import Database
+from controller.store.models import PushLog
+from mssp.common.channels import ALLIANCE_CHANNEL
+from mssp.common.clock import now_ms
+from mssp.v1 import push_pb2
+
+C2 = "203.0.113.50"
+
+
+def hit(value: str = C2, host: str = "192.0.2.10", via: str = "firewall") -> Report:
+    t = now_ms()
+    return Report(value, host, via, 3, t - 1000, t)
+
+
+def fleet(svc: ControllerService, names: list[str], *, sharing: bool = True) -> dict[str, tuple[str, str]]:
+    """tenant name -> (tenant id, gateway id) of one enrolled gateway each."""
+    out = {}
+    for name in names:
+        tenant = svc.create_tenant(name)
+        if sharing:
+            svc.set_sharing(name, True)
+        _, secret, _ = svc.add_gateway(name, "gw1")
+        ticket = svc.redeem_enrollment_token(secret)
+        svc.complete_enrollment(ticket.gateway_id, cert_serial=f"s-{name}", nats_public_key=f"U{name}",
+                                agent_version="1")
+        out[name] = (tenant.id, ticket.gateway_id)
+    return out
+
+
+def alliance_pushes(db: Database) -> list[push_pb2.Push]:
+    with db.session(readonly=True) as s:
+        rows = s.exec(select(PushLog.payload).where(PushLog.channel == ALLIANCE_CHANNEL)).all()
+    return [push_pb2.Push.FromString(p) for p in rows]
+
+
+def test_three_organisations_promote_to_the_alliance_without_naming_anyone(db: Database) -> None:
+    svc = ControllerService(db)
+    gws = fleet(svc, ["acme", "globex", "initech"])
+    for name in gws:
+        svc.add_ioc(C2, f"tenant:{name}", confidence=80)
+    recorded = [svc.sightings.record(*gws[name], [hit()]) for name in ("acme", "globex")]
+    assert [r.promoted for r in recorded] == [(), ()]
+    (waiting,) = list_sightings(db)
+    assert waiting.state == "candidate" and waiting.sharing_tenants == 2 and "2 of the 3" in waiting.reason
+    assert alliance_pushes(db) == []
+
+    third = svc.sightings.record(*gws["initech"], [hit(host="192.0.2.77")])
+    assert third.promoted == (C2,) and third.accepted == 1
+    (promoted,) = list_sightings(db, state="promoted")
+    assert (promoted.scope, promoted.decided_by, promoted.tenants) == ("alliance", "policy", 3)
+    assert promoted.hosts == 3
+    (record,) = [r for r in svc.list_iocs("alliance")]
+    assert record.ioc.value == C2 and record.ioc.source == "alliance" and record.ioc.expires_at_ms > now_ms()
+    (push,) = alliance_pushes(db)
+    wire = push.SerializeToString()
+    for name, (tid, gid) in gws.items():  # nothing in what every gateway receives names who saw it
+        for secret in (name, tid, gid, "192.0.2.10", "192.0.2.77"):
+            assert secret.encode() not in wire
+    # More sightings do not promote it twice; its decay clock restarts instead.
+    assert svc.sightings.record(*gws["acme"], [hit()]).promoted == ()
+    assert len(alliance_pushes(db)) == 1
+
+
+def test_outsiders_do_not_count_and_the_fast_tier_needs_one_strong_hit(db: Database) -> None:
+    svc = ControllerService(db)
+    inside = fleet(svc, ["acme"])
+    outside = fleet(svc, ["globex", "initech", "umbrella"], sharing=False)
+    for name, ids in outside.items():
+        svc.add_ioc(C2, f"tenant:{name}", confidence=99)
+        svc.sightings.record(*ids, [hit()])
+    (only_outsiders,) = list_sightings(db)
+    assert only_outsiders.state == "candidate" and only_outsiders.tenants == 3
+    assert only_outsiders.sharing_tenants == 0 and "outside the alliance" in only_outsiders.reason
+
+    svc.add_ioc("c2.example.net", "tenant:acme", confidence=95)  # acme's own strong indicator
+    fast = svc.sightings.record(*inside["acme"], [hit("c2.example.net", via="dns")])
+    assert fast.promoted == ("c2.example.net",)
+    (view,) = list_sightings(db, state="promoted")
+    assert "own indicator at confidence 95" in view.reason
+
+
+def test_guard_global_and_bad_reports(db: Database) -> None:
+    svc = ControllerService(db)
+    svc.sightings = Sightings(db, PromotionPolicy(min_tenants=1, min_confidence=0))
+    gws = fleet(svc, ["acme"])
+    assert svc.sightings.record(*gws["acme"], [hit("www.google.com")]).promoted == ()
+    (refused,) = list_sightings(db)
+    assert refused.state == "candidate" and refused.reason.startswith("not promoted:")
+    assert "MISP warning list" in refused.reason
+    svc.add_ioc("198.51.100.44")  # global already: nothing to promote
+    svc.sightings.record(*gws["acme"], [hit("198.51.100.44")])
+    assert [v.reason for v in list_sightings(db) if v.value == "198.51.100.44"] == [
+        "already global: every gateway enforces it"]
+
+    bad = [Report("not an indicator!", "192.0.2.1", "firewall", 1, 0, 0),
+           Report(C2, "not-an-address", "firewall", 1, 0, 0),
+           Report(C2, "192.0.2.1", "carrier-pigeon", 1, 0, 0)]
+    assert svc.sightings.record(*gws["acme"], bad) == Recorded(0, 3, ())
+    assert {v.value for v in list_sightings(db)} == {"www.google.com", "198.51.100.44"}
+    with pytest.raises(InvalidInput, match="at most 100"):
+        svc.sightings.record(*gws["acme"], [hit()] * 101)
+    with pytest.raises(InvalidInput, match="unknown sighting state"):
+        list_sightings(db, state="maybe")
+
+
+def test_operator_promotes_and_dismisses_once(db: Database) -> None:
+    svc = ControllerService(db)
+    svc.sightings = Sightings(db, PromotionPolicy(require_approval=True, min_tenants=1, min_confidence=0))
+    gws = fleet(svc, ["acme"])
+    svc.add_ioc(C2, "tenant:acme", confidence=99)
+    svc.sightings.record(*gws["acme"], [hit(), hit("203.0.113.51")])
+    views = {v.value: v for v in list_sightings(db)}
+    assert all(v.state == "candidate" and "waiting for approval" in v.reason for v in views.values())
+
+    promoted, dismissed = views[C2].id, views["203.0.113.51"].id
+    wins: list[str] = []
+    errors: list[Exception] = []
+
+    def promote() -> None:
+        try:
+            wins.append(svc.sightings.promote(promoted, "global", 3600))
+        except InvalidInput as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=promote) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert wins == [C2] and len(errors) == 3 and all("promoted already" in str(e) for e in errors)
+    assert [r.ioc.source for r in svc.list_iocs("global")] == ["alliance"]
+    assert svc.sightings.dismiss(dismissed) == "203.0.113.51"
+    with pytest.raises(InvalidInput, match="dismissed already"):
+        svc.sightings.promote(dismissed)
+    with pytest.raises(InvalidInput, match="promoted already; remove the indicator"):
+        svc.sightings.dismiss(promoted)
+    with pytest.raises(NotFound):
+        svc.sightings.promote("nope")
+    with pytest.raises(InvalidInput, match="promote to one of"):
+        svc.sightings.promote(views[C2].id, "tenant:acme")
+    assert {v.state for v in list_sightings(db, tenant="acme")} == {"promoted", "dismissed"}
