@@ -45,6 +45,7 @@ class PromotionSettings(BaseModel):
     ttl: str = "7d"
     require_approval: bool = False
     fast_confidence: int = Field(default=90, ge=0, le=100)  # 0: no fast tier
+    k: int = Field(default=3, ge=2)  # tenants see "seen by N organisations" only when N >= k
 
     @field_validator("ttl")
     @classmethod
@@ -58,7 +59,7 @@ class PromotionSettings(BaseModel):
     def policy(self) -> PromotionPolicy:
         return PromotionPolicy(self.min_tenants, self.min_confidence, self.scope,
                                int(parse_duration(self.ttl).total_seconds()), self.require_approval,
-                               self.fast_confidence)
+                               self.fast_confidence, self.k)
 
 
 class Settings(BaseSettings):

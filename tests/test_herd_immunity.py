@@ -10,8 +10,11 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
+from controller.api.app import create_app
 from controller.config import PromotionSettings
+from controller.services.sightings import Report
 from controller.simulation import SimulatedAgent, wait_until
 from gateway_agent.backends.recording import RecordingBackend
 from mssp.common.channels import ALLIANCE_CHANNEL
@@ -81,3 +84,46 @@ async def test_two_organisations_hits_protect_the_alliance(herd: RunningControll
     # Outside the alliance: nothing arrives (its own gateway never hit it).
     assert C2 not in gws["umbrella"].ioc_values()
     assert not gws["umbrella"].agent.state.follows_alliance
+
+    # initech's tenant API key sees the indicator and its confidence, not who saw it (2 < k = 3).
+    service = herd.app.service
+    assert service is not None
+    client = TestClient(create_app(service))
+    _, key = service.apikeys.create("initech", ["indicators:read", "gateways:read"])
+    reply = client.get("/v1/indicators?scope=alliance", headers={"Authorization": f"Bearer {key}"})
+    assert reply.status_code == 200, reply.text
+    (shared,) = reply.json()["items"]
+    assert (shared["value"], shared["origin"], shared["seen_by_organisations"]) == (C2, "alliance", None)
+    for name in ("acme", "globex"):
+        for secret in (name, ids[name], gws[name].agent.identity.gateway_id, "192.0.2.10", "192.0.2.20"):
+            assert secret not in reply.text, secret
+    me = client.get("/v1/tenant", headers={"Authorization": f"Bearer {key}"}).json()
+    assert me["sharing"] == "alliance"
+    _, outsider = service.apikeys.create("umbrella", ["indicators:read"])
+    nothing = client.get("/v1/indicators?scope=alliance", headers={"Authorization": f"Bearer {outsider}"})
+    assert nothing.status_code == 200 and nothing.json()["items"] == []
+    bad = client.get("/v1/indicators?scope=global", headers={"Authorization": f"Bearer {key}"})
+    assert bad.status_code in (400, 422)
+    assert client.get("/v1/indicators?scope=alliance", headers={"Authorization": f"Bearer {outsider}x"}
+                      ).status_code == 401
+
+
+async def test_seen_by_shows_from_k_organisations(herd: RunningController) -> None:
+    service = herd.app.service
+    assert service is not None
+    for name in ("acme", "globex", "initech"):
+        service.create_tenant(name)
+        service.set_sharing(name, True)
+        service.add_ioc(C2, f"tenant:{name}")
+    for name in ("acme", "globex", "initech"):
+        _, secret, _ = service.add_gateway(name, "gw0")
+        ticket = service.redeem_enrollment_token(secret)
+        service.complete_enrollment(ticket.gateway_id, cert_serial=f"s{name}", nats_public_key=f"U{name}",
+                                    agent_version="1")
+        service.sightings.record(ticket.tenant_id, ticket.gateway_id,
+                                 [Report(C2, "192.0.2.9", "firewall", 1, 0, 0)])
+    _, key = service.apikeys.create("acme", ["indicators:read"])
+    page = TestClient(create_app(service)).get("/v1/indicators?scope=alliance&limit=1",
+                                               headers={"Authorization": f"Bearer {key}"}).json()
+    assert [(i["value"], i["seen_by_organisations"]) for i in page["items"]] == [(C2, 3)]
+    assert page["next_cursor"] is None

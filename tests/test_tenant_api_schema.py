@@ -30,7 +30,8 @@ def test_served_openapi_equals_the_committed_copy(api_world: World) -> None:
     assert served.json() == committed, "regenerate: python -m controller.api.openapi > docs/openapi.json"
     assert DOC.read_text() == document(create_app(None))
     assert set(committed["paths"]) == {"/v1/tenant", "/v1/gateways", "/v1/gateways/{gateway_id}", "/v1/usage",
-                                       "/v1/reports/security", "/v1/reports/monthly", "/v1/alerts"}
+                                       "/v1/reports/security", "/v1/reports/monthly", "/v1/alerts",
+                                       "/v1/indicators"}
 
 
 @pytest.fixture

@@ -11,7 +11,15 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from controller.api import openapi, problems, routes_reports, routes_taxii, routes_tenant, routes_usage
+from controller.api import (
+    openapi,
+    problems,
+    routes_indicators,
+    routes_reports,
+    routes_taxii,
+    routes_tenant,
+    routes_usage,
+)
 from controller.api.limits import ApiLimits, LimitsMiddleware
 from controller.api.ratelimit import RateLimiter, RateLimitHeaders
 
@@ -24,7 +32,7 @@ def create_app(service: Any, limits: ApiLimits | None = None, *, clock: Any = No
     app.state.limiter = (RateLimiter(limits.rate_limit, limits.rate_window_seconds) if clock is None
                          else RateLimiter(limits.rate_limit, limits.rate_window_seconds, clock=clock))
     problems.install(app)
-    for module in (routes_tenant, routes_usage, routes_reports, routes_taxii):
+    for module in (routes_tenant, routes_usage, routes_reports, routes_indicators, routes_taxii):
         app.include_router(module.router)
     app.openapi = lambda: openapi.build(app)  # type: ignore[method-assign]
     app.add_middleware(LimitsMiddleware, limits=limits)

@@ -16,7 +16,8 @@ class Tenant(BaseModel):
     name: str
     plan: str
     gateway_count: int = Field(description="gateways not revoked")
-    sharing: str = Field(description="how this tenant's detections are shared with others")
+    sharing: str = Field(description="alliance (shares its detections anonymously and receives the "
+                         "alliance's indicators) or none")
 
 
 class Gateway(BaseModel):
@@ -37,6 +38,23 @@ class Gateway(BaseModel):
 
 class GatewayPage(BaseModel):
     items: list[Gateway]
+    next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
+
+
+class SharedIndicator(BaseModel):
+    id: str
+    type: str = Field(description="ipv4 | ipv6 | ipv4_cidr | ipv6_cidr | domain")
+    value: str
+    confidence: int
+    added_at_ms: int
+    expires_at_ms: int = Field(description="epoch ms; 0: never")
+    origin: str = Field(description="alliance (promoted from member organisations' sightings) or mssp")
+    seen_by_organisations: int | None = Field(
+        description="how many organisations saw it; null when fewer than the anonymity threshold (k)")
+
+
+class SharedIndicatorPage(BaseModel):
+    items: list[SharedIndicator]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 

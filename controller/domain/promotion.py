@@ -27,6 +27,7 @@ class PromotionPolicy:
     ttl_seconds: int = 7 * 86400
     require_approval: bool = False
     fast_confidence: int = 90  # 0: no fast tier
+    k: int = 3  # tenants see "seen by N organisations" only when N >= k
 
     def __post_init__(self) -> None:
         n = self.min_tenants
@@ -35,6 +36,8 @@ class PromotionPolicy:
         validate_confidence(self.min_confidence)
         validate_confidence(self.fast_confidence)
         validate_ttl(self.ttl_seconds)
+        if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
+            raise InvalidInput(f"promotion k must be a whole number >= 2, got {self.k!r}")
         if self.scope not in PROMOTION_SCOPES:
             raise InvalidInput(
                 f"promotion scope must be one of {', '.join(PROMOTION_SCOPES)}, got {self.scope!r}")

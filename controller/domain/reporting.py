@@ -28,7 +28,7 @@ class TenantSummary:
     name: str
     plan: str
     gateway_count: int  # not revoked
-    sharing: str  # how this tenant's detections are shared: "none" until herd immunity exists
+    sharing: str  # "alliance" (in it: shares sightings, receives alliance indicators) or "none"
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from controller.domain.reporting import GatewayReport, Page, SecurityReport, Ten
 from controller.services.billing import check_period
 from controller.services.channels import desired
 from controller.services.fleet import gateway_view
+from controller.services.shared_indicators import SharedIndicator, shared_page
 from controller.store import models as rows
 from controller.telemetry.bounds import open_since_ms
 from controller.telemetry.models import DetectionEvent, UsageDaily
@@ -78,7 +79,13 @@ class TenantScope:
                     col(rows.Gateway.tenant_id) == self.tenant_id, col(rows.Gateway.retired_at_ms) == 0,
                     col(rows.Gateway.status) != GatewayStatus.REVOKED.value)
             ).scalar_one()
-        return TenantSummary(id=t.id, name=t.name, plan=t.plan, gateway_count=int(count), sharing="none")
+        return TenantSummary(id=t.id, name=t.name, plan=t.plan, gateway_count=int(count),
+                             sharing="alliance" if t.sharing else "none")
+
+    def shared_indicators(self, limit: int | None = None,
+                          cursor: str | None = None) -> tuple[list[SharedIndicator], str | None]:
+        """The alliance's indicators, anonymous (controller/services/shared_indicators.py)."""
+        return shared_page(self.db, self.tenant_id, limit, cursor, self.service.sightings.policy.k)
 
     # -- gateways ------------------------------------------------------------------------------
 
