@@ -315,3 +315,17 @@ def test_monthly_report_with_the_real_billing(db: Database, tmp_path: Any) -> No
     assert f"amount due {usage.total:,.2f} {usage.currency}" in text
     assert "closed period" in text
     assert render.monthly_pdf(db, billing, s.acme, PERIOD) == pdf  # served from the cache
+
+
+def test_security_report_says_what_the_alliance_blocked(db: Database) -> None:
+    s = seed(db)
+    svc = ControllerService(db)
+    svc.add_ioc("203.0.113.66", "alliance")  # the alliance alone holds it
+    svc.add_ioc("203.0.113.99", "alliance")
+    svc.add_ioc("203.0.113.99", "tenant:globex")  # globex holds it itself too
+    report = security_report(db, s.globex, PERIOD)
+    flagged = {i.indicator: i.thanks_to_alliance for i in report.ioc_hits}
+    assert flagged == {"evil.test": False, "203.0.113.66": True, "203.0.113.99": False,
+                       "globex-only.test": False}
+    html = render.render_html(monthly_report(db, FakeBilling(), s.globex, PERIOD))
+    assert html.count("blocked thanks to the alliance") == 1

@@ -108,6 +108,7 @@ class IndicatorHits(BaseModel):
     hits: int
     bytes: int
     hosts: list[HostRef]
+    thanks_to_alliance: bool = Field(description="blocked only because the alliance shares it")
 
 
 class HostUpload(BaseModel):
@@ -187,7 +188,8 @@ def security(s: r.SecurityReport) -> SecurityReport:
         tenant=s.tenant, period=s.period,
         top_blocked=[BlockedDestination(**asdict(b)) for b in s.top_blocked],
         ioc_hits=[IndicatorHits(indicator=i.indicator, hits=i.hits, bytes=i.bytes,
-                                hosts=[HostRef(**asdict(h)) for h in i.hosts]) for i in s.ioc_hits],
+                                hosts=[HostRef(**asdict(h)) for h in i.hosts],
+                                thanks_to_alliance=i.thanks_to_alliance) for i in s.ioc_hits],
         uploads=[HostUpload(category=u.category, host=HostRef(**asdict(u.host)), bytes=u.bytes)
                  for u in s.uploads],
         leak_alerts=[LeakAlert(**asdict(a)) for a in s.leak_alerts],

@@ -33,9 +33,9 @@ def _table(report: SecurityReport, table: str) -> tuple[tuple[str, ...], list[tu
     if table == "top_blocked":
         return ("domain", "blocked", "hosts"), [(b.domain, b.blocked, b.hosts) for b in report.top_blocked]
     if table == "ioc_hits":
-        return (("indicator", "hits", "bytes", "hosts"),
-                [(i.indicator, i.hits, i.bytes, " ".join(f"{h.gateway}/{h.address}" for h in i.hosts))
-                 for i in report.ioc_hits])
+        return (("indicator", "hits", "bytes", "hosts", "thanks_to_alliance"),
+                [(i.indicator, i.hits, i.bytes, " ".join(f"{h.gateway}/{h.address}" for h in i.hosts),
+                  i.thanks_to_alliance) for i in report.ioc_hits])
     if table == "leak_alerts":
         return (("id", "at_ms", "gateway", "host", "category", "bytes", "threshold"),
                 [(a.id, a.at_ms, a.gateway, a.host, a.category, a.bytes, a.threshold)

@@ -114,6 +114,9 @@ class IndicatorHits:
     hits: int  # packets to it plus sinkholed queries for it
     bytes: int
     hosts: tuple[HostRef, ...]
+    # Blocked only because the alliance shares it: neither the tenant's own nor the MSSP's global list
+    # holds it (herd immunity; it never says who saw it first).
+    thanks_to_alliance: bool = False
 
 
 @dataclass(frozen=True)

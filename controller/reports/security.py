@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,6 +38,7 @@ from controller.telemetry.alerts import split_dimension
 from controller.telemetry.fold import DAY_MS
 from controller.telemetry.models import DetectionEvent, RollupDaily, UsageDaily
 from controller.telemetry.queries import period_bounds
+from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.common.clock import now_ms as clock_ms
 from mssp.common.metrics import CATEGORY_BYTES, DNS_BLOCKED, IOC_HITS, AlertKind
 
@@ -50,6 +52,7 @@ _ROLLUP = RollupDaily.__table__  # type: ignore[attr-defined]
 _USAGE = UsageDaily.__table__  # type: ignore[attr-defined]
 _EVENT = DetectionEvent.__table__  # type: ignore[attr-defined]
 _GATEWAY = rows.Gateway.__table__  # type: ignore[attr-defined]
+_IOC = rows.Ioc.__table__  # type: ignore[attr-defined]
 _TENANT = rows.Tenant.__table__  # type: ignore[attr-defined]
 
 
@@ -125,6 +128,19 @@ def _blocked_and_iocs(
                        key=lambda h: (h.gateway, h.address))[:LIMIT]
         indicators.append(IndicatorHits(ioc, hits[ioc][0], hits[ioc][1], tuple(hosts)))
     return destinations, tuple(indicators)
+
+
+def _mark_alliance(conn: Connection, tenant_id: str,
+                   iocs: tuple[IndicatorHits, ...]) -> tuple[IndicatorHits, ...]:
+    """Flag the indicators the tenant holds from the alliance channel alone (as it stands now)."""
+    if not iocs:
+        return iocs
+    held: dict[str, set[str]] = defaultdict(set)
+    own = ("global", f"tenant:{tenant_id}", ALLIANCE_CHANNEL)
+    for channel, value in conn.execute(select(_IOC.c.channel, _IOC.c.value).where(
+            _IOC.c.value.in_([i.indicator for i in iocs]), _IOC.c.channel.in_(own))):
+        held[value].add(channel)
+    return tuple(replace(i, thanks_to_alliance=held.get(i.indicator) == {ALLIANCE_CHANNEL}) for i in iocs)
 
 
 def _uploads(grouped: list[Any], label: _Labels) -> tuple[HostUpload, ...]:
@@ -240,6 +256,7 @@ def report_and_category_totals(
         label = _Labels(gateway_labels(conn, tenant_id))
         grouped = _grouped(conn, tenant_id, [DNS_BLOCKED, IOC_HITS, CATEGORY_BYTES], start, end)
         top_blocked, iocs = _blocked_and_iocs(grouped, label)
+        iocs = _mark_alliance(conn, tenant_id, iocs)
         report = SecurityReport(
             tenant_id=tenant_id, tenant=name, period=first[:7],
             top_blocked=top_blocked, ioc_hits=iocs, uploads=_uploads(grouped, label),
