@@ -101,7 +101,8 @@ def test_usage_security_and_monthly(world: World) -> None:
     assert report.json()["tenant"] == A and report.json()["ioc_hits"]
     table = client.get("/v1/reports/security", headers={**world.auth(A), "Accept": "text/csv"},
                        params={"period": PERIOD, "table": "ioc_hits"})
-    assert table.text.splitlines()[0] == "indicator,hits,bytes,hosts,thanks_to_alliance" and "203.0.113.50" in table.text
+    assert table.text.splitlines()[0] == "indicator,hits,bytes,hosts,thanks_to_alliance"
+    assert "203.0.113.50" in table.text
     html = client.get("/v1/reports/monthly", headers=world.auth(A), params={"period": PERIOD})
     assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
     pdf = client.get("/v1/reports/monthly", headers=world.auth(A), params={"period": PERIOD, "format": "pdf"})
