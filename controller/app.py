@@ -7,9 +7,7 @@ import contextlib
 import json
 import logging
 import os
-import resource
 import secrets
-import signal
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -204,7 +202,8 @@ class ControllerApp:
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
         self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds,
-                                           enrolled_at=EnrollmentTimes(self.db))
+                                           enrolled_at=EnrollmentTimes(self.db),
+                                           on_sightings=self._folded_sightings)
         await self.telemetry.start()  # stream + durable consumer, created idempotently
         service = self.service
         telemetry_pb2_grpc.add_TelemetryServiceServicer_to_server(
@@ -304,6 +303,11 @@ class ControllerApp:
         return self.nats_tls.urls([self.settings.agent_nats_url] if self.settings.agent_nats_url
                                   else self.nats_urls)
 
+    def _folded_sightings(self, folded: list[tuple[str, str, str, str, str, int, int]]) -> None:
+        assert self.service is not None and self.publisher is not None
+        if self.service.sightings.record_folded(folded).promoted:
+            self.publisher.wake_threadsafe()
+
     async def revoke_nats_user(self, public_key: str) -> None:
         """Cut a revoked gateway (committed in the database already) off the broker now; if the
         broker does not confirm, the reconcile loop keeps pushing until it does."""
@@ -364,32 +368,3 @@ class ControllerApp:
 
 def _display_host(host: str) -> str:
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-
-
-async def serve(settings: Settings) -> None:
-    app = ControllerApp(settings)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        await app.start()
-        print(f"controller listening: api {app.grpc_address}, gateways {app.gateway_address}, "
-              f"nats {','.join(app.nats_urls)}; data dir {settings.data_dir}", flush=True)
-        await stop.wait()
-    finally:
-        await app.stop()
-
-
-def raise_fd_limit() -> None:
-    """Every gateway holds a connection open; the default soft limit (1024) is far too low."""
-    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    with contextlib.suppress(ValueError, OSError):
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def run_server(settings: Settings) -> None:
-    raise_fd_limit()
-    logging.basicConfig(level=os.environ.get("MSSP_LOG_LEVEL", "INFO"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    asyncio.run(serve(settings))

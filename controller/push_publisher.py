@@ -53,6 +53,7 @@ class PushPublisher:
         self.signing_key = signing_key
         self.beacon_interval = beacon_interval
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self.published = 0
         self.unpublishable = 0
@@ -60,7 +61,13 @@ class PushPublisher:
     def wake(self) -> None:
         self._wake.set()
 
+    def wake_threadsafe(self) -> None:
+        """wake() from a worker thread (the telemetry consumer's)."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
     def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         self._tasks = [
             asyncio.create_task(self._outbox_loop(), name="outbox"),
             asyncio.create_task(self._beacon_loop(), name="beacons"),

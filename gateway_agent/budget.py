@@ -95,7 +95,7 @@ class BudgetedBackend(EnforcementBackend):
         if not 1 <= budget <= MAX_BUDGET:
             raise ValueError(f"the IOC budget must be between 1 and {MAX_BUDGET}, got {budget}")
         self.inner, self.budget, self.left_out = backend, budget, 0
-        self.name = backend.name
+        self.name, self.hits_block = backend.name, backend.hits_block
 
     def apply_full(self, state: DesiredState) -> None:
         view, left_out = within_budget(state, self.budget)

@@ -59,7 +59,8 @@ class HitWatcher:
 
     async def poll(self) -> None:
         try:
-            hits = await asyncio.to_thread(self.backend.ioc_hits)
+            read = self.backend.ioc_hits
+            hits = await asyncio.to_thread(read) if self.backend.hits_block else read()
         except Exception as exc:  # no table yet, nft busy: the next poll tries again
             log.debug("%s: reading IOC hits failed: %s", self.label, exc)
             return

@@ -16,9 +16,15 @@ from controller.services.sighting_views import list_sightings
 from controller.services.sightings import Recorded, Report, Sightings
 from controller.store.db import Database
 from controller.store.models import PushLog
+from controller.telemetry.consumer import TelemetryConsumer
+from gateway_agent.telemetry.publisher import msg_id
 from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.common.clock import now_ms
+from mssp.common.metrics import DNS_BLOCKED, IOC_HITS
 from mssp.v1 import push_pb2
+from tests.support.nats import NatsBroker
+from tests.support.telemetry_batches import make_batch, subject_of
+from tests.support.waiting import eventually
 
 C2 = "203.0.113.50"
 
@@ -155,3 +161,30 @@ def test_operator_promotes_and_dismisses_once(db: Database) -> None:
     with pytest.raises(InvalidInput, match="promote to one of"):
         svc.sightings.promote(views[C2].id, "tenant:acme")
     assert {v.state for v in list_sightings(db, tenant="acme")} == {"promoted", "dismissed"}
+
+
+async def test_hits_folded_from_telemetry_are_sightings_too(nats_broker: NatsBroker, db: Database) -> None:
+    """The slow path, through the real JetStream consumer: a sinkholed query and a dropped packet in a
+    telemetry batch become sightings (the agent's fast path does not see DNS)."""
+    svc = ControllerService(db)
+    gws = fleet(svc, ["acme"])
+    tid, gid = gws["acme"]
+    nc = await nats_broker.connect_controller(max_reconnect_attempts=-1)
+    consumer = TelemetryConsumer(db, nc, fetch_timeout=0.3, linger=0.05,
+                                 on_sightings=svc.sightings.record_folded)
+    await consumer.start()
+    try:
+        gw = await nats_broker.connect_gateway(tid, gid)
+        batch = make_batch(gid, 1, [(DNS_BLOCKED, "c2.example.net|192.0.2.30", 0, 0, 4),
+                                    (IOC_HITS, f"{C2}|192.0.2.31", 2, 120, 0)], tenant=tid, end_ms=now_ms())
+        await gw.jetstream(timeout=5).publish(subject_of(batch), batch.SerializeToString(),
+                                              headers={"Nats-Msg-Id": msg_id(gid, 1, "n")})
+        await eventually(lambda: _sighted(db, 2))
+        seen = {v.value: [(w.host, w.via, w.count) for w in v.seen_at] for v in list_sightings(db)}
+        assert seen == {"c2.example.net": [("192.0.2.30", "dns", 4)], C2: [("192.0.2.31", "firewall", 2)]}
+    finally:
+        await consumer.stop()
+
+
+async def _sighted(db: Database, n: int) -> bool:
+    return len(list_sightings(db)) == n

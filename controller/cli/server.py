@@ -67,8 +67,8 @@ def run(
     )
     if settings.plans_file is not None and not settings.plans_file.is_file():
         raise CliError(f"--plans-file {settings.plans_file}: no such file")
-    from controller.app import run_server
     from controller.domain.errors import InvalidInput, ListenError
+    from controller.serve import run_server
     from mssp.common.dirlock import DirLocked
 
     try:

@@ -124,6 +124,21 @@ class Sightings:
                     promoted.append(key[1])
         return Recorded(len(good), refused, tuple(promoted))
 
+    def record_folded(self, folded: Sequence[tuple[str, str, str, str, str, int, int]]) -> Recorded:
+        """Hits that arrived with telemetry batches (sinkholed queries among them), per gateway."""
+        by_gateway: dict[tuple[str, str], list[Report]] = {}
+        for tenant_id, gateway_id, indicator, host, via, count, at in folded:
+            report = Report(indicator, host, via, count, at, at)
+            by_gateway.setdefault((tenant_id, gateway_id), []).append(report)
+        accepted = refused = 0
+        promoted: list[str] = []
+        for (tenant_id, gateway_id), reports in sorted(by_gateway.items()):
+            for i in range(0, len(reports), MAX_REPORTS):
+                done = self.record(tenant_id, gateway_id, reports[i:i + MAX_REPORTS])
+                accepted, refused = accepted + done.accepted, refused + done.refused
+                promoted += done.promoted
+        return Recorded(accepted, refused, tuple(promoted))
+
     def promote(self, candidate_id: str, scope: str | None = None, ttl_seconds: int | None = None) -> str:
         """The operator's promotion of a candidate (also one the policy left waiting); its value."""
         now = now_ms()

@@ -73,8 +73,10 @@ class TelemetryConsumer:
         workers: int = 2,
         linger: float = 0.5,
         clock_ms: Callable[[], int] | None = None,
+        on_sightings: Callable[[list[tuple[str, str, str, str, str, int, int]]], object] | None = None,
     ) -> None:
         self.db = db
+        self.on_sightings = on_sightings  # hits folded from batches: sightings too (the slow path)
         self.nc = nc
         self.thresholds_of = CachedThresholds(thresholds_of) if thresholds_of is not None else None
         self.enrolled_at = enrolled_at  # None: no enrollment bound (tests and benches without a fleet)
@@ -362,6 +364,11 @@ class TelemetryConsumer:
             self.stats.duplicates += result.duplicates
             self.stats.records += result.records
             self.stats.alerts += result.alerts
+        if result.sightings and self.on_sightings is not None:
+            try:  # the batch is committed: a sighting failure must not make it count twice
+                self.on_sightings(result.sightings)
+            except Exception as exc:
+                log.warning("telemetry: %d sightings not recorded: %s", len(result.sightings), exc)
 
     def _rejected(self, where: str, reason: str, *, out_of_bounds: bool = False) -> None:
         with self._stats_lock:

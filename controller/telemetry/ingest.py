@@ -13,10 +13,12 @@ and cannot deadlock. Validation is validate.py; retention is retention.py.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -33,6 +35,7 @@ from controller.telemetry.models import (
     UsageDaily,
 )
 from mssp.common.clock import now_ms as clock_ms
+from mssp.common.metrics import AlertKind
 from mssp.v1 import telemetry_pb2
 
 log = logging.getLogger("mssp.controller.telemetry")
@@ -56,6 +59,9 @@ class FoldResult:
     rollup_rows: int = 0
     alerts: int = 0
     counted: set[tuple[str, int]] = field(default_factory=set)  # (gateway_id, seq) folded now
+    # IOC hits and sinkholed queries folded now, as sightings (controller/services/sightings.py):
+    # (tenant id, gateway id, indicator, LAN host, via, count, at ms).
+    sightings: list[tuple[str, str, str, str, str, int, int]] = field(default_factory=list)
 
 
 def _claim(
@@ -109,10 +115,19 @@ def fold(
     health = [tuple(h[c] for c in names) for h in f.health.values()]
     bulk_upsert(conn, _HEALTH, names, health, keys=["gateway_id"], newer="batch_seq")
     events = dict(f.events)
+    result.sightings = [_sighting(e) for e in events.values() if e["kind"] == AlertKind.IOC_HIT]
     if f.categories:
         add_categories(conn, events, f.category_tuples(), thresholds_of, now)
     result.alerts = insert_events(conn, events)
     return result
+
+
+def _sighting(event: dict[str, Any]) -> tuple[str, str, str, str, str, int, int]:
+    details = json.loads(event["details"])
+    via = "dns" if details.get("via") == "dns" else "firewall"
+    count = int(details.get("queries") or details.get("packets") or 1)
+    return (event["tenant_id"], event["gateway_id"], event["subject"], event["host"], via, count,
+            event["at_ms"])
 
 
 def is_transient(exc: BaseException) -> bool:

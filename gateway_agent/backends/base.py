@@ -28,6 +28,7 @@ class BackendError(AgentError):
 
 class EnforcementBackend(ABC):
     name: str = "abstract"
+    hits_block: bool = True  # ioc_hits() does I/O (nft): called off the event loop
 
     @abstractmethod
     def apply_full(self, state: DesiredState) -> None: ...

@@ -33,6 +33,7 @@ def compile_state(state: DesiredState) -> dict[str, object]:
 
 class RecordingBackend(EnforcementBackend):
     name = "recording"
+    hits_block = False  # a dict copy: a thread hop per poll would cost a fleet simulation more
 
     def __init__(self, directory: Path) -> None:
         directory.mkdir(parents=True, exist_ok=True)
