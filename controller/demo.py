@@ -1,8 +1,10 @@
 """`make demo`: the whole product on one machine, start to finish, in well under a minute.
 
 Starts the controller on embedded defaults (SQLite, nats-server child process) in a temporary data
-dir, enrolls real agents (recording backend) for two tenants, pushes a policy, a global and a tenant
-IOC, shows the fleet converging with the measured propagation times, and shuts everything down.
+dir, enrolls real agents (recording backend) for three tenants in the alliance, pushes a policy, a
+global and a tenant IOC, lets one gateway hit a tenant's own high-confidence indicator (herd
+immunity: promoted and enforced by every other tenant's gateways, timed from the hit), shows the
+fleet converging with the measured propagation times, and shuts everything down.
 """
 
 from __future__ import annotations
@@ -20,8 +22,12 @@ from rich.table import Table
 from controller.app import ControllerApp
 from controller.config import Settings
 from controller.simulation import OperatorApi, SimulatedAgent, enroll_agent, percentiles, wait_until
+from gateway_agent.backends.recording import RecordingBackend
+from mssp.common.channels import ALLIANCE_CHANNEL
+from mssp.v1 import common_pb2, operator_pb2
 
-TENANTS = ("acme", "globex")
+TENANTS = ("acme", "globex", "initech")
+C2 = "203.0.113.50"
 AGENTS_PER_TENANT = 10
 DEMO_POLICY = """\
 default_action: allow
@@ -79,6 +85,7 @@ async def run(console: Console) -> None:
             tenant_ids = {}
             for name in TENANTS:
                 tenant_ids[name] = (await op.create_tenant(name)).id
+                await op.set_sharing(name, True)
             t0 = time.monotonic()
             for name in TENANTS:
                 for i in range(AGENTS_PER_TENANT):
@@ -102,6 +109,8 @@ async def run(console: Console) -> None:
             globex_leak = [a.label for a in agents if a not in acme and "c2.evil.example" in a.ioc_values()]
             console.print(f"globex gateways holding acme's IOC: {len(globex_leak)}")
 
+            await herd_immunity(console, op, agents, acme[0])
+
             for a in agents:  # report now rather than at the next heartbeat
                 await a.agent.report()
             fleet = await op.fleet()
@@ -117,8 +126,8 @@ async def run(console: Console) -> None:
                 sim = by_label[f"{g.tenant}/{g.name}"]
                 table.add_row(
                     g.tenant, g.name, "yes" if g.online else "no",
-                    f"t{g.desired.tenant_seq}/g{g.desired.global_seq}",
-                    f"t{g.applied.tenant_seq}/g{g.applied.global_seq}",
+                    f"t{g.desired.tenant_seq}/g{g.desired.global_seq}/a{g.desired.alliance_seq}",
+                    f"t{g.applied.tenant_seq}/g{g.applied.global_seq}/a{g.applied.alliance_seq}",
                     "[green]yes[/]" if g.converged else "[red]no[/]",
                     str(len(sim.ioc_values())), f"v{sim.agent.state.policy.version}",
                 )
@@ -131,6 +140,35 @@ async def run(console: Console) -> None:
                 await op.close()
             await app.stop()
     console.print("demo finished; controller, nats-server and agents stopped, temporary data removed")
+
+
+async def herd_immunity(console: Console, op: OperatorApi, agents: list[SimulatedAgent],
+                        hit_at: SimulatedAgent) -> None:
+    """acme's own feed says C2 at confidence 95; one of its gateways hits it: the fast tier promotes
+    it on that one sighting and every gateway of the alliance enforces it."""
+    await op.call("AddIoc", operator_pb2.AddIocRequest(value=C2, scope="tenant:acme", source="acme-intel",
+                                                       confidence=95, has_confidence=True))
+    await wait_until(lambda: C2 in hit_at.ioc_values(), within=30)
+    backend = hit_at.agent.backend
+    while not isinstance(backend, RecordingBackend):
+        backend = backend.inner  # type: ignore[attr-defined]  (BudgetedBackend)
+    key = (common_pb2.IOC_TYPE_IPV4, C2)
+    started = time.monotonic()
+    backend.record_hit(C2, "192.0.2.10")  # what the kernel's hit set would show
+    arrived: dict[str, float] = {}
+
+    def everywhere() -> bool:
+        for a in agents:
+            ch = a.agent.state.channels.get(ALLIANCE_CHANNEL)
+            if a.label not in arrived and ch is not None and key in ch.iocs:
+                arrived[a.label] = time.monotonic()
+        return len(arrived) == len(agents)
+
+    await wait_until(everywhere, within=30, interval=0.005)
+    ms = [(t - started) * 1000 for t in arrived.values()]
+    (promoted,) = await op.sightings("promoted")
+    console.print(f"herd immunity: {hit_at.label} hit {C2}; promoted ({promoted.reason}) and enforced by "
+                  f"every gateway of the alliance: {summary(ms)} from the hit (none of them learns who)")
 
 
 def run_demo() -> None:

@@ -233,9 +233,9 @@ def test_bad_timeout_env(cli, data_dir: Path) -> None:
 
 def test_server_run_passes_only_given_flags(cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     seen = []
-    fake_app = types.ModuleType("controller.app")
+    fake_app = types.ModuleType("controller.serve")
     fake_app.run_server = seen.append  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "controller.app", fake_app)
+    monkeypatch.setitem(sys.modules, "controller.serve", fake_app)
     code, _out, err = cli(
         "server", "run", "--data-dir", str(tmp_path), "--grpc-listen", "127.0.0.1:9000",
         env={"MSSP_GRPC_LISTEN": "127.0.0.1:1111", "MSSP_GATEWAY_LISTEN": "127.0.0.1:2222"},
@@ -257,6 +257,7 @@ def test_json_has_every_field_with_proto_names() -> None:
 
 def test_versions_and_relative_times() -> None:
     assert output.versions(common_pb2.Versions(tenant_seq=4, global_seq=9)) == "t4/g9"
+    assert output.versions(common_pb2.Versions(tenant_seq=4, global_seq=9, alliance_seq=2)) == "t4/g9/a2"
     now = 1_700_000_000_000
     assert output.relative(0) == "never"
     assert output.relative(now - 90_000, now_ms=now) == "1m ago"

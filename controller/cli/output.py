@@ -142,7 +142,8 @@ def table(*columns: str, title: str | None = None) -> Table:
 
 
 def versions(v: common_pb2.Versions) -> str:
-    return f"t{v.tenant_seq}/g{v.global_seq}"
+    """t<tenant>/g<global>, and /a<alliance> for a gateway that follows the alliance channel."""
+    return f"t{v.tenant_seq}/g{v.global_seq}" + (f"/a{v.alliance_seq}" if v.alliance_seq else "")
 
 
 def yes_no(flag: bool) -> Text:
