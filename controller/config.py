@@ -46,6 +46,7 @@ class PromotionSettings(BaseModel):
     require_approval: bool = False
     fast_confidence: int = Field(default=90, ge=0, le=100)  # 0: no fast tier
     k: int = Field(default=3, ge=2)  # tenants see "seen by N organisations" only when N >= k
+    false_positive_tenants: int = Field(default=3, ge=1)  # distinct tenants' reports withdraw a promotion
 
     @field_validator("ttl")
     @classmethod
@@ -59,7 +60,7 @@ class PromotionSettings(BaseModel):
     def policy(self) -> PromotionPolicy:
         return PromotionPolicy(self.min_tenants, self.min_confidence, self.scope,
                                int(parse_duration(self.ttl).total_seconds()), self.require_approval,
-                               self.fast_confidence, self.k)
+                               self.fast_confidence, self.k, self.false_positive_tenants)
 
 
 class Settings(BaseSettings):

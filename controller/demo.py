@@ -151,7 +151,7 @@ async def herd_immunity(console: Console, op: OperatorApi, agents: list[Simulate
     await wait_until(lambda: C2 in hit_at.ioc_values(), within=30)
     backend = hit_at.agent.backend
     while not isinstance(backend, RecordingBackend):
-        backend = backend.inner  # type: ignore[attr-defined]  (BudgetedBackend)
+        backend = backend.inner  # type: ignore[attr-defined]  (the exempting and budget wrappers)
     key = (common_pb2.IOC_TYPE_IPV4, C2)
     started = time.monotonic()
     backend.record_hit(C2, "192.0.2.10")  # what the kernel's hit set would show

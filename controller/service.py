@@ -35,6 +35,7 @@ from controller.services.apikeys import ApiKeys
 from controller.services.billing import Billing
 from controller.services.channels import PUSH_LOG_KEEP, Channels
 from controller.services.decay import decay_claims
+from controller.services.false_positives import FalsePositives
 from controller.services.feeds import Feeds
 from controller.services.fleet import Fleet
 from controller.services.gateways import TOKEN_PREFIX, Gateways
@@ -73,6 +74,7 @@ class ControllerService:
         self.exporter = Exporter(db)
         self.shared = SharedCollection(db)  # what partners read over TAXII
         self.sightings = Sightings(db, promotion, guard=lambda: self.iocs.guard_settings)
+        self.false_positives = FalsePositives(db, self.sightings.policy.false_positive_tenants)
         self.decay_model = decay or DecayModel()
         self.channels = Channels(db)
         self.apikeys = ApiKeys(db)

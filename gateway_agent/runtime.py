@@ -20,6 +20,7 @@ from nats.aio.msg import Msg
 
 from gateway_agent import __version__, brokers, nats_connect
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
+from gateway_agent.exempt import ExemptingBackend
 from gateway_agent.following import ChannelFollower, Following
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.reconnect import ReconnectCheck
@@ -56,7 +57,7 @@ class GatewayAgent:
         on_applied: Callable[[StateChange, float], None] | None = None,
     ) -> None:
         self.identity = identity
-        self.backend = backend
+        self.backend = ExemptingBackend(backend)  # the tenant's false positives (gateway_agent/exempt.py)
         self.heartbeat_interval = heartbeat_interval
         self.report_jitter = report_jitter
         self.on_applied = on_applied

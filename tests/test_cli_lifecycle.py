@@ -140,3 +140,21 @@ def test_live_ioc_refresh_and_remove_elsewhere(controller_proc: ControllerProc) 
     assert isinstance(reply, dict) and reply["removed"] is False and reply["held_in"] == ["tenant:cli-held"]
     assert record("203.0.113.91")["scope"] == "tenant:cli-held"
     assert_ok(run("ioc", "remove", "203.0.113.91", "--scope", "tenant:cli-held"))
+
+
+def test_live_sighting_commands(controller_proc: ControllerProc) -> None:
+    run = controller_proc.run
+    assert_ok(run("tenant", "create", "cli-fp"))
+    assert as_json(run("sighting", "list", "--since", "all", "-o", "json")) == []
+    assert_failed(run("sighting", "list", "--state", "maybe"), "unknown sighting state", "maybe")
+    assert_failed(run("sighting", "list", "--since", "soon"), "--since")
+    assert_failed(run("sighting", "show", "abc"), "at least 6 characters")
+    assert_failed(run("sighting", "promote", "abcdef"), "unknown sighting 'abcdef'")
+    reported = run("sighting", "false-positive", "198.51.100.250", "--tenant", "cli-fp")
+    assert_ok(reported)
+    assert "198.51.100.250 is now exempt for cli-fp" in reported.stdout
+    again = as_json(run("sighting", "false-positive", "198.51.100.250", "--tenant", "cli-fp", "-o", "json"))
+    assert isinstance(again, dict) and again["new"] is False and again["withdrawn"] is False
+    bad = run("sighting", "false-positive", "not an indicator", "--tenant", "cli-fp")
+    assert_failed(bad, "not an indicator")
+    assert_failed(run("sighting", "false-positive", "198.51.100.250", "--tenant", "cli-nobody"), "cli-nobody")

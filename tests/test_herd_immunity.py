@@ -16,8 +16,9 @@ from controller.api.app import create_app
 from controller.config import PromotionSettings
 from controller.services.sightings import Report
 from controller.simulation import SimulatedAgent, wait_until
-from gateway_agent.backends.recording import RecordingBackend
+from gateway_agent.backends.recording import RecordingBackend, read_recorded
 from mssp.common.channels import ALLIANCE_CHANNEL
+from mssp.v1 import common_pb2
 from tests.support.fleet import RunningController, controller_settings, start_controller
 
 C2 = "203.0.113.50"
@@ -41,7 +42,7 @@ async def herd(tmp_path: Path) -> AsyncIterator[RunningController]:
 def recording(sim: SimulatedAgent) -> RecordingBackend:
     backend = sim.agent.backend
     while not isinstance(backend, RecordingBackend):
-        backend = backend.inner  # type: ignore[attr-defined]  (BudgetedBackend)
+        backend = backend.inner  # type: ignore[attr-defined]  (the exempting and budget wrappers)
     return backend
 
 
@@ -106,6 +107,25 @@ async def test_two_organisations_hits_protect_the_alliance(herd: RunningControll
     assert bad.status_code in (400, 422)
     assert client.get("/v1/indicators?scope=alliance", headers={"Authorization": f"Bearer {outsider}x"}
                       ).status_code == 401
+
+    # initech says it is a false positive: its gateway stops enforcing it at once, globex's does not.
+    post = f"/v1/indicators/{shared['id']}/false-positive"
+    assert client.post(post, headers={"Authorization": f"Bearer {key}"}).status_code == 403  # read-only key
+    _, writer = service.apikeys.create("initech", ["indicators:write"])
+    reported = client.post(post, headers={"Authorization": f"Bearer {writer}"})
+    assert reported.status_code == 200 and reported.json() == {"indicator": C2, "exempt": True, "new": True}
+    await wait_until(lambda: C2 not in enforced(gws["initech"]), within=WAIT)
+    assert (common_pb2.IOC_TYPE_IPV4, C2) in initech.channels[ALLIANCE_CHANNEL].iocs  # held, not enforced
+    assert C2 in enforced(gws["globex"]) and C2 in enforced(gws["acme"])
+    for foreign in ("/v1/indicators/999999/false-positive", "/v1/indicators/abc/false-positive"):
+        assert client.post(foreign, headers={"Authorization": f"Bearer {writer}"}).status_code in (404, 422)
+    _, umbrella_writer = service.apikeys.create("umbrella", ["indicators:write"])
+    assert client.post(post, headers={"Authorization": f"Bearer {umbrella_writer}"}).status_code == 404
+
+
+def enforced(sim: SimulatedAgent) -> set[str]:
+    """What the backend was handed (the recording), not what the agent holds."""
+    return {i["value"] for i in read_recorded(recording(sim).path.parent)["iocs"]}  # type: ignore[union-attr,index]
 
 
 async def test_seen_by_shows_from_k_organisations(herd: RunningController) -> None:

@@ -15,13 +15,13 @@ from controller.service import ControllerService
 from controller.services.sighting_views import list_sightings
 from controller.services.sightings import Recorded, Report, Sightings
 from controller.store.db import Database
-from controller.store.models import PushLog
+from controller.store.models import PushLog, Tenant
 from controller.telemetry.consumer import TelemetryConsumer
 from gateway_agent.telemetry.publisher import msg_id
 from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.common.clock import now_ms
 from mssp.common.metrics import DNS_BLOCKED, IOC_HITS
-from mssp.v1 import push_pb2
+from mssp.v1 import common_pb2, push_pb2
 from tests.support.nats import NatsBroker
 from tests.support.telemetry_batches import make_batch, subject_of
 from tests.support.waiting import eventually
@@ -188,3 +188,43 @@ async def test_hits_folded_from_telemetry_are_sightings_too(nats_broker: NatsBro
 
 async def _sighted(db: Database, n: int) -> bool:
     return len(list_sightings(db)) == n
+
+
+def test_false_positives_exempt_at_once_and_enough_withdraw_the_promotion(db: Database) -> None:
+    svc = ControllerService(db)
+    svc.false_positives.threshold = 2
+    gws = fleet(svc, ["acme", "globex", "initech"])
+    fleet(svc, ["umbrella"], sharing=False)
+    for name in gws:
+        svc.add_ioc(C2, f"tenant:{name}", confidence=80)
+        svc.sightings.record(*gws[name], [hit()])
+    assert [r.ioc.source for r in svc.list_iocs("alliance")] == ["alliance"]
+    svc.add_ioc("203.0.113.99", "alliance")  # the operator's own alliance indicator
+
+    def exempt(name: str) -> list[str]:
+        with db.session(readonly=True) as s:
+            tenant = s.exec(select(Tenant).where(Tenant.name == name)).one()
+            return list(common_pb2.PolicyBundle.FromString(tenant.policy_bundle).exempt)
+
+    acme_id = gws["acme"][0]
+    first = svc.false_positives.report(acme_id, C2)
+    assert (first.new, first.withdrawn) == (True, False) and exempt("acme") == [C2]
+    assert svc.false_positives.report(acme_id, C2).new is False  # once per tenant
+    assert exempt("globex") == []
+    # A later policy change keeps the exemption.
+    svc.set_policy("acme", "default_action: allow\nrules: []\n")
+    assert exempt("acme") == [C2]
+    # Outside the alliance a report exempts that tenant but does not count towards withdrawing.
+    umbrella_id = svc.tenant_id("umbrella")
+    assert svc.false_positives.report(umbrella_id, C2).withdrawn is False
+    assert [r.ioc.value for r in svc.list_iocs("alliance")] == [C2, "203.0.113.99"]
+    second = svc.false_positives.report(gws["globex"][0], C2)
+    assert second.withdrawn is True
+    assert [r.ioc.value for r in svc.list_iocs("alliance")] == ["203.0.113.99"]  # the operator's stays
+    (withdrawn,) = list_sightings(db, state="dismissed")
+    assert withdrawn.value == C2 and "false positive by 2 organisations" in withdrawn.reason
+    assert svc.false_positives.report(gws["initech"][0], "203.0.113.99").withdrawn is False  # not promoted
+    with pytest.raises(InvalidInput):
+        svc.false_positives.report(acme_id, "not an indicator")
+    with pytest.raises(NotFound):
+        svc.false_positives.report("0" * 32, C2)

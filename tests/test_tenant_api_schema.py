@@ -31,7 +31,7 @@ def test_served_openapi_equals_the_committed_copy(api_world: World) -> None:
     assert DOC.read_text() == document(create_app(None))
     assert set(committed["paths"]) == {"/v1/tenant", "/v1/gateways", "/v1/gateways/{gateway_id}", "/v1/usage",
                                        "/v1/reports/security", "/v1/reports/monthly", "/v1/alerts",
-                                       "/v1/indicators"}
+                                       "/v1/indicators", "/v1/indicators/{indicator_id}/false-positive"}
 
 
 @pytest.fixture

@@ -58,6 +58,12 @@ class SharedIndicatorPage(BaseModel):
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last")
 
 
+class FalsePositive(BaseModel):
+    indicator: str
+    exempt: bool = Field(description="this tenant's gateways no longer enforce it from shared lists")
+    new: bool = Field(description="false when this tenant had reported it already")
+
+
 class ChargeLine(BaseModel):
     id: str = Field(description="stable: <tenant id>:<period>:<meter>")
     meter: str

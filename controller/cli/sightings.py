@@ -95,6 +95,26 @@ def dismiss(ctx: typer.Context, sighting_id: str = typer.Argument(..., help="its
     output.console().print(f"dismissed [bold]{output.esc(done.value)}[/bold]: it will not be promoted")
 
 
+@app.command("false-positive")
+def false_positive(
+    ctx: typer.Context,
+    value: str = typer.Argument(..., help="the indicator (address, CIDR or domain)"),
+    tenant: str = typer.Option(..., "--tenant", "-t", help="the tenant that reports it"),
+    fmt: Output = Format.table,
+) -> None:
+    """Report a shared indicator as a false positive for a tenant: its gateways stop enforcing it at once;
+    reports from enough organisations withdraw an alliance promotion for everyone."""
+    done = call(ctx, "ReportFalsePositive", intel_pb2.FalsePositiveRequest(tenant=tenant, value=value),
+                service=INTEL)
+    if fmt is Format.json:
+        output.print_json(done)
+        return
+    what = "now exempt" if done.new else "already exempt"
+    more = ("; enough organisations reported it: the alliance's promotion is withdrawn" if done.withdrawn
+            else "")
+    output.console().print(f"{output.esc(done.value)} is {what} for {output.esc(tenant)}{more}")
+
+
 def _find(ctx: typer.Context, prefix: str) -> intel_pb2.SightingInfo:
     """The sighting whose id is `prefix` or starts with it (6 characters at least), else a clear error."""
     if len(prefix) < 6:

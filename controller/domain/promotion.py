@@ -28,6 +28,7 @@ class PromotionPolicy:
     require_approval: bool = False
     fast_confidence: int = 90  # 0: no fast tier
     k: int = 3  # tenants see "seen by N organisations" only when N >= k
+    false_positive_tenants: int = 3  # distinct tenants whose reports withdraw a promotion
 
     def __post_init__(self) -> None:
         n = self.min_tenants
@@ -38,6 +39,9 @@ class PromotionPolicy:
         validate_ttl(self.ttl_seconds)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
             raise InvalidInput(f"promotion k must be a whole number >= 2, got {self.k!r}")
+        fp = self.false_positive_tenants
+        if isinstance(fp, bool) or not isinstance(fp, int) or fp < 1:
+            raise InvalidInput(f"promotion false_positive_tenants must be a whole number >= 1, got {fp!r}")
         if self.scope not in PROMOTION_SCOPES:
             raise InvalidInput(
                 f"promotion scope must be one of {', '.join(PROMOTION_SCOPES)}, got {self.scope!r}")

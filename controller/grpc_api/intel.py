@@ -202,6 +202,16 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
         await self._call(context, self.service.sightings.dismiss, request.id)
         return await self._one(context, request.id)
 
+    @maps_domain_errors
+    async def ReportFalsePositive(
+        self, request: intel_pb2.FalsePositiveRequest, context: Ctx
+    ) -> intel_pb2.FalsePositiveResult:
+        tenant_id = await self._call(context, self.service.tenant_id, request.tenant)
+        done = await self._call(context, self.service.false_positives.report, tenant_id, request.value,
+                                by="operator")
+        self.on_change()
+        return intel_pb2.FalsePositiveResult(value=done.value, new=done.new, withdrawn=done.withdrawn)
+
     async def _one(self, context: Ctx, candidate_id: str) -> intel_pb2.SightingInfo:
         views = await self._call(context, list_sightings, self.service.db)
         return next(sighting_info(v) for v in views if v.id == candidate_id)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select, true, tuple_
 from sqlmodel import col
 
+from controller.domain.errors import NotFound
 from controller.domain.pagination import check_limit, decode_cursor, encode_cursor
 from controller.domain.promotion import PROMOTED_SOURCE
 from controller.services.claims import chunks
@@ -84,3 +85,14 @@ def shared_page(db: Database, tenant_id: str, limit: int | None, cursor: str | N
     nxt = (encode_cursor("indicators", tenant_id, (page[-1].created_at_ms, int(page[-1].id or 0)))
            if len(found) > limit else None)
     return items, nxt
+
+
+def shared_value(db: Database, tenant_id: str, indicator_id: str) -> str:
+    """The value of alliance indicator `indicator_id`, for a tenant in the alliance; NotFound else."""
+    with db.session(readonly=True) as s:
+        tenant = s.get(rows.Tenant, tenant_id)
+        ok = indicator_id.isascii() and indicator_id.isdigit() and len(indicator_id) < 19
+        row = s.get(rows.Ioc, int(indicator_id)) if ok else None
+        if tenant is None or not tenant.sharing or row is None or row.channel != ALLIANCE_CHANNEL:
+            raise NotFound(f"unknown shared indicator {indicator_id[:20]!r}")
+        return row.value

@@ -22,8 +22,9 @@ from controller.domain.pagination import check_limit, decode_cursor, encode_curs
 from controller.domain.reporting import GatewayReport, Page, SecurityReport, TenantSummary, UsageStatement
 from controller.services.billing import check_period
 from controller.services.channels import desired
+from controller.services.false_positives import FalsePositiveResult
 from controller.services.fleet import gateway_view
-from controller.services.shared_indicators import SharedIndicator, shared_page
+from controller.services.shared_indicators import SharedIndicator, shared_page, shared_value
 from controller.store import models as rows
 from controller.telemetry.bounds import open_since_ms
 from controller.telemetry.models import DetectionEvent, UsageDaily
@@ -86,6 +87,11 @@ class TenantScope:
                           cursor: str | None = None) -> tuple[list[SharedIndicator], str | None]:
         """The alliance's indicators, anonymous (controller/services/shared_indicators.py)."""
         return shared_page(self.db, self.tenant_id, limit, cursor, self.service.sightings.policy.k)
+
+    def report_false_positive(self, indicator_id: str) -> FalsePositiveResult:
+        """`indicator_id` from shared_indicators(); another list's id is as unknown as a missing one."""
+        value = shared_value(self.db, self.tenant_id, indicator_id)
+        return self.service.false_positives.report(self.tenant_id, value, by="tenant")
 
     # -- gateways ------------------------------------------------------------------------------
 

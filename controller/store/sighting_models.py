@@ -32,6 +32,18 @@ class Sighting(SQLModel, table=True):
     last_seen_ms: int = Field(sa_column=_ms())
 
 
+class FalsePositive(SQLModel, table=True):
+    """A tenant said this shared indicator is a false positive (controller/services/false_positives.py)."""
+
+    __tablename__ = "false_positive"
+
+    tenant_id: str = Field(primary_key=True, max_length=32)
+    type: int = Field(primary_key=True)
+    value: str = Field(primary_key=True, max_length=253)
+    reported_at_ms: int = Field(sa_column=_ms())
+    by: str = Field(default="tenant", max_length=12)  # tenant (its API key) | operator
+
+
 class SightingCandidate(SQLModel, table=True):
     __tablename__ = "sighting_candidate"
     __table_args__ = (UniqueConstraint("type", "value", name="uq_sighting_candidate"),

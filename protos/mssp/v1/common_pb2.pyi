@@ -92,7 +92,7 @@ class UploadThreshold(_message.Message):
     def __init__(self, category: _Optional[str] = ..., bytes_per_day: _Optional[int] = ...) -> None: ...
 
 class PolicyBundle(_message.Message):
-    __slots__ = ("version", "default_action", "rules", "upload_thresholds", "categories")
+    __slots__ = ("version", "default_action", "rules", "upload_thresholds", "categories", "exempt")
     class CategoriesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -105,12 +105,14 @@ class PolicyBundle(_message.Message):
     RULES_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
+    EXEMPT_FIELD_NUMBER: _ClassVar[int]
     version: int
     default_action: Action
     rules: _containers.RepeatedCompositeFieldContainer[Rule]
     upload_thresholds: _containers.RepeatedCompositeFieldContainer[UploadThreshold]
     categories: _containers.MessageMap[str, DomainList]
-    def __init__(self, version: _Optional[int] = ..., default_action: _Optional[_Union[Action, str]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., upload_thresholds: _Optional[_Iterable[_Union[UploadThreshold, _Mapping]]] = ..., categories: _Optional[_Mapping[str, DomainList]] = ...) -> None: ...
+    exempt: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, version: _Optional[int] = ..., default_action: _Optional[_Union[Action, str]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., upload_thresholds: _Optional[_Iterable[_Union[UploadThreshold, _Mapping]]] = ..., categories: _Optional[_Mapping[str, DomainList]] = ..., exempt: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class DomainList(_message.Message):
     __slots__ = ("domains",)

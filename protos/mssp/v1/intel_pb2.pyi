@@ -383,3 +383,21 @@ class SightingRef(_message.Message):
     ID_FIELD_NUMBER: _ClassVar[int]
     id: str
     def __init__(self, id: _Optional[str] = ...) -> None: ...
+
+class FalsePositiveRequest(_message.Message):
+    __slots__ = ("tenant", "value")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    value: str
+    def __init__(self, tenant: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+
+class FalsePositiveResult(_message.Message):
+    __slots__ = ("value", "new", "withdrawn")
+    VALUE_FIELD_NUMBER: _ClassVar[int]
+    NEW_FIELD_NUMBER: _ClassVar[int]
+    WITHDRAWN_FIELD_NUMBER: _ClassVar[int]
+    value: str
+    new: bool
+    withdrawn: bool
+    def __init__(self, value: _Optional[str] = ..., new: _Optional[bool] = ..., withdrawn: _Optional[bool] = ...) -> None: ...

@@ -107,6 +107,11 @@ class IntelServiceStub:
                 request_serializer=mssp_dot_v1_dot_intel__pb2.SightingRef.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_intel__pb2.SightingInfo.FromString,
                 _registered_method=True)
+        self.ReportFalsePositive = channel.unary_unary(
+                '/mssp.v1.IntelService/ReportFalsePositive',
+                request_serializer=mssp_dot_v1_dot_intel__pb2.FalsePositiveRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_intel__pb2.FalsePositiveResult.FromString,
+                _registered_method=True)
 
 
 class IntelServiceServicer:
@@ -209,6 +214,13 @@ class IntelServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ReportFalsePositive(self, request, context):
+        """A tenant's false positive, reported by the operator on its behalf.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_IntelServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -281,6 +293,11 @@ def add_IntelServiceServicer_to_server(servicer, server):
                     servicer.DismissSighting,
                     request_deserializer=mssp_dot_v1_dot_intel__pb2.SightingRef.FromString,
                     response_serializer=mssp_dot_v1_dot_intel__pb2.SightingInfo.SerializeToString,
+            ),
+            'ReportFalsePositive': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReportFalsePositive,
+                    request_deserializer=mssp_dot_v1_dot_intel__pb2.FalsePositiveRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_intel__pb2.FalsePositiveResult.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -664,6 +681,33 @@ class IntelService:
             '/mssp.v1.IntelService/DismissSighting',
             mssp_dot_v1_dot_intel__pb2.SightingRef.SerializeToString,
             mssp_dot_v1_dot_intel__pb2.SightingInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReportFalsePositive(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.IntelService/ReportFalsePositive',
+            mssp_dot_v1_dot_intel__pb2.FalsePositiveRequest.SerializeToString,
+            mssp_dot_v1_dot_intel__pb2.FalsePositiveResult.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,4 +1,4 @@
-"""sightings: what gateways hit, and the promotion candidates they add up to
+"""sightings: what gateways hit, the promotion candidates they add up to, tenants' false positives
 
 Revision ID: 0009_sightings
 Revises: 0008_alliance
@@ -49,9 +49,18 @@ def upgrade() -> None:
         sa.UniqueConstraint("type", "value", name="uq_sighting_candidate"),
     )
     op.create_index("ix_sighting_candidate_state", "sighting_candidate", ["state", "last_seen_ms"])
+    op.create_table(
+        "false_positive",
+        sa.Column("tenant_id", sa.String(length=32), primary_key=True),
+        sa.Column("type", sa.Integer(), primary_key=True),
+        sa.Column("value", sa.String(length=253), primary_key=True),
+        _ms("reported_at_ms"),
+        sa.Column("by", sa.String(length=12), nullable=False),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("false_positive")
     op.drop_index("ix_sighting_candidate_state", table_name="sighting_candidate")
     op.drop_table("sighting_candidate")
     op.drop_index("ix_sighting_tenant_seen", table_name="sighting")
