@@ -18,9 +18,7 @@ import heapq
 import json
 from pathlib import Path
 
-from gateway_agent.backends.base import EnforcementBackend
-from gateway_agent.counters import CounterSample
-from gateway_agent.refusals import Refusal
+from gateway_agent.backends.base import EnforcementBackend, WrappedBackend
 from gateway_agent.state import ChannelState, DesiredState, IocKey, StateChange
 from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
 from mssp.common.clock import now_ms
@@ -87,15 +85,15 @@ def within_budget(state: DesiredState, budget: int, at_ms: int | None = None) ->
     return view, len(live) - budget
 
 
-class BudgetedBackend(EnforcementBackend):
+class BudgetedBackend(WrappedBackend):
     """Hands the backend at most `budget` indicators. While the state fits, deltas pass through;
     over budget a change can move others in or out of the chosen set, so it is applied whole."""
 
     def __init__(self, backend: EnforcementBackend, budget: int) -> None:
         if not 1 <= budget <= MAX_BUDGET:
             raise ValueError(f"the IOC budget must be between 1 and {MAX_BUDGET}, got {budget}")
-        self.inner, self.budget, self.left_out = backend, budget, 0
-        self.name, self.hits_block = backend.name, backend.hits_block
+        super().__init__(backend)
+        self.budget, self.left_out = budget, 0
 
     def apply_full(self, state: DesiredState) -> None:
         view, left_out = within_budget(state, self.budget)
@@ -109,24 +107,6 @@ class BudgetedBackend(EnforcementBackend):
         else:
             self.inner.apply_delta(state, change)
         self.left_out = left_out
-
-    def verify(self, state: DesiredState) -> bool:
-        return self.inner.verify(state)
-
-    def refusals(self) -> tuple[Refusal, ...]:
-        return self.inner.refusals()
-
-    def read_counters(self) -> list[CounterSample]:
-        return self.inner.read_counters()
-
-    def dns_query_log(self) -> Path | None:
-        return self.inner.dns_query_log()
-
-    def ioc_hits(self) -> dict[tuple[str, str], int]:
-        return self.inner.ioc_hits()
-
-    def close(self) -> None:
-        self.inner.close()
 
     def budget_report(self) -> dict[str, int]:
         return {"ioc_budget": self.budget, "left_out_by_budget": self.left_out}

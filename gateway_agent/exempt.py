@@ -12,11 +12,7 @@ only when an exempt value is in it).
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from gateway_agent.backends.base import EnforcementBackend
-from gateway_agent.counters import CounterSample
-from gateway_agent.refusals import Refusal
+from gateway_agent.backends.base import WrappedBackend
 from gateway_agent.state import ChannelState, DesiredState, StateChange
 from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
 
@@ -44,11 +40,7 @@ def _touches(change: StateChange, exempt: set[str]) -> bool:
     return any(ioc.value in exempt for ioc in (*change.added, *change.removed))
 
 
-class ExemptingBackend(EnforcementBackend):
-    def __init__(self, inner: EnforcementBackend) -> None:
-        self.inner = inner
-        self.name, self.hits_block = inner.name, inner.hits_block
-
+class ExemptingBackend(WrappedBackend):
     def apply_full(self, state: DesiredState) -> None:
         self.inner.apply_full(exempt_view(state))
 
@@ -61,21 +53,3 @@ class ExemptingBackend(EnforcementBackend):
 
     def verify(self, state: DesiredState) -> bool:
         return self.inner.verify(exempt_view(state))
-
-    def refusals(self) -> tuple[Refusal, ...]:
-        return self.inner.refusals()
-
-    def read_counters(self) -> list[CounterSample]:
-        return self.inner.read_counters()
-
-    def dns_query_log(self) -> Path | None:
-        return self.inner.dns_query_log()
-
-    def ioc_hits(self) -> dict[tuple[str, str], int]:
-        return self.inner.ioc_hits()
-
-    def budget_report(self) -> dict[str, int]:
-        return self.inner.budget_report()
-
-    def close(self) -> None:
-        self.inner.close()

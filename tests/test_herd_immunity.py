@@ -19,7 +19,7 @@ from controller.simulation import SimulatedAgent, wait_until
 from gateway_agent.backends.recording import RecordingBackend, read_recorded
 from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.v1 import common_pb2
-from tests.support.fleet import RunningController, controller_settings, start_controller
+from tests.support.fleet import RunningController, controller_settings, running_controller
 
 C2 = "203.0.113.50"
 WAIT = 30.0
@@ -29,14 +29,8 @@ WAIT = 30.0
 async def herd(tmp_path: Path) -> AsyncIterator[RunningController]:
     settings = controller_settings(tmp_path).model_copy(
         update={"promotion": PromotionSettings(min_tenants=2, min_confidence=60, ttl="2d")})
-    ctl = await start_controller(settings, tmp_path)
-    try:
+    async with running_controller(settings, tmp_path) as ctl:
         yield ctl
-    finally:
-        for sim in ctl.agents:
-            await sim.stop()
-        await ctl.op.close()
-        await ctl.app.stop()
 
 
 def recording(sim: SimulatedAgent) -> RecordingBackend:

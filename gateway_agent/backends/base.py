@@ -62,3 +62,39 @@ class EnforcementBackend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
+
+
+class WrappedBackend(EnforcementBackend):
+    """A backend in front of another (the device budget, the tenant's exemptions): it changes what
+    is applied and passes everything else through."""
+
+    def __init__(self, inner: EnforcementBackend) -> None:
+        self.inner = inner
+        self.name, self.hits_block = inner.name, inner.hits_block
+
+    def apply_full(self, state: DesiredState) -> None:
+        self.inner.apply_full(state)
+
+    def apply_delta(self, state: DesiredState, change: StateChange) -> None:
+        self.inner.apply_delta(state, change)
+
+    def verify(self, state: DesiredState) -> bool:
+        return self.inner.verify(state)
+
+    def refusals(self) -> tuple[Refusal, ...]:
+        return self.inner.refusals()
+
+    def read_counters(self) -> list[CounterSample]:
+        return self.inner.read_counters()
+
+    def dns_query_log(self) -> Path | None:
+        return self.inner.dns_query_log()
+
+    def ioc_hits(self) -> dict[tuple[str, str], int]:
+        return self.inner.ioc_hits()
+
+    def budget_report(self) -> dict[str, int]:
+        return self.inner.budget_report()
+
+    def close(self) -> None:
+        self.inner.close()

@@ -3,6 +3,7 @@ real agents enrolled against it."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,9 +53,10 @@ async def start_controller(settings: Settings, root: Path) -> RunningController:
     return RunningController(app=app, op=OperatorApi(app.grpc_address, ca_pem, token), root=root)
 
 
-@pytest.fixture
-async def controller(tmp_path: Path) -> AsyncIterator[RunningController]:
-    ctl = await start_controller(controller_settings(tmp_path), tmp_path)
+@contextlib.asynccontextmanager
+async def running_controller(settings: Settings, root: Path) -> AsyncIterator[RunningController]:
+    """A started controller; on exit its agents, client and the controller itself are stopped."""
+    ctl = await start_controller(settings, root)
     try:
         yield ctl
     finally:
@@ -62,3 +64,9 @@ async def controller(tmp_path: Path) -> AsyncIterator[RunningController]:
             await sim.stop()
         await ctl.op.close()
         await ctl.app.stop()
+
+
+@pytest.fixture
+async def controller(tmp_path: Path) -> AsyncIterator[RunningController]:
+    async with running_controller(controller_settings(tmp_path), tmp_path) as ctl:
+        yield ctl
