@@ -78,6 +78,10 @@ def test_three_organisations_promote_to_the_alliance_without_naming_anyone(db: D
     for name, (tid, gid) in gws.items():  # nothing in what every gateway receives names who saw it
         for secret in (name, tid, gid, "192.0.2.10", "192.0.2.77"):
             assert secret.encode() not in wire
+    # It never leaves the MSSP: no export (whatever the TLP levels asked) and not in the TAXII collection.
+    exported, count = svc.exporter.export("alliance", "plain", ["unmarked", "clear", "green", "amber", "red"])
+    assert count == 0 and C2.encode() not in exported
+    assert svc.shared.page().objects == []
     # More sightings do not promote it twice; its decay clock restarts instead.
     assert svc.sightings.record(*gws["acme"], [hit()]).promoted == ()
     assert len(alliance_pushes(db)) == 1

@@ -21,6 +21,7 @@ from controller.domain.errors import InvalidInput
 from controller.domain.ioc import IocKind
 from controller.domain.ioc_meta import parse_scope
 from controller.domain.names import show
+from controller.domain.promotion import PROMOTED_SOURCE
 from controller.intel.entries import TLP_LEVELS
 from controller.services.scopes import scope_channel
 from controller.store.db import Database
@@ -72,8 +73,10 @@ class Exporter:
         with self.db.session(readonly=True) as s:
             channel = scope_channel(s, where)
             marks: dict[tuple[int, str], str] = {}
+            # A promotion from tenants' sightings never leaves the MSSP: there is no consent to share
+            # them outside it (yet); another source's claim on the same indicator may still export it.
             for t, v, tlp in s.exec(select(IocClaim.type, IocClaim.value, IocClaim.tlp)
-                                    .where(IocClaim.channel == channel)):
+                                    .where(IocClaim.channel == channel, IocClaim.source != PROMOTED_SOURCE)):
                 level = tlp or UNMARKED
                 held = marks.get((t, v))
                 if level in chosen and (held is None or _ORDER[level] < _ORDER[held]):
