@@ -154,10 +154,12 @@ class ControllerService:
         return self.gateways.redeem_enrollment_token(secret)
 
     def complete_enrollment(
-        self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str
+        self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str,
+        alliance_aware: bool = False,
     ) -> Versions:
         return self.gateways.complete_enrollment(gateway_id, cert_serial=cert_serial,
-                                                 nats_public_key=nats_public_key, agent_version=agent_version)
+                                                 nats_public_key=nats_public_key, agent_version=agent_version,
+                                                 alliance_aware=alliance_aware)
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
         return self.gateways.gateway_identity_by_serial(serial)

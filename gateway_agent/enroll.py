@@ -95,7 +95,8 @@ async def enroll(
     async with grpc.aio.secure_channel(controller, creds, options=options) as channel:
         stub = enrollment_pb2_grpc.EnrollmentServiceStub(channel)
         request = enrollment_pb2.EnrollRequest(
-            token=full_token, csr_pem=csr_pem, nats_public_key=nats_public, agent_version=__version__
+            token=full_token, csr_pem=csr_pem, nats_public_key=nats_public, agent_version=__version__,
+            alliance_aware=True,
         )
         try:
             reply = await stub.Enroll(request, timeout=ENROLL_TIMEOUT)

@@ -84,10 +84,13 @@ class ChannelFollower:
         if wanted:
             agent.state.follow(ALLIANCE_CHANNEL)
             log.info("%s: the tenant shares: following the alliance channel", agent.identity.label)
-            if agent._nc is not None and not agent._nc.is_closed:
-                self.subscriptions[ALLIANCE_CHANNEL] = await agent._nc.subscribe(
+            if not agent.recovery.holding:  # the state file must know the channel before its deltas
+                await asyncio.to_thread(agent.statefile.save_full, agent.state)
+            nc = agent._nc
+            if ALLIANCE_CHANNEL not in self.subscriptions and nc is not None and not nc.is_closed:
+                self.subscriptions[ALLIANCE_CHANNEL] = await nc.subscribe(
                     channel_subject(ALLIANCE_CHANNEL), cb=agent._on_message)
-            agent.request_resync()  # its snapshot
+            agent.request_resync()  # its content
             return
         sub = self.subscriptions.pop(ALLIANCE_CHANNEL, None)
         if sub is not None:
@@ -96,5 +99,5 @@ class ChannelFollower:
         change = agent.state.unfollow(ALLIANCE_CHANNEL)
         log.info("%s: the tenant left the alliance: its indicators are no longer enforced",
                  agent.identity.label)
-        if change is not None:
+        if change is not None and not agent.recovery.holding:  # holding: nothing reaches the kernel yet
             await agent.enforce(change)

@@ -357,7 +357,7 @@ class GatewayAgent:
             backend=self.backend.name,
             last_error=self.last_error,
             apply_errors=self.push_stats.apply_errors, **report_fields(self.backend.refusals()),
-            **self.backend.budget_report(),
+            **self.backend.budget_report(), alliance_aware=True, alliance=self.state.follows_alliance,
         )
         try:
             ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)

@@ -30,6 +30,7 @@ from google.protobuf.message import DecodeError
 
 from gateway_agent.errors import AgentError
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale
+from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.common.files import fsync_dir
 from mssp.v1 import push_pb2
 
@@ -188,6 +189,8 @@ class StateFile:
         journal, good, journal_legacy = _scan(data)
         skipped = 0
         for push in journal:
+            if push.channel not in state.channel_names and push.channel == ALLIANCE_CHANNEL:
+                state.follow(push.channel)  # joined after the snapshot was written (an older agent's file)
             if push.channel in base and push.seq <= base[push.channel]:
                 skipped += 1  # written before the snapshot that already holds it (crash before unlink)
                 continue

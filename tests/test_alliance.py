@@ -144,11 +144,17 @@ def test_set_sharing_changes_once_and_refuses_bad_input(db: Database) -> None:
     svc.create_tenant("acme")
     _, secret, _ = svc.add_gateway("acme", "gw1")
     ticket = svc.redeem_enrollment_token(secret)
-    svc.complete_enrollment(ticket.gateway_id, cert_serial="0a", nats_public_key="UKEY1", agent_version="1")
+    svc.complete_enrollment(ticket.gateway_id, cert_serial="0a", nats_public_key="UKEY1", agent_version="1",
+                            alliance_aware=True)
     svc.add_gateway("acme", "gw2")  # pending: re-issued too, it has no key yet
+    _, old_secret, _ = svc.add_gateway("acme", "old")  # an agent from before the alliance
+    old = svc.redeem_enrollment_token(old_secret)
+    svc.complete_enrollment(old.gateway_id, cert_serial="0b", nats_public_key="UKEY2", agent_version="0")
 
     tenant, keys = svc.set_sharing("acme", True)
-    assert tenant.sharing and keys == ["UKEY1"]
+    assert tenant.sharing and keys == ["UKEY1"]  # the old agent keeps its JWT: it could not fetch another
+    old_access = svc.alliance.broker_access(old.gateway_id)
+    assert old_access is not None and old_access.jwt_issued_s == 0
     again, keys = svc.set_sharing("acme", True)
     assert again.sharing and keys == []  # nothing changed, nothing re-issued
     access = svc.alliance.broker_access(ticket.gateway_id)

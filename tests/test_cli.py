@@ -19,11 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.cli import output
 from controller.cli.args import parse_gateway_ref
 from controller.cli.client import CliError
 from controller.pki import CertificateAuthority
-from mssp.v1 import common_pb2, operator_pb2
 from tests.support.cli import in_process_cli
 from tests.support.controller_proc import ControllerProc, clean_env, run_msspctl
 
@@ -246,22 +244,6 @@ def test_server_run_passes_only_given_flags(cli, monkeypatch: pytest.MonkeyPatch
     assert settings.grpc_listen == "127.0.0.1:9000"  # flag beats env
     assert settings.gateway_listen == "127.0.0.1:2222"  # env kept when no flag
     assert settings.db_url is None
-
-
-def test_json_has_every_field_with_proto_names() -> None:
-    tenant = operator_pb2.Tenant(name="acme", plan="standard")
-    data = output.to_dict(tenant)
-    assert data["name"] == "acme"
-    assert data["gateway_count"] == 0 and data["policy_version"] == 0
-
-
-def test_versions_and_relative_times() -> None:
-    assert output.versions(common_pb2.Versions(tenant_seq=4, global_seq=9)) == "t4/g9"
-    assert output.versions(common_pb2.Versions(tenant_seq=4, global_seq=9, alliance_seq=2)) == "t4/g9/a2"
-    now = 1_700_000_000_000
-    assert output.relative(0) == "never"
-    assert output.relative(now - 90_000, now_ms=now) == "1m ago"
-    assert output.relative(now + 3 * 3600_000, now_ms=now) == "in 3h"
 
 
 # -- against a real controller ----------------------------------------------------------------

@@ -323,6 +323,9 @@ def test_security_report_says_what_the_alliance_blocked(db: Database) -> None:
     svc.add_ioc("203.0.113.66", "alliance")  # the alliance alone holds it
     svc.add_ioc("203.0.113.99", "alliance")
     svc.add_ioc("203.0.113.99", "tenant:globex")  # globex holds it itself too
+    outside = security_report(db, s.globex, PERIOD)  # globex does not share: nothing reached it so
+    assert not any(i.thanks_to_alliance for i in outside.ioc_hits)
+    svc.set_sharing("globex", True)
     report = security_report(db, s.globex, PERIOD)
     flagged = {i.indicator: i.thanks_to_alliance for i in report.ioc_hits}
     assert flagged == {"evil.test": False, "203.0.113.66": True, "203.0.113.99": False,

@@ -232,3 +232,18 @@ def test_false_positives_exempt_at_once_and_enough_withdraw_the_promotion(db: Da
         svc.false_positives.report(acme_id, "not an indicator")
     with pytest.raises(NotFound):
         svc.false_positives.report("0" * 32, C2)
+
+
+def test_sightings_widen_and_bad_numbers_are_refused(db: Database) -> None:
+    svc = ControllerService(db)
+    gws = fleet(svc, ["acme"])
+    t = now_ms()
+    svc.sightings.record(*gws["acme"], [Report(C2, "192.0.2.10", "firewall", 5, t - 1000, t)])
+    svc.sightings.record(*gws["acme"], [Report(C2, "192.0.2.10", "firewall", 2, t - 9000, t - 500)])
+    svc.sightings.record(*gws["acme"], [Report(C2, "192.0.2.10", "dns", 1, t, t)])
+    (view,) = list_sightings(db)
+    rows = {w.via: (w.count, w.first_seen_ms, w.last_seen_ms) for w in view.seen_at}
+    assert rows == {"firewall": (5, t - 9000, t), "dns": (1, t, t)}  # nothing lowered, via kept apart
+    bad = [Report(C2, "192.0.2.10", "firewall", 2**63, t, t),
+           Report(C2, "fe80::1%" + "x" * 60, "firewall", 1, t, t)]
+    assert svc.sightings.record(*gws["acme"], bad) == Recorded(0, 2, ())

@@ -355,3 +355,24 @@ def test_failed_append_is_followed_by_a_full_snapshot(tiny_disk: Path) -> None:
     assert not store.journal_path.exists()
     assert summary(StateFile(directory).load(TENANT)) == summary(state)
     assert state.ioc_count() == 0 and state.versions().global_seq == 2
+
+
+@pytest.mark.parametrize("saved_on_join", [True, False])
+def test_the_alliance_channel_survives_a_restart(tmp_path: Path, saved_on_join: bool) -> None:
+    """A gateway that joined the alliance keeps it across a restart, whether the snapshot was written
+    when it joined (what the agent does) or only its alliance deltas are in the journal."""
+    store = StateFile(tmp_path)
+    state = state_after(history(2))
+    store.save_full(state)
+    state.follow("alliance")
+    if saved_on_join:
+        store.save_full(state)
+    for seq in (1, 2):
+        push = delta(seq, add=(f"203.0.113.{seq}",))
+        push.channel = "alliance"
+        change = state.apply(push)
+        assert change is not None
+        store.append(state, push)
+    loaded = StateFile(tmp_path).load(TENANT)
+    assert loaded is not None and loaded.follows_alliance and loaded.versions().alliance_seq == 2
+    assert summary(loaded) == summary(state) and "203.0.113.2" in {i.value for i in loaded.live_iocs()}

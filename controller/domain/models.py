@@ -156,3 +156,4 @@ class StatusUpdate:
     refusals_total: int = 0
     ioc_budget: int = 0
     left_out_by_budget: int = 0
+    alliance_aware: bool = False

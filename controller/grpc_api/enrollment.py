@@ -87,6 +87,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             cert_serial=issued.serial_hex,
             nats_public_key=nats_key,
             agent_version=request.agent_version[:64],
+            alliance_aware=request.alliance_aware,
         )
         return enrollment_pb2.EnrollResponse(
             tenant_id=ticket.tenant_id,

@@ -61,6 +61,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.executor = executor
         self.recorder = recorder
         self.limiter = limiter or sync_limiter()
+        # First hits come in bursts (an outbreak on a LAN); a gateway that keeps sending is refused.
+        self.sighting_limiter = KeyedRateLimiter(burst=SYNC_BURST, per_second=2.0,
+                                                 what="sighting reports from this gateway")
 
     async def _run(self, fn: Callable[..., T], *args: object) -> T:
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
@@ -103,8 +106,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             backend=request.backend[:32], last_error=request.last_error[:500], seen_at_ms=now_ms(),
             refusals=refused, refusals_total=refused_total,
             ioc_budget=request.ioc_budget, left_out_by_budget=request.left_out_by_budget,
+            alliance_aware=request.alliance_aware,
         ))
-        desired = await self.recorder.desired(identity.tenant_id, identity.sharing)
+        # The alliance head only for an agent that follows it: an older agent would see a difference it
+        # cannot close and resync on every heartbeat.
+        desired = await self.recorder.desired(identity.tenant_id, identity.sharing and request.alliance)
         return gateway_pb2.StatusAck(desired=versions(desired))
 
     @maps_domain_errors
@@ -125,6 +131,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.SightingReport, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.SightingAck:
         identity = await self._identify(context)  # the tenant and gateway come from the certificate
+        self.sighting_limiter.take(identity.gateway_id)
         reports = [Report(r.indicator[:300], r.host[:64], r.via[:16], r.count, r.first_seen_ms,
                           r.last_seen_ms) for r in request.sightings]
         recorded = await self._run(self.service.sightings.record, identity.tenant_id, identity.gateway_id,

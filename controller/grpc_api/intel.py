@@ -18,7 +18,7 @@ from controller.service import ControllerService
 from controller.services.allowlist import AllowRecord
 from controller.services.feeds import FeedRun, FeedView
 from controller.services.intel_import import ImportOptions, ImportResult
-from controller.services.sighting_views import SightingView, list_sightings
+from controller.services.sighting_views import SightingView, list_sightings, sighting_by_id
 from controller.services.urls import list_urls
 from mssp.v1 import intel_pb2, intel_pb2_grpc
 
@@ -213,8 +213,7 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
         return intel_pb2.FalsePositiveResult(value=done.value, new=done.new, withdrawn=done.withdrawn)
 
     async def _one(self, context: Ctx, candidate_id: str) -> intel_pb2.SightingInfo:
-        views = await self._call(context, list_sightings, self.service.db)
-        return next(sighting_info(v) for v in views if v.id == candidate_id)
+        return sighting_info(await self._call(context, sighting_by_id, self.service.db, candidate_id))
 
 
 def sighting_info(v: SightingView) -> intel_pb2.SightingInfo:

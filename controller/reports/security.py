@@ -54,6 +54,7 @@ _EVENT = DetectionEvent.__table__  # type: ignore[attr-defined]
 _GATEWAY = rows.Gateway.__table__  # type: ignore[attr-defined]
 _IOC = rows.Ioc.__table__  # type: ignore[attr-defined]
 _TENANT = rows.Tenant.__table__  # type: ignore[attr-defined]
+_TENANT = rows.Tenant.__table__  # type: ignore[attr-defined]
 
 
 def _day_of(ms: int) -> str:
@@ -132,8 +133,10 @@ def _blocked_and_iocs(
 
 def _mark_alliance(conn: Connection, tenant_id: str,
                    iocs: tuple[IndicatorHits, ...]) -> tuple[IndicatorHits, ...]:
-    """Flag the indicators the tenant holds from the alliance channel alone (as it stands now)."""
-    if not iocs:
+    """Flag the indicators a tenant in the alliance holds from the alliance channel alone. As the
+    lists stand now: a past month's report reflects today's lists, not that month's."""
+    shares = conn.execute(select(_TENANT.c.sharing).where(_TENANT.c.id == tenant_id)).scalar()
+    if not iocs or not shares:
         return iocs
     held: dict[str, set[str]] = defaultdict(set)
     own = ("global", f"tenant:{tenant_id}", ALLIANCE_CHANNEL)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, update
+from sqlalchemy import func, or_, true, update
 from sqlmodel import Session, col, select
 
 from controller.domain.errors import InvalidInput, NotFound
@@ -88,7 +88,11 @@ class Alliance:
 def _reissue_jwts(s: Session, tenant_id: str) -> list[str]:
     """Give every live gateway of the tenant a new JWT issue time, later than any before (JWT times
     are whole seconds; the broker revokes those issued up to one second before it)."""
-    live = (rows.Gateway.tenant_id == tenant_id, rows.Gateway.status != GatewayStatus.REVOKED.value)
+    # Only agents that pick up a re-issued JWT (an older one would be locked out with its revoked one),
+    # and pending gateways (an enrollment in flight may have minted under the old setting).
+    pending = rows.Gateway.status == GatewayStatus.PENDING.value
+    live = (rows.Gateway.tenant_id == tenant_id, rows.Gateway.status != GatewayStatus.REVOKED.value,
+            or_(col(rows.Gateway.alliance_aware) == true(), pending))
     latest = s.exec(select(func.max(rows.Gateway.nats_jwt_issued_s)).where(*live)).one() or 0
     issued = max(now_ms() // 1000 + 1, int(latest) + 1)
     s.exec(update(rows.Gateway).where(*live).values(nats_jwt_issued_s=issued))  # type: ignore[call-overload]

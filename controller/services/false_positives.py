@@ -19,10 +19,12 @@ from sqlmodel import Session, col, select
 
 from controller.domain.errors import NotFound
 from controller.domain.ioc import parse_ioc
-from controller.domain.promotion import PROMOTED_SOURCE
+from controller.domain.ioc_meta import parse_scope
+from controller.domain.promotion import PROMOTED_SOURCE, PROMOTION_SCOPES
 from controller.services.channels import append_push, lock_channel
 from controller.services.claims import Key, claims_of, withdraw
 from controller.services.policies import DEFAULT_BUNDLE, exempt_values
+from controller.services.scopes import scope_channel
 from controller.services.tenants import hold_tenant
 from controller.store import models as rows
 from controller.store.db import Database
@@ -64,33 +66,41 @@ class FalsePositives:
             tenant = s.get(rows.Tenant, tenant_id)
             if tenant is None or tenant.deleted_at_ms:
                 raise NotFound("unknown tenant")
-            hold_tenant(s, tenant)  # lock order: tenant row, its channel, the candidate, the alliance
+            # Lock order everywhere: tenant row, candidate, channel rows (by name: alliance and global sort
+            # before tenant:...), then indicator rows.
+            hold_tenant(s, tenant)
             if s.get(FalsePositive, (tenant_id, key[0], key[1])) is not None:
                 return FalsePositiveResult(parsed.value, False, False)
+            cand = s.exec(select(SightingCandidate).where(SightingCandidate.type == key[0],
+                                                           SightingCandidate.value == key[1])
+                          .with_for_update()).first()
+            promoted = cand is not None and cand.state == "promoted" and cand.scope in PROMOTION_SCOPES
+            channel = ALLIANCE_CHANNEL
+            if promoted and cand is not None:
+                channel = scope_channel(s, parse_scope(cand.scope))  # alliance, or global: the policy's
+                lock_channel(s, channel)
             s.add(FalsePositive(tenant_id=tenant_id, type=key[0], value=key[1], reported_at_ms=now, by=by))
             s.flush()
             republish_bundle(s, tenant)
-            return FalsePositiveResult(parsed.value, True, self._maybe_withdraw(s, key, now))
+            withdrawn = promoted and cand is not None and self._maybe_withdraw(s, cand, channel, key, now)
+            return FalsePositiveResult(parsed.value, True, withdrawn)
 
-    def _maybe_withdraw(self, s: Session, key: Key, now: int) -> bool:
+    def _maybe_withdraw(self, s: Session, cand: SightingCandidate, channel: str, key: Key, now: int) -> bool:
+        """Withdraw the promotion (its channel and candidate locked by the caller) when enough tenants of
+        the alliance reported it."""
         reporters = s.exec(select(func.count(func.distinct(FalsePositive.tenant_id)))
                            .join(rows.Tenant, col(rows.Tenant.id) == col(FalsePositive.tenant_id))
                            .where(FalsePositive.type == key[0], FalsePositive.value == key[1],
                                   col(rows.Tenant.sharing) == true())).one()
         if reporters < self.threshold:
             return False
-        cand = s.exec(select(SightingCandidate).where(SightingCandidate.type == key[0],
-                                                       SightingCandidate.value == key[1])
-                      .with_for_update()).first()
-        lock_channel(s, ALLIANCE_CHANNEL)
-        if PROMOTED_SOURCE not in claims_of(s, ALLIANCE_CHANNEL, [key]).get(key, {}):
+        if PROMOTED_SOURCE not in claims_of(s, channel, [key]).get(key, {}):
             return False
-        withdraw(s, ALLIANCE_CHANNEL, [(key, PROMOTED_SOURCE)], now)
+        withdraw(s, channel, [(key, PROMOTED_SOURCE)], now)
         why = f"withdrawn: reported as a false positive by {reporters} organisations"
-        if cand is not None:
-            s.exec(update(SightingCandidate).where(  # type: ignore[call-overload]
-                col(SightingCandidate.id) == cand.id).values(state="dismissed", decided_by="tenants",
-                                                              decided_at_ms=now, reason=why))
+        s.exec(update(SightingCandidate).where(  # type: ignore[call-overload]
+            col(SightingCandidate.id) == cand.id).values(state="dismissed", decided_by="tenants",
+                                                          decided_at_ms=now, reason=why))
         log.warning("alliance indicator %s %s; review it with `msspctl sighting list --state dismissed`",
                     key[1], why)
         return True

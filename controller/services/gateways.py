@@ -133,12 +133,14 @@ class Gateways:
             return enrollment.spend_token(s, secret)
 
     def complete_enrollment(
-        self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str
+        self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str,
+        alliance_aware: bool = False,
     ) -> Versions:
         """pending -> enrolled; the versions the new gateway should reach."""
         with self.db.session() as s:
             tenant_id = enrollment.mark_enrolled(s, gateway_id, cert_serial=cert_serial,
-                                                 nats_public_key=nats_public_key, agent_version=agent_version)
+                                                 nats_public_key=nats_public_key, agent_version=agent_version,
+                                                 alliance_aware=alliance_aware)
             return desired(s, tenant_id)
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
@@ -157,7 +159,7 @@ class Gateways:
             return
         params = [
             {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq,
-             "a": u.applied.alliance_seq, "v": u.agent_version,
+             "a": u.applied.alliance_seq, "aw": u.alliance_aware, "v": u.agent_version,
              "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
              "rt": u.refusals_total, "ib": u.ioc_budget, "lo": u.left_out_by_budget}
             for u in updates
@@ -165,7 +167,7 @@ class Gateways:
         statement = (
             update(rows.Gateway).where(col(rows.Gateway.id) == bindparam("gid")).values(
                 applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
-                applied_alliance_seq=bindparam("a"),
+                applied_alliance_seq=bindparam("a"), alliance_aware=bindparam("aw"),
                 agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
                 last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
                 ioc_budget=bindparam("ib"), left_out_by_budget=bindparam("lo"),

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from sqlalchemy import exists
 from sqlmodel import col, select
 
-from controller.domain.errors import InvalidInput
+from controller.domain.errors import InvalidInput, NotFound
 from controller.services.tenants import tenant_row
 from controller.store.db import Database
 from controller.store.models import Gateway, Tenant
@@ -53,8 +53,15 @@ class SightingView:
     seen_at: tuple[SightingWhere, ...]
 
 
+def sighting_by_id(db: Database, candidate_id: str) -> SightingView:
+    found = list_sightings(db, candidate_id=candidate_id)
+    if not found:
+        raise NotFound(f"unknown sighting {candidate_id[:40]!r}")
+    return found[0]
+
+
 def list_sightings(db: Database, tenant: str | None = None, since_ms: int = 0,
-                   state: str | None = None) -> list[SightingView]:
+                   state: str | None = None, candidate_id: str | None = None) -> list[SightingView]:
     if state and state not in STATES:
         raise InvalidInput(f"unknown sighting state {state!r}; use one of {', '.join(STATES)}")
     if since_ms < 0:
@@ -64,6 +71,8 @@ def list_sightings(db: Database, tenant: str | None = None, since_ms: int = 0,
         tenant_id = tenant_row(s, tenant).id if tenant else None
         if state:
             query = query.where(SightingCandidate.state == state)
+        if candidate_id is not None:
+            query = query.where(SightingCandidate.id == candidate_id)
         if tenant_id:
             query = query.where(exists().where(Sighting.type == SightingCandidate.type,
                                                Sighting.value == SightingCandidate.value,

@@ -15,11 +15,13 @@ CDNs, shared hosting, the allow-list) first.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, true, update
+from sqlalchemy import case, func, true, update
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import Session, col, select
 
 from controller.domain.errors import InvalidInput, NotFound
@@ -36,7 +38,7 @@ from controller.services.allowlist import GuardSettings, guard_for
 from controller.services.channels import lock_channel
 from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, indicator_rows
 from controller.services.scopes import scope_channel
-from controller.store.bulk import bulk_upsert
+from controller.store.bulk import bulk_upsert, insert_for
 from controller.store.db import Database
 from controller.store.intel_models import IocClaim
 from controller.store.models import Ioc, Tenant
@@ -44,11 +46,14 @@ from controller.store.sighting_models import Sighting, SightingCandidate
 from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL, tenant_channel
 from mssp.common.clock import now_ms
 
+log = logging.getLogger("mssp.controller.sightings")
+
 MAX_REPORTS = 100  # per call
+MAX_COUNT = 2**63 - 1
+HOST_LEN = 45
 VIA = ("firewall", "dns", "beacon")
 _SIGHTING = Sighting.__table__  # type: ignore[attr-defined]
 _CANDIDATE = SightingCandidate.__table__  # type: ignore[attr-defined]
-_COLS = ("type", "value", "tenant_id", "gateway_id", "host", "via", "count", "first_seen_ms", "last_seen_ms")
 _CANDIDATE_COLS = ("id", "type", "value", "state", "confidence", "first_seen_ms", "last_seen_ms", "scope",
                    "decided_by", "decided_at_ms", "reason")
 
@@ -83,8 +88,8 @@ def parse_reports(reports: Sequence[Report], now: int) -> tuple[list[tuple[Key, 
             host = str(ipaddress.ip_address(r.host)) if r.host else ""
         except (InvalidInput, ValueError):
             continue
-        if r.via not in VIA or r.count < 0:
-            continue
+        if r.via not in VIA or not 0 <= r.count <= MAX_COUNT or "%" in r.host or len(host) > HOST_LEN:
+            continue  # a scoped IPv6 address names the router's own link, never a LAN host to report
         last = min(max(r.last_seen_ms, 0), now) or now  # a router clock ahead of ours is not trusted
         first = min(max(r.first_seen_ms, 0), last) or last
         report = Report(parsed.value, host, r.via, r.count, first, last)
@@ -105,23 +110,25 @@ class Sightings:
         if not good:
             return Recorded(0, refused, ())
         promoted: list[str] = []
-        latest: dict[tuple[Key, str], Report] = {}  # one row per (indicator, host): ON CONFLICT wants that
+        latest: dict[tuple[Key, str, str], Report] = {}  # one row per key: ON CONFLICT wants that
         for k, r in good:
-            if (k, r.host) not in latest or latest[(k, r.host)].last_seen_ms < r.last_seen_ms:
-                latest[(k, r.host)] = r
+            held = latest.get((k, r.host, r.via))
+            if held is None or held.last_seen_ms < r.last_seen_ms:
+                latest[(k, r.host, r.via)] = r
         with self.db.session() as s:
-            rows = [(k[0], k[1], tenant_id, gateway_id, host, r.via, r.count, r.first_seen_ms, r.last_seen_ms)
-                    for (k, host), r in latest.items()]
-            bulk_upsert(s.connection(), _SIGHTING, _COLS, rows, newer="last_seen_ms",
-                        keys=["type", "value", "tenant_id", "gateway_id", "host"])
+            upsert_sightings(s, [
+                {"type": k[0], "value": k[1], "tenant_id": tenant_id, "gateway_id": gateway_id,
+                 "host": host, "via": via, "count": r.count, "first_seen_ms": r.first_seen_ms,
+                 "last_seen_ms": r.last_seen_ms}
+                for (k, host, via), r in sorted(latest.items())])
             seen = {k: max(r.last_seen_ms for kk, r in good if kk == k) for k, _ in good}
             candidates = [(uuid.uuid4().hex, k[0], k[1], "candidate", 0, ts, ts, "", "", 0, "")
                           for k, ts in sorted(seen.items())]
             bulk_upsert(s.connection(), _CANDIDATE, _CANDIDATE_COLS, candidates, keys=["type", "value"])
             for key, ts in sorted(seen.items()):
-                self._refresh_claims(s, tenant_id, key, now)
                 if self._judge(s, key, ts, now):
                     promoted.append(key[1])
+        self._refresh_claims(tenant_id, sorted(seen), now)
         return Recorded(len(good), refused, tuple(promoted))
 
     def record_folded(self, folded: Sequence[tuple[str, str, str, str, str, int, int]]) -> Recorded:
@@ -168,12 +175,25 @@ class Sightings:
                 raise InvalidInput(f"sighting {candidate_id} is {cand.state} already{hint}")
             return cand.value
 
-    def _refresh_claims(self, s: Session, tenant_id: str, key: Key, now: int) -> None:
-        """A sighting is the indicator seen again: its decay clock restarts where the tenant holds it."""
-        s.exec(update(IocClaim).where(  # type: ignore[call-overload]
-            col(IocClaim.channel).in_([GLOBAL_CHANNEL, ALLIANCE_CHANNEL, tenant_channel(tenant_id)]),
-            col(IocClaim.type) == key[0], col(IocClaim.value) == key[1], col(IocClaim.last_seen_ms) < now,
-        ).values(last_seen_ms=now))
+    def _refresh_claims(self, tenant_id: str, keys: list[Key], now: int) -> None:
+        """A sighting is the indicator seen again: its decay clock restarts in the channels the tenant
+        receives (the alliance only while it shares). Its own short transaction after the sightings
+        commit, and best effort: it takes claim rows without their channel lock, so it must never hold
+        anything a channel writer waits for; a conflict costs one refresh, not the sighting."""
+        try:
+            with self.db.session() as s:
+                shares = bool(s.exec(select(Tenant.sharing).where(Tenant.id == tenant_id)).first())
+                channels = [GLOBAL_CHANNEL, tenant_channel(tenant_id)]
+                if shares:
+                    channels.append(ALLIANCE_CHANNEL)
+                for key in keys:
+                    s.exec(update(IocClaim).where(  # type: ignore[call-overload]
+                        col(IocClaim.channel).in_(channels), col(IocClaim.type) == key[0],
+                        col(IocClaim.value) == key[1], col(IocClaim.last_seen_ms) < now,
+                    ).values(last_seen_ms=now))
+                    s.commit()  # one indicator at a time: no two claim sets held together
+        except DBAPIError as exc:
+            log.info("sighting: decay refresh skipped (%s)", exc.__class__.__name__)
 
     def _judge(self, s: Session, key: Key, seen_ms: int, now: int) -> bool:
         cand = s.exec(select(SightingCandidate).where(SightingCandidate.type == key[0],
@@ -196,6 +216,24 @@ class Sightings:
             return False
         return promote_locked(s, cand, self.policy.scope, self.policy.ttl_seconds, evidence.confidence,
                               self.guard(), by="policy", why=why, now=now)
+
+
+def upsert_sightings(s: Session, rows: list[dict[str, object]]) -> None:
+    """Insert or widen: the earliest first seen, the latest last seen, the largest count (the agent
+    reports running totals, a telemetry batch its own share: neither may lower what is known)."""
+    if not rows:
+        return
+    conn = s.connection()
+    stmt = insert_for(conn, _SIGHTING)
+    new, old = stmt.excluded, _SIGHTING.c
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["type", "value", "tenant_id", "gateway_id", "host", "via"],
+        set_={"first_seen_ms": case((new.first_seen_ms < old.first_seen_ms, new.first_seen_ms),
+                                    else_=old.first_seen_ms),
+              "last_seen_ms": case((new.last_seen_ms > old.last_seen_ms, new.last_seen_ms),
+                                   else_=old.last_seen_ms),
+              "count": case((new.count > old.count, new.count), else_=old.count)})
+    conn.execute(stmt, rows)
 
 
 def _locked_candidate(s: Session, candidate_id: str) -> SightingCandidate:

@@ -19,7 +19,8 @@ Row = tuple[Any, ...]
 _temp_tables = itertools.count()
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def insert_for(conn: Connection, table: Table) -> Any:
+    """The dialect's INSERT (it has ON CONFLICT) for SQLite or PostgreSQL."""
     name = conn.dialect.name
     if name == "postgresql":
         return pg_insert(table)
@@ -65,7 +66,7 @@ def bulk_upsert(
     params = [dict(zip(cols, r, strict=True)) for r in sorted(rows, key=lambda r: [r[i] for i in key_index])]
     if not params:
         return []
-    stmt = _insert(conn, table)
+    stmt = insert_for(conn, table)
     if add:
         stmt = stmt.on_conflict_do_update(
             index_elements=keys, set_={c: table.c[c] + stmt.excluded[c] for c in add}

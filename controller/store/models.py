@@ -71,6 +71,9 @@ class Gateway(SQLModel, table=True):
     applied_alliance_seq: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
     )
+    # Its agent follows GetBrokers' channels and re-issued JWTs (enrollment or a status report said so).
+    alliance_aware: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False,
+                                                                 server_default=false()))
     # When its NATS user JWT was last re-issued (unix seconds; 0: the one enrollment gave is current).
     # JWTs issued before it are revoked at the broker, so a gateway whose permissions shrank
     # (its tenant left the alliance) cannot keep the wider ones.

@@ -16,7 +16,7 @@ def _ms(*, index: bool = False) -> Column:  # type: ignore[type-arg]
 
 
 class Sighting(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("type", "value", "tenant_id", "gateway_id", "host",
+    __table_args__ = (UniqueConstraint("type", "value", "tenant_id", "gateway_id", "host", "via",
                                        name="uq_sighting"),
                       Index("ix_sighting_tenant_seen", "tenant_id", "last_seen_ms"))
 

@@ -19,7 +19,7 @@ class SyncRequest(_message.Message):
     def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., force_snapshot: _Optional[bool] = ..., alliance: _Optional[bool] = ...) -> None: ...
 
 class StatusReport(_message.Message):
-    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget")
+    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget", "alliance_aware", "alliance")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -29,6 +29,8 @@ class StatusReport(_message.Message):
     REFUSALS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     IOC_BUDGET_FIELD_NUMBER: _ClassVar[int]
     LEFT_OUT_BY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    ALLIANCE_AWARE_FIELD_NUMBER: _ClassVar[int]
+    ALLIANCE_FIELD_NUMBER: _ClassVar[int]
     applied: _common_pb2.Versions
     agent_version: str
     backend: str
@@ -38,7 +40,9 @@ class StatusReport(_message.Message):
     refusals_total: int
     ioc_budget: int
     left_out_by_budget: int
-    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ...) -> None: ...
+    alliance_aware: bool
+    alliance: bool
+    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., alliance_aware: _Optional[bool] = ..., alliance: _Optional[bool] = ...) -> None: ...
 
 class StatusAck(_message.Message):
     __slots__ = ("desired",)

@@ -23,10 +23,13 @@ def upgrade() -> None:
                                       server_default="0"))
         batch_op.add_column(sa.Column("nats_jwt_issued_s", sa.BigInteger(), nullable=False,
                                       server_default="0"))
+        batch_op.add_column(sa.Column("alliance_aware", sa.Boolean(), nullable=False,
+                                      server_default=sa.false()))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("gateway", schema=None) as batch_op:
+        batch_op.drop_column("alliance_aware")
         batch_op.drop_column("nats_jwt_issued_s")
         batch_op.drop_column("applied_alliance_seq")
     with op.batch_alter_table("tenant", schema=None) as batch_op:

@@ -31,7 +31,7 @@ def upgrade() -> None:
         sa.Column("via", sa.String(length=16), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False, server_default="0"),
         _ms("first_seen_ms"), _ms("last_seen_ms"),
-        sa.UniqueConstraint("type", "value", "tenant_id", "gateway_id", "host", name="uq_sighting"),
+        sa.UniqueConstraint("type", "value", "tenant_id", "gateway_id", "host", "via", name="uq_sighting"),
     )
     op.create_index("ix_sighting_tenant_seen", "sighting", ["tenant_id", "last_seen_ms"])
     op.create_table(
