@@ -47,6 +47,7 @@ class PromotionSettings(BaseModel):
     fast_confidence: int = Field(default=90, ge=0, le=100)  # 0: no fast tier
     k: int = Field(default=3, ge=2)  # tenants see "seen by N organisations" only when N >= k
     false_positive_tenants: int = Field(default=3, ge=1)  # distinct tenants' reports withdraw a promotion
+    beacon_score: int = Field(default=90, ge=0, le=100)  # fast tier for one router's beacon (0: off)
 
     @field_validator("ttl")
     @classmethod
@@ -60,7 +61,7 @@ class PromotionSettings(BaseModel):
     def policy(self) -> PromotionPolicy:
         return PromotionPolicy(self.min_tenants, self.min_confidence, self.scope,
                                int(parse_duration(self.ttl).total_seconds()), self.require_approval,
-                               self.fast_confidence, self.k, self.false_positive_tenants)
+                               self.fast_confidence, self.k, self.false_positive_tenants, self.beacon_score)
 
 
 class Settings(BaseSettings):

@@ -11,6 +11,7 @@ telemetry batches still carry every hit: this is the fast path, not the record.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -19,6 +20,8 @@ from dataclasses import dataclass
 import grpc
 
 from gateway_agent.backends.base import EnforcementBackend
+from gateway_agent.beacons.conntrack import follow, never_flagged
+from gateway_agent.beacons.detector import BeaconDetector
 from mssp.common.clock import now_ms
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -50,12 +53,25 @@ class HitWatcher:
         self.known: dict[tuple[str, str], _Known] = {}
         self.pending: list[gateway_pb2.Sighting] = []
         self.reported = 0
+        self.beacons = BeaconDetector()
+        self.beacon_reported: dict[tuple[str, str, int], float] = {}
         self.on_reported: Callable[[list[gateway_pb2.Sighting], float], None] | None = None  # benches
 
     async def run(self) -> None:
-        while True:
-            await self.poll()
-            await asyncio.sleep(self.interval)
+        flows = self.backend.flow_events()
+        reader = None
+        if flows is not None:  # beacon detection: conntrack's events in the router's namespace
+            argv, never = flows
+            reader = asyncio.ensure_future(follow(argv, self.beacons, never_flagged(never)))
+        try:
+            while True:
+                await self.poll()
+                await asyncio.sleep(self.interval)
+        finally:
+            if reader is not None:
+                reader.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await reader
 
     async def poll(self) -> None:
         try:
@@ -65,6 +81,7 @@ class HitWatcher:
             log.debug("%s: reading IOC hits failed: %s", self.label, exc)
             return
         self.pending.extend(self.new_sightings(hits, time.monotonic()))
+        self.pending.extend(self.new_beacons(time.monotonic()))
         del self.pending[:-MAX_PENDING]
         if self.pending:
             await self.flush()
@@ -85,6 +102,23 @@ class HitWatcher:
                                             first_seen_ms=known.first_ms, last_seen_ms=wall))
         while len(self.known) > MAX_KNOWN:
             self.known.pop(next(iter(self.known)))
+        return out
+
+    def new_beacons(self, now: float) -> list[gateway_pb2.Sighting]:
+        """Suspected C2 the detector scores above its threshold, each pair once per REPORT_AGAIN."""
+        out = []
+        for s in self.beacons.suspects():
+            last = self.beacon_reported.get((s.destination, s.host, s.port))
+            if last is not None and now - last < REPORT_AGAIN:
+                continue
+            self.beacon_reported[(s.destination, s.host, s.port)] = now
+            out.append(gateway_pb2.Sighting(
+                indicator=s.destination, host=s.host, via="beacon", count=s.score.intervals + 1,
+                first_seen_ms=now_ms(), last_seen_ms=now_ms(), score=s.score.score, port=s.port,
+                median_interval_s=s.score.median_interval_s, jitter_s=s.score.jitter_s,
+                median_bytes=s.score.median_bytes))
+        while len(self.beacon_reported) > MAX_KNOWN:
+            self.beacon_reported.pop(next(iter(self.beacon_reported)))
         return out
 
     async def flush(self) -> None:

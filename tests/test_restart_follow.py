@@ -52,6 +52,9 @@ async def fleet(tmp_path: Path, settings: Settings, n: int = AGENTS) -> AsyncIte
                                            heartbeat_interval=300.0))
         await wait_until(lambda: all(s.agent.synced.is_set() and s.agent.nats_connected for s in sims),
                          within=BACK_WITHIN)
+        # The resync queued when NATS came up must be done too, or a test counting resyncs races it.
+        await wait_until(lambda: all(not s.agent._resync_queued and not s.agent.resyncing for s in sims),
+                         within=BACK_WITHIN)
         yield ctl, sims
     finally:
         for sim in sims:

@@ -247,3 +247,18 @@ def test_sightings_widen_and_bad_numbers_are_refused(db: Database) -> None:
     bad = [Report(C2, "192.0.2.10", "firewall", 2**63, t, t),
            Report(C2, "fe80::1%" + "x" * 60, "firewall", 1, t, t)]
     assert svc.sightings.record(*gws["acme"], bad) == Recorded(0, 2, ())
+
+
+def test_a_strong_beacon_is_promoted_on_one_router_s_word(db: Database) -> None:
+    svc = ControllerService(db)
+    gws = fleet(svc, ["acme"])
+    t = now_ms()
+    weak = svc.sightings.record(*gws["acme"], [Report("203.0.113.51", "192.0.2.10", "beacon", 12, t, t, 85)])
+    assert weak.promoted == ()
+    strong = svc.sightings.record(*gws["acme"], [Report(C2, "192.0.2.10", "beacon", 12, t, t, 95)])
+    assert strong.promoted == (C2,)
+    (view,) = list_sightings(db, state="promoted")
+    assert view.reason == "a router scored it a beacon at 95"
+    # A score claimed on another kind of sighting counts for nothing.
+    svc.sightings.record(*gws["acme"], [Report("203.0.113.52", "192.0.2.10", "firewall", 1, t, t, 99)])
+    assert [v.state for v in list_sightings(db) if v.value == "203.0.113.52"] == ["candidate"]

@@ -29,6 +29,7 @@ class PromotionPolicy:
     fast_confidence: int = 90  # 0: no fast tier
     k: int = 3  # tenants see "seen by N organisations" only when N >= k
     false_positive_tenants: int = 3  # distinct tenants whose reports withdraw a promotion
+    beacon_score: int = 90  # fast tier: one router's beacon score at least this (0: off)
 
     def __post_init__(self) -> None:
         n = self.min_tenants
@@ -36,6 +37,7 @@ class PromotionPolicy:
             raise InvalidInput(f"promotion min_tenants must be a whole number >= 1, got {n!r}")
         validate_confidence(self.min_confidence)
         validate_confidence(self.fast_confidence)
+        validate_confidence(self.beacon_score)
         validate_ttl(self.ttl_seconds)
         if isinstance(self.k, bool) or not isinstance(self.k, int) or self.k < 2:
             raise InvalidInput(f"promotion k must be a whole number >= 2, got {self.k!r}")
@@ -54,18 +56,21 @@ class Evidence:
     sharing_tenants: int
     confidence: int  # the highest claim on it in the channels of the tenants that saw it
     own_confidence: int  # the highest claim on it in a sighting tenant's own channel
+    beacon_score: int = 0  # the highest periodicity score a sharing tenant's router gave it
 
 
 def decide(policy: PromotionPolicy, evidence: Evidence) -> tuple[bool, str]:
     """(promote now, why or why not) for a candidate."""
     if evidence.sharing_tenants == 0:
         return False, "seen only by tenants outside the alliance"
-    fast = policy.fast_confidence and evidence.own_confidence >= policy.fast_confidence
+    beacon = bool(policy.beacon_score) and evidence.beacon_score >= policy.beacon_score
+    fast = beacon or (policy.fast_confidence and evidence.own_confidence >= policy.fast_confidence)
     broad = evidence.sharing_tenants >= policy.min_tenants and evidence.confidence >= policy.min_confidence
     if not (fast or broad):
         return False, (f"seen by {evidence.sharing_tenants} of the {policy.min_tenants} organisations needed "
                        f"(confidence {evidence.confidence}, {policy.min_confidence} needed)")
-    why = (f"a tenant's own indicator at confidence {evidence.own_confidence} was hit" if fast else
+    why = (f"a router scored it a beacon at {evidence.beacon_score}" if beacon else
+           f"a tenant's own indicator at confidence {evidence.own_confidence} was hit" if fast else
            f"seen by {evidence.sharing_tenants} organisations at confidence {evidence.confidence}")
     if policy.require_approval:
         return False, f"{why}; waiting for approval (require_approval)"

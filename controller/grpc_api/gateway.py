@@ -133,7 +133,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         identity = await self._identify(context)  # the tenant and gateway come from the certificate
         self.sighting_limiter.take(identity.gateway_id)
         reports = [Report(r.indicator[:300], r.host[:64], r.via[:16], r.count, r.first_seen_ms,
-                          r.last_seen_ms) for r in request.sightings]
+                          r.last_seen_ms, r.score) for r in request.sightings]
         recorded = await self._run(self.service.sightings.record, identity.tenant_id, identity.gateway_id,
                                    reports)
         if recorded.promoted:

@@ -1,11 +1,13 @@
 """Sightings as they arrive, and the promotions they lead to (herd immunity).
 
-A gateway reports a hit the moment it sees one (GatewayService.ReportSightings). Each report is
-stored per (indicator, tenant, gateway, host), the claims that hold the indicator where the tenant
-sees it are refreshed (a sighting restarts their decay clock), and the indicator's candidate is
-re-judged by the promotion policy (controller/domain/promotion.py) in the same transaction. The
-candidate row is locked while it is judged, so concurrent reports of one indicator are judged one
-after the other and the last sees them all; promotion is a conditional update, so it happens once.
+A gateway reports a hit the moment it sees one (GatewayService.ReportSightings); hits folded from
+telemetry batches (sinkholed queries among them) come through record_folded. Each report is stored
+per (indicator, tenant, gateway, host, via) and the indicator's candidate is re-judged by the
+promotion policy (controller/domain/promotion.py) in the same transaction. The candidate row is
+locked while it is judged, so concurrent reports of one indicator are judged one after the other and
+the last sees them all; promotion is a conditional update, so it happens once. Afterwards, in short
+transactions of their own, the claims that hold the indicator where the tenant receives it are
+refreshed (a sighting restarts their decay clock).
 
 A promotion is one claim by source "alliance" on the alliance (or global) channel, pushed like any
 other: it names no tenant, gateway or host, and it passes the never-block guard (popular domains,
@@ -68,6 +70,7 @@ class Report:
     count: int
     first_seen_ms: int
     last_seen_ms: int
+    score: int = 0  # via "beacon": the router's periodicity score (0-100)
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,8 @@ def parse_reports(reports: Sequence[Report], now: int) -> tuple[list[tuple[Key, 
             continue  # a scoped IPv6 address names the router's own link, never a LAN host to report
         last = min(max(r.last_seen_ms, 0), now) or now  # a router clock ahead of ours is not trusted
         first = min(max(r.first_seen_ms, 0), last) or last
-        report = Report(parsed.value, host, r.via, r.count, first, last)
+        report = Report(parsed.value, host, r.via, r.count, first, last,
+                        min(max(r.score, 0), 100) if r.via == "beacon" else 0)
         good.append(((int(parsed.kind), parsed.value), report))
     return good, len(reports) - len(good)
 
@@ -119,7 +123,7 @@ class Sightings:
             upsert_sightings(s, [
                 {"type": k[0], "value": k[1], "tenant_id": tenant_id, "gateway_id": gateway_id,
                  "host": host, "via": via, "count": r.count, "first_seen_ms": r.first_seen_ms,
-                 "last_seen_ms": r.last_seen_ms}
+                 "last_seen_ms": r.last_seen_ms, "score": r.score}
                 for (k, host, via), r in sorted(latest.items())])
             seen = {k: max(r.last_seen_ms for kk, r in good if kk == k) for k, _ in good}
             candidates = [(uuid.uuid4().hex, k[0], k[1], "candidate", 0, ts, ts, "", "", 0, "")
@@ -232,7 +236,8 @@ def upsert_sightings(s: Session, rows: list[dict[str, object]]) -> None:
                                     else_=old.first_seen_ms),
               "last_seen_ms": case((new.last_seen_ms > old.last_seen_ms, new.last_seen_ms),
                                    else_=old.last_seen_ms),
-              "count": case((new.count > old.count, new.count), else_=old.count)})
+              "count": case((new.count > old.count, new.count), else_=old.count),
+              "score": case((new.score > old.score, new.score), else_=old.score)})
     conn.execute(stmt, rows)
 
 
@@ -252,7 +257,11 @@ def evidence_of(s: Session, key: Key) -> Evidence:
         col(Tenant.id).in_(seen_by), col(Tenant.sharing) == true(), Tenant.deleted_at_ms == 0)))
     own = [tenant_channel(tid) for tid in sharing]
     confidence = _max_confidence(s, [*own, ALLIANCE_CHANNEL], key)
-    return Evidence(len(sharing), confidence, _max_confidence(s, own, key))
+    beacon = 0
+    if sharing:
+        beacon = s.exec(select(func.max(Sighting.score)).where(  # type: ignore[call-overload]
+            Sighting.type == key[0], Sighting.value == key[1], col(Sighting.tenant_id).in_(sharing))).one()
+    return Evidence(len(sharing), confidence, _max_confidence(s, own, key), int(beacon or 0))
 
 
 def _max_confidence(s: Session, channels: list[str], key: Key) -> int:

@@ -28,6 +28,7 @@ class Sighting(SQLModel, table=True):
     host: str = Field(default="", max_length=45)
     via: str = Field(default="firewall", max_length=16)
     count: int = Field(sa_column=Column(BigInteger, nullable=False, default=0, server_default="0"))
+    score: int = Field(default=0)  # via "beacon": the router's periodicity score
     first_seen_ms: int = Field(sa_column=_ms())
     last_seen_ms: int = Field(sa_column=_ms())
 

@@ -60,6 +60,11 @@ class EnforcementBackend(ABC):
         """StatusReport fields of the device budget (gateway_agent/budget.py); none by default."""
         return {}
 
+    def flow_events(self) -> tuple[list[str], list[str]] | None:
+        """(the conntrack event command for the router's namespace, networks never to flag) for beacon
+        detection (gateway_agent/beacons/); None where there are no real flows."""
+        return None
+
     def close(self) -> None:  # noqa: B027 - optional hook
         pass
 
@@ -95,6 +100,9 @@ class WrappedBackend(EnforcementBackend):
 
     def budget_report(self) -> dict[str, int]:
         return self.inner.budget_report()
+
+    def flow_events(self) -> tuple[list[str], list[str]] | None:
+        return self.inner.flow_events()
 
     def close(self) -> None:
         self.inner.close()

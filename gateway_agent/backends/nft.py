@@ -19,6 +19,7 @@ import ipaddress
 import json
 import logging
 import re
+import shutil
 import socket
 import threading
 from collections.abc import Sequence
@@ -141,6 +142,14 @@ class NftBackend(EnforcementBackend):
                              deny=self.deny)
         except CompileError as exc:
             raise ApplyError(str(exc)) from exc
+
+    def flow_events(self) -> tuple[list[str], list[str]] | None:
+        if shutil.which("conntrack") is None:
+            return None
+        argv = ["conntrack", "-E", "-e", "NEW,UPDATE,DESTROY", "-o", "timestamp,id"]
+        netns = self.runner.netns
+        return ([*(["ip", "netns", "exec", netns] if netns else []), *argv],
+                [str(n) for n in self.never_block_networks])
 
     @property
     def never_block_networks(self) -> list[Network]:

@@ -65,20 +65,30 @@ class Brokers(_message.Message):
     def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Sighting(_message.Message):
-    __slots__ = ("indicator", "host", "via", "count", "first_seen_ms", "last_seen_ms")
+    __slots__ = ("indicator", "host", "via", "count", "first_seen_ms", "last_seen_ms", "score", "port", "median_interval_s", "jitter_s", "median_bytes")
     INDICATOR_FIELD_NUMBER: _ClassVar[int]
     HOST_FIELD_NUMBER: _ClassVar[int]
     VIA_FIELD_NUMBER: _ClassVar[int]
     COUNT_FIELD_NUMBER: _ClassVar[int]
     FIRST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
     LAST_SEEN_MS_FIELD_NUMBER: _ClassVar[int]
+    SCORE_FIELD_NUMBER: _ClassVar[int]
+    PORT_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_INTERVAL_S_FIELD_NUMBER: _ClassVar[int]
+    JITTER_S_FIELD_NUMBER: _ClassVar[int]
+    MEDIAN_BYTES_FIELD_NUMBER: _ClassVar[int]
     indicator: str
     host: str
     via: str
     count: int
     first_seen_ms: int
     last_seen_ms: int
-    def __init__(self, indicator: _Optional[str] = ..., host: _Optional[str] = ..., via: _Optional[str] = ..., count: _Optional[int] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ...) -> None: ...
+    score: int
+    port: int
+    median_interval_s: float
+    jitter_s: float
+    median_bytes: int
+    def __init__(self, indicator: _Optional[str] = ..., host: _Optional[str] = ..., via: _Optional[str] = ..., count: _Optional[int] = ..., first_seen_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., score: _Optional[int] = ..., port: _Optional[int] = ..., median_interval_s: _Optional[float] = ..., jitter_s: _Optional[float] = ..., median_bytes: _Optional[int] = ...) -> None: ...
 
 class SightingReport(_message.Message):
     __slots__ = ("sightings",)

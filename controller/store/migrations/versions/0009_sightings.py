@@ -30,6 +30,7 @@ def upgrade() -> None:
         sa.Column("host", sa.String(length=45), nullable=False),
         sa.Column("via", sa.String(length=16), nullable=False),
         sa.Column("count", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("score", sa.Integer(), nullable=False, server_default="0"),
         _ms("first_seen_ms"), _ms("last_seen_ms"),
         sa.UniqueConstraint("type", "value", "tenant_id", "gateway_id", "host", "via", name="uq_sighting"),
     )
