@@ -262,3 +262,17 @@ def test_a_strong_beacon_is_promoted_on_one_router_s_word(db: Database) -> None:
     # A score claimed on another kind of sighting counts for nothing.
     svc.sightings.record(*gws["acme"], [Report("203.0.113.52", "192.0.2.10", "firewall", 1, t, t, 99)])
     assert [v.state for v in list_sightings(db) if v.value == "203.0.113.52"] == ["candidate"]
+
+
+def test_beacon_suspects_are_in_the_tenant_s_security_report(db: Database) -> None:
+    from controller.reports.security import security_report
+    from controller.services.tenant_scope import current_period
+
+    svc = ControllerService(db)
+    gws = fleet(svc, ["acme", "globex"])
+    t = now_ms()
+    svc.sightings.record(*gws["acme"], [Report("203.0.113.51", "192.0.2.10", "beacon", 12, t, t, 85)])
+    svc.sightings.record(*gws["globex"], [Report("203.0.113.52", "192.0.2.20", "beacon", 9, t, t, 82)])
+    (suspect,) = security_report(db, gws["acme"][0], current_period(t)).beacon_suspects
+    assert (suspect.destination, suspect.host.gateway, suspect.host.address, suspect.score) == (
+        "203.0.113.51", "gw1", "192.0.2.10", 85)  # only its own: globex's beacon is not acme's business

@@ -145,6 +145,14 @@ class DayCount(BaseModel):
     value: int
 
 
+class BeaconSuspect(BaseModel):
+    destination: str
+    host: HostRef
+    score: int = Field(description="the router's periodicity score, 0-100")
+    connections: int
+    last_seen_ms: int
+
+
 class SecurityReport(BaseModel):
     tenant: str
     period: str
@@ -154,6 +162,8 @@ class SecurityReport(BaseModel):
     leak_alerts: list[LeakAlert]
     offline: list[GatewayOffline]
     blocks_per_day: list[DayCount]
+    beacon_suspects: list[BeaconSuspect] = Field(
+        description="suspected command-and-control, highest score first")
 
 
 class Alert(BaseModel):
@@ -201,6 +211,9 @@ def security(s: r.SecurityReport) -> SecurityReport:
         leak_alerts=[LeakAlert(**asdict(a)) for a in s.leak_alerts],
         offline=[GatewayOffline(**asdict(o)) for o in s.offline],
         blocks_per_day=[DayCount(**asdict(d)) for d in s.blocks_per_day],
+        beacon_suspects=[BeaconSuspect(destination=b.destination, host=HostRef(**asdict(b.host)),
+                                       score=b.score, connections=b.connections, last_seen_ms=b.last_seen_ms)
+                         for b in s.beacon_suspects],
     )
 
 

@@ -26,7 +26,8 @@ from controller.domain.reporting import SecurityReport
 from controller.services.tenant_scope import TenantScope, current_period
 
 router = APIRouter(prefix="/v1", tags=["reports"], dependencies=[Depends(known_params_only)])
-Table = Literal["top_blocked", "ioc_hits", "uploads", "leak_alerts", "offline", "blocks_per_day"]
+Table = Literal["top_blocked", "ioc_hits", "uploads", "leak_alerts", "offline", "blocks_per_day",
+                "beacon_suspects"]
 
 
 def _table(report: SecurityReport, table: str) -> tuple[tuple[str, ...], list[tuple[Any, ...]]]:
@@ -45,6 +46,10 @@ def _table(report: SecurityReport, table: str) -> tuple[tuple[str, ...], list[tu
                 [(o.gateway_id, o.gateway, o.online_seconds, o.offline_seconds) for o in report.offline])
     if table == "blocks_per_day":
         return ("day", "blocked"), [(d.day, d.value) for d in report.blocks_per_day]
+    if table == "beacon_suspects":
+        return (("destination", "gateway", "host", "score", "connections", "last_seen_ms"),
+                [(b.destination, b.host.gateway, b.host.address, b.score, b.connections, b.last_seen_ms)
+                 for b in report.beacon_suspects])
     return (("category", "gateway", "host", "bytes"),
             [(u.category, u.host.gateway, u.host.address, u.bytes) for u in report.uploads])
 

@@ -152,6 +152,17 @@ class DayCount:
 
 
 @dataclass(frozen=True)
+class BeaconSuspect:
+    """Suspected command-and-control: a LAN host that connected to `destination` like a timer."""
+
+    destination: str
+    host: HostRef
+    score: int  # the router's periodicity score, 0-100
+    connections: int
+    last_seen_ms: int
+
+
+@dataclass(frozen=True)
 class SecurityReport:
     tenant_id: str
     tenant: str
@@ -162,3 +173,4 @@ class SecurityReport:
     leak_alerts: tuple[LeakAlert, ...]
     offline: tuple[GatewayOffline, ...]
     blocks_per_day: tuple[DayCount, ...] = field(default=())  # for the monthly report's chart
+    beacon_suspects: tuple[BeaconSuspect, ...] = field(default=())  # highest score first

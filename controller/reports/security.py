@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 
 from controller.domain.errors import NotFound
 from controller.domain.reporting import (
+    BeaconSuspect,
     BlockedDestination,
     DayCount,
     GatewayOffline,
@@ -34,6 +35,7 @@ from controller.domain.reporting import (
 )
 from controller.store import models as rows
 from controller.store.db import Database
+from controller.store.sighting_models import Sighting
 from controller.telemetry.alerts import split_dimension
 from controller.telemetry.fold import DAY_MS
 from controller.telemetry.models import DetectionEvent, RollupDaily, UsageDaily
@@ -54,6 +56,7 @@ _EVENT = DetectionEvent.__table__  # type: ignore[attr-defined]
 _GATEWAY = rows.Gateway.__table__  # type: ignore[attr-defined]
 _IOC = rows.Ioc.__table__  # type: ignore[attr-defined]
 _TENANT = rows.Tenant.__table__  # type: ignore[attr-defined]
+_SIGHTING = Sighting.__table__  # type: ignore[attr-defined]
 _TENANT = rows.Tenant.__table__  # type: ignore[attr-defined]
 
 
@@ -144,6 +147,19 @@ def _mark_alliance(conn: Connection, tenant_id: str,
             _IOC.c.value.in_([i.indicator for i in iocs]), _IOC.c.channel.in_(own))):
         held[value].add(channel)
     return tuple(replace(i, thanks_to_alliance=held.get(i.indicator) == {ALLIANCE_CHANNEL}) for i in iocs)
+
+
+def _beacons(conn: Connection, tenant_id: str, start: int, end: int,
+             label: _Labels) -> tuple[BeaconSuspect, ...]:
+    """The tenant's own beacon sightings last seen in the period (gateway_agent/beacons/)."""
+    rows = conn.execute(
+        select(_SIGHTING.c.value, _SIGHTING.c.gateway_id, _SIGHTING.c.host, _SIGHTING.c.score,
+               _SIGHTING.c.count, _SIGHTING.c.last_seen_ms)
+        .where(_SIGHTING.c.tenant_id == tenant_id, _SIGHTING.c.via == "beacon",
+               _SIGHTING.c.last_seen_ms >= start, _SIGHTING.c.last_seen_ms < end)
+        .order_by(_SIGHTING.c.score.desc(), _SIGHTING.c.last_seen_ms.desc()).limit(LIMIT))
+    return tuple(BeaconSuspect(value, HostRef(label(gid), host), int(score), int(count), int(seen))
+                 for value, gid, host, score, count, seen in rows)
 
 
 def _uploads(grouped: list[Any], label: _Labels) -> tuple[HostUpload, ...]:
@@ -266,5 +282,6 @@ def report_and_category_totals(
             leak_alerts=_leak_alerts(conn, tenant_id, first, end_day, start, end, label),
             offline=_offline(conn, tenant_id, first, end_day, start, end, now),
             blocks_per_day=_blocks_per_day(conn, tenant_id, first, start, end, now),
+            beacon_suspects=_beacons(conn, tenant_id, start, end, label),
         )
     return report, _category_totals(grouped)
