@@ -32,6 +32,7 @@ REPORT_AGAIN = 300.0
 MAX_PER_CALL = 100
 MAX_PENDING = 1000
 MAX_KNOWN = 50_000  # pairs remembered; the oldest are forgotten first
+SCORE_EVERY = 2.0  # seconds between beacon scorings
 RPC_TIMEOUT = 5.0
 
 
@@ -55,6 +56,7 @@ class HitWatcher:
         self.reported = 0
         self.beacons = BeaconDetector()
         self.beacon_reported: dict[tuple[str, str, int], float] = {}
+        self.scored_at = float("-inf")
         self.on_reported: Callable[[list[gateway_pb2.Sighting], float], None] | None = None  # benches
 
     async def run(self) -> None:
@@ -79,7 +81,7 @@ class HitWatcher:
             hits = await asyncio.to_thread(read) if self.backend.hits_block else read()
         except Exception as exc:  # no table yet, nft busy: the next poll tries again
             log.debug("%s: reading IOC hits failed: %s", self.label, exc)
-            return
+            hits = {}
         self.pending.extend(self.new_sightings(hits, time.monotonic()))
         self.pending.extend(self.new_beacons(time.monotonic()))
         del self.pending[:-MAX_PENDING]
@@ -105,8 +107,12 @@ class HitWatcher:
         return out
 
     def new_beacons(self, now: float) -> list[gateway_pb2.Sighting]:
-        """Suspected C2 the detector scores above its threshold, each pair once per REPORT_AGAIN."""
-        out = []
+        """Suspected C2 the detector scores above its threshold (every SCORE_EVERY: a beacon is slow,
+        and scoring a full table costs tens of milliseconds), each pair once per REPORT_AGAIN."""
+        out: list[gateway_pb2.Sighting] = []
+        if now - self.scored_at < SCORE_EVERY:
+            return out
+        self.scored_at = now
         for s in self.beacons.suspects():
             last = self.beacon_reported.get((s.destination, s.host, s.port))
             if last is not None and now - last < REPORT_AGAIN:
