@@ -35,7 +35,6 @@ from fleet_worker import Worker, commands, start_agents, start_controller, stop_
 from propagation import raise_fd_limit
 
 from controller.simulation import OperatorApi, SimulatedAgent, percentiles, wait_until
-from gateway_agent.backends.recording import RecordingBackend
 from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.v1 import common_pb2, gateway_pb2
 
@@ -74,9 +73,7 @@ async def timed_hit(sim: SimulatedAgent, value: str) -> dict[str, float]:
 
     watcher.new_sightings = detect  # type: ignore[method-assign]
     watcher.on_reported = lambda _batch, at: done.setdefault("committed", at)
-    backend = sim.agent.backend
-    while not isinstance(backend, RecordingBackend):
-        backend = backend.inner  # type: ignore[attr-defined]  (the exempting and budget wrappers)
+    backend = sim.recording()
     t0 = time.monotonic()
     backend.record_hit(value, HOST)
     await wait_until(lambda: "committed" in done, within=60, interval=0.001)

@@ -22,7 +22,6 @@ from rich.table import Table
 from controller.app import ControllerApp
 from controller.config import Settings
 from controller.simulation import OperatorApi, SimulatedAgent, enroll_agent, percentiles, wait_until
-from gateway_agent.backends.recording import RecordingBackend
 from mssp.common.channels import ALLIANCE_CHANNEL
 from mssp.v1 import common_pb2, operator_pb2
 
@@ -149,9 +148,7 @@ async def herd_immunity(console: Console, op: OperatorApi, agents: list[Simulate
     await op.call("AddIoc", operator_pb2.AddIocRequest(value=C2, scope="tenant:acme", source="acme-intel",
                                                        confidence=95, has_confidence=True))
     await wait_until(lambda: C2 in hit_at.ioc_values(), within=30)
-    backend = hit_at.agent.backend
-    while not isinstance(backend, RecordingBackend):
-        backend = backend.inner  # type: ignore[attr-defined]  (the exempting and budget wrappers)
+    backend = hit_at.recording()
     key = (common_pb2.IOC_TYPE_IPV4, C2)
     started = time.monotonic()
     backend.record_hit(C2, "192.0.2.10")  # what the kernel's hit set would show

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 
-from gateway_agent.backends.base import EnforcementBackend
+from gateway_agent.backends.base import EnforcementBackend, WrappedBackend
 from gateway_agent.backends.recording import RecordingBackend
 from gateway_agent.enroll import enroll
 from gateway_agent.runtime import GatewayAgent
@@ -100,6 +100,16 @@ class SimulatedAgent:
 
     def versions(self) -> common_pb2.Versions:
         return self.agent.state.versions()
+
+    def recording(self) -> RecordingBackend:
+        """The recording backend under the agent's wrappers (exemptions, budget): where a simulation
+        makes its kernel hits."""
+        backend = self.agent.backend
+        while isinstance(backend, WrappedBackend):
+            backend = backend.inner
+        if not isinstance(backend, RecordingBackend):
+            raise TypeError(f"{self.label} does not run the recording backend")
+        return backend
 
     def ioc_values(self) -> set[str]:
         return {ioc.value for ioc in self.agent.state.live_iocs()}

@@ -34,10 +34,7 @@ async def herd(tmp_path: Path) -> AsyncIterator[RunningController]:
 
 
 def recording(sim: SimulatedAgent) -> RecordingBackend:
-    backend = sim.agent.backend
-    while not isinstance(backend, RecordingBackend):
-        backend = backend.inner  # type: ignore[attr-defined]  (the exempting and budget wrappers)
-    return backend
+    return sim.recording()
 
 
 async def test_two_organisations_hits_protect_the_alliance(herd: RunningController) -> None:

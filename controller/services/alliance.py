@@ -17,6 +17,7 @@ from sqlmodel import Session, col, select
 
 from controller.domain.errors import InvalidInput, NotFound
 from controller.domain.models import GatewayStatus, Tenant
+from controller.services.channels import sharing
 from controller.services.tenants import tenant_row, tenant_view
 from controller.store import models as rows
 from controller.store.db import Database
@@ -82,7 +83,7 @@ class Alliance:
 
     def tenant_shares(self, tenant_id: str) -> bool:
         with self.db.session(readonly=True) as s:
-            return bool(s.exec(select(rows.Tenant.sharing).where(rows.Tenant.id == tenant_id)).first())
+            return sharing(s, tenant_id)
 
 
 def _reissue_jwts(s: Session, tenant_id: str) -> list[str]:

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import exists
+from sqlalchemy import exists, tuple_
 from sqlmodel import col, select
 
 from controller.domain.errors import InvalidInput, NotFound
+from controller.services.claims import chunks
 from controller.services.tenants import tenant_row
 from controller.store.db import Database
 from controller.store.models import Gateway, Tenant
@@ -79,12 +80,19 @@ def list_sightings(db: Database, tenant: str | None = None, since_ms: int = 0,
                                                Sighting.tenant_id == tenant_id))
         query = query.order_by(col(SightingCandidate.last_seen_ms).desc()).limit(MAX_LISTED)
         candidates = s.exec(query).all()
-        tenants = {t.id: (t.name, t.sharing) for t in s.exec(select(Tenant))}
-        gateways = {g.id: g.name for g in s.exec(select(Gateway))}
+        by_key: dict[tuple[int, str], list[Sighting]] = {}
+        for part in chunks([(c.type, c.value) for c in candidates]):  # one read per 500, not one each
+            found = s.exec(select(Sighting).where(tuple_(col(Sighting.type), col(Sighting.value)).in_(part))
+                           .order_by(col(Sighting.last_seen_ms).desc()))
+            for r in found:
+                by_key.setdefault((r.type, r.value), []).append(r)
+        tenants = {t.id: (t.name, t.sharing) for t in s.exec(select(Tenant))}  # hundreds at most
+        gateways: dict[str, str] = {}
+        for ids in chunks(sorted({r.gateway_id for rows in by_key.values() for r in rows})):
+            gateways.update(s.exec(select(Gateway.id, Gateway.name).where(col(Gateway.id).in_(ids))).all())
         out = []
         for c in candidates:
-            rows = s.exec(select(Sighting).where(Sighting.type == c.type, Sighting.value == c.value)
-                          .order_by(col(Sighting.last_seen_ms).desc())).all()
+            rows = by_key.get((c.type, c.value), [])
             seen_by = {r.tenant_id for r in rows}
             shown = [r for r in rows if tenant_id is None or r.tenant_id == tenant_id]
             where = tuple(SightingWhere(tenants.get(r.tenant_id, ("?", False))[0],

@@ -37,7 +37,7 @@ from controller.domain.promotion import (
     decide,
 )
 from controller.services.allowlist import GuardSettings, guard_for
-from controller.services.channels import lock_channel
+from controller.services.channels import lock_channel, sharing
 from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, indicator_rows
 from controller.services.scopes import scope_channel
 from controller.store.bulk import bulk_upsert, insert_for
@@ -125,7 +125,9 @@ class Sightings:
                  "host": host, "via": via, "count": r.count, "first_seen_ms": r.first_seen_ms,
                  "last_seen_ms": r.last_seen_ms, "score": r.score}
                 for (k, host, via), r in sorted(latest.items())])
-            seen = {k: max(r.last_seen_ms for kk, r in good if kk == k) for k, _ in good}
+            seen: dict[Key, int] = {}  # per indicator: its latest sighting in this report
+            for k, r in good:
+                seen[k] = max(seen.get(k, 0), r.last_seen_ms)
             candidates = [(uuid.uuid4().hex, k[0], k[1], "candidate", 0, ts, ts, "", "", 0, "")
                           for k, ts in sorted(seen.items())]
             bulk_upsert(s.connection(), _CANDIDATE, _CANDIDATE_COLS, candidates, keys=["type", "value"])
@@ -186,9 +188,8 @@ class Sightings:
         anything a channel writer waits for; a conflict costs one refresh, not the sighting."""
         try:
             with self.db.session() as s:
-                shares = bool(s.exec(select(Tenant.sharing).where(Tenant.id == tenant_id)).first())
                 channels = [GLOBAL_CHANNEL, tenant_channel(tenant_id)]
-                if shares:
+                if sharing(s, tenant_id):
                     channels.append(ALLIANCE_CHANNEL)
                 for key in keys:
                     s.exec(update(IocClaim).where(  # type: ignore[call-overload]
