@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import json
 import logging
 import os
@@ -24,9 +25,10 @@ from controller.domain.errors import ListenError
 from controller.grpc_api.apikeys import ApiKeyServicer
 from controller.grpc_api.billing import BillingServicer
 from controller.grpc_api.enrollment import EnrollmentServicer
-from controller.grpc_api.gateway import GatewayServicer
+from controller.grpc_api.gateway import GatewayServicer, Renewal
 from controller.grpc_api.intel import IntelServicer
 from controller.grpc_api.operator import OperatorServicer, token_digest
+from controller.grpc_api.signing import KeyRotation
 from controller.grpc_api.telemetry import TelemetryServicer
 from controller.housekeeping import Housekeeper, controller_jobs
 from controller.listen_state import ListenState
@@ -35,10 +37,11 @@ from controller.nats.conn_limit import ConnectionLimiter
 from controller.nats.embedded import EmbeddedNats
 from controller.nats.revocation import STATE_FILE, RevocationSync
 from controller.nats.tls import ClientTls, controller_tls, late_upgrade, settle_external
-from controller.pki import CertificateAuthority, load_or_create_signing_key
+from controller.pki import CertificateAuthority
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
 from controller.services.allowlist import GuardSettings
+from controller.signing_keys import SigningKeys
 from controller.status_recorder import StatusRecorder
 from controller.store.db import Database
 from controller.store.revoked import nats_revocations
@@ -134,7 +137,7 @@ class ControllerApp:
         )
         await asyncio.to_thread(self.service.billing.plan_book)  # a malformed plans file stops start-up
         ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)
-        signing_key = await asyncio.to_thread(load_or_create_signing_key, s.pki_dir / "signing.key")
+        signing_key = await asyncio.to_thread(SigningKeys.load_or_create, s.pki_dir)
         self.identity = await asyncio.to_thread(NatsIdentity.load_or_create, s.nats_dir)
         token = await asyncio.to_thread(load_or_create_operator_token, s.operator_token_file)
         operator_digest = token_digest(token)
@@ -177,12 +180,13 @@ class ControllerApp:
         self.service.set_guard(GuardSettings(s.ioc_max_prefix_v4, s.ioc_max_prefix_v6,
                                              tuple(sorted(h for h in own if h))))
 
+        lifetime = dt.timedelta(seconds=s.gateway_cert_lifetime_seconds)
         enrollment_pb2_grpc.add_EnrollmentServiceServicer_to_server(
             EnrollmentServicer(
                 self.service, ca, signing_key,
                 gateway_endpoint=self.gateway_address,
                 nats_urls=self._agent_nats_urls(),
-                mint_gateway_jwt=self.identity.gateway_user_jwt,
+                mint_gateway_jwt=self.identity.gateway_user_jwt, cert_lifetime=lifetime,
             ),
             api,
         )
@@ -190,6 +194,8 @@ class ControllerApp:
             OperatorServicer(
                 self.service, ca, operator_digest,
                 on_change=self.publisher.wake, on_revoke=self.revoke_nats_user,
+                rotation=KeyRotation(signing_key, self.publisher.announce_keys,
+                                     s.signing_key_overlap_seconds, self.service.gateways.unable_to_rotate),
             ),
             api,
         )
@@ -219,7 +225,8 @@ class ControllerApp:
             GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder,
                             nats_urls=self._agent_nats_urls,
                             mint_gateway_jwt=self.identity.gateway_user_jwt,
-                            on_change=self.publisher.wake), gw
+                            on_change=self.publisher.wake,
+                            renewal=Renewal(ca, lifetime, self.revoke_nats_user)), gw
         )
         for server in (api, gw):
             health_servicer = health.aio.HealthServicer()

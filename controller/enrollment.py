@@ -61,7 +61,7 @@ def spend_token(s: Session, secret: str) -> EnrollmentTicket:
 
 def mark_enrolled(
     s: Session, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str,
-    alliance_aware: bool = False,
+    alliance_aware: bool = False, cert_validity_ms: tuple[int, int] = (0, 0), rotation_aware: bool = False,
 ) -> str:
     """pending -> enrolled with its credentials; the gateway's tenant id. A gateway revoked (or
     enrolled by someone else) since its token was spent stays as it is: Conflict. The agent version
@@ -74,6 +74,8 @@ def mark_enrolled(
         update(Gateway).where(col(Gateway.id) == gateway_id, pending).values(
             status=GatewayStatus.ENROLLED.value, cert_serial=cert_serial, nats_public_key=nats_public_key,
             agent_version=agent_version, enrolled_at_ms=now, last_seen_ms=now, alliance_aware=alliance_aware,
+            cert_not_before_ms=cert_validity_ms[0], cert_not_after_ms=cert_validity_ms[1],
+            rotation_aware=rotation_aware,
         )
     )
     if moved.rowcount != 1:

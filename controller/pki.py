@@ -30,7 +30,7 @@ MAX_CSR_BYTES = 16 * 1024
 log = logging.getLogger(__name__)
 
 
-def _pem_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
+def pem_private_key(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> bytes:
     return key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     )
@@ -51,6 +51,17 @@ class IssuedCertificate:
     cert_pem: bytes
     serial_hex: str
     not_after: dt.datetime
+    not_before: dt.datetime
+
+    @property
+    def validity_ms(self) -> tuple[int, int]:
+        return int(self.not_before.timestamp() * 1000), int(self.not_after.timestamp() * 1000)
+
+
+def backdate(validity: dt.timedelta) -> dt.timedelta:
+    """How far before now a certificate starts (clock skew): 5 minutes, or a tenth of a short lifetime,
+    so that agents renewing at two thirds of not_before..not_after do not renew at once."""
+    return min(dt.timedelta(minutes=5), validity / 10)
 
 
 class CertificateAuthority:
@@ -93,7 +104,7 @@ class CertificateAuthority:
             .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(key, hashes.SHA256())
         )
-        write_private(key_path, _pem_key(key))
+        write_private(key_path, pem_private_key(key))
         write_atomic(cert_path, cert.public_bytes(serialization.Encoding.PEM))
         return cls(key, cert)
 
@@ -107,7 +118,7 @@ class CertificateAuthority:
             .issuer_name(self.cert.subject)
             .public_key(public_key)  # type: ignore[arg-type]
             .serial_number(x509.random_serial_number())
-            .not_valid_before(now - dt.timedelta(minutes=5))
+            .not_valid_before(now - backdate(validity))
             .not_valid_after(now + validity)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(
@@ -160,7 +171,7 @@ class CertificateAuthority:
         chain = cert.public_bytes(serialization.Encoding.PEM) + self.cert_pem
         # Each file is replaced whole; the certificate goes last, so a crash in between leaves a new
         # key with the old certificate, which _unusable sees as a mismatch on the next start.
-        write_private(key_path, _pem_key(key))
+        write_private(key_path, pem_private_key(key))
         write_atomic(cert_path, chain)
         return key_path, cert_path
 
@@ -197,7 +208,9 @@ class CertificateAuthority:
             return False
         return True
 
-    def sign_gateway_csr(self, csr_pem: bytes, *, tenant_id: str, gateway_id: str) -> IssuedCertificate:
+    def sign_gateway_csr(
+        self, csr_pem: bytes, *, tenant_id: str, gateway_id: str, validity: dt.timedelta = CLIENT_VALIDITY
+    ) -> IssuedCertificate:
         """Only the CSR's public key is used: the identity is ours to set, never the requester's."""
         public_key = load_gateway_csr(csr_pem).public_key()
         cert = (
@@ -207,7 +220,7 @@ class CertificateAuthority:
                     x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, tenant_id),
                 ]),
                 public_key,
-                CLIENT_VALIDITY,
+                validity,
             )
             .add_extension(
                 x509.SubjectAlternativeName(
@@ -222,6 +235,7 @@ class CertificateAuthority:
             cert_pem=cert.public_bytes(serialization.Encoding.PEM),
             serial_hex=format(cert.serial_number, "x"),
             not_after=cert.not_valid_after_utc,
+            not_before=cert.not_valid_before_utc,
         )
 
 
@@ -256,7 +270,7 @@ def load_or_create_signing_key(path: Path) -> ed25519.Ed25519PrivateKey:
             raise RuntimeError(f"{path} is not an Ed25519 private key")
         return key
     key = ed25519.Ed25519PrivateKey.generate()
-    write_private(path, _pem_key(key))
+    write_private(path, pem_private_key(key))
     return key
 
 

@@ -19,11 +19,12 @@ from nats.aio.client import Client as NatsClient
 
 from controller import outbox
 from controller.service import ControllerService
+from controller.signing_keys import SigningKeys
 from mssp.common.aio import cancel_and_wait, wait_event
-from mssp.common.channels import channel_subject
+from mssp.common.channels import GLOBAL_CHANNEL, channel_subject
 from mssp.common.envelope import sign_push, sign_split
 from mssp.common.parts import MAX_ENVELOPE_BYTES, MAX_PUSH_BYTES, PushTooLarge
-from mssp.v1 import push_pb2
+from mssp.v1 import common_pb2, push_pb2
 
 log = logging.getLogger("mssp.controller.push")
 
@@ -44,13 +45,13 @@ class PushPublisher:
         self,
         service: ControllerService,
         nc: NatsClient,
-        signing_key: Ed25519PrivateKey,
+        signing_key: Ed25519PrivateKey | SigningKeys,
         *,
         beacon_interval: float = 5.0,
     ) -> None:
         self.service = service
         self.nc = nc
-        self.signing_key = signing_key
+        self.keys = signing_key if isinstance(signing_key, SigningKeys) else SigningKeys.fixed(signing_key)
         self.beacon_interval = beacon_interval
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -117,7 +118,7 @@ class PushPublisher:
                     raise PushTooLarge(f"push {row.channel}#{row.seq} is {row.size} bytes, "
                                        f"over the {MAX_PUSH_BYTES} bytes a push may take in parts")
                 push = push_pb2.Push.FromString(row.payload)
-                envelopes = sign_split(self.signing_key, push, max_envelope)
+                envelopes = sign_split(self.keys.active, push, max_envelope)
             except Exception as exc:  # PushTooLarge, or a row that does not parse: never retried
                 error = f"not published on NATS, gateways get it by resync: {exc}"
                 log.warning("outbox row %d (%s#%d): %s", row.id, row.channel, row.seq, error)
@@ -139,9 +140,24 @@ class PushPublisher:
             except Exception as exc:
                 log.debug("beacon failed: %s", exc)
 
+    async def announce_keys(self, old: Ed25519PrivateKey, keys: common_pb2.SigningKeys) -> bool:
+        """A key rotation, signed by the key agents trust now, on the global channel (every gateway
+        follows it) and on the connection every later push takes, so it reaches each agent first.
+        False when the broker did not take it: agents then learn the set from GetBrokers."""
+        try:
+            heads = await asyncio.to_thread(self.service.published_heads)
+            push = push_pb2.Push(channel=GLOBAL_CHANNEL, seq=heads.get(GLOBAL_CHANNEL, 0), signing_keys=keys)
+            await self.nc.publish(channel_subject(GLOBAL_CHANNEL), sign_push(old, push).SerializeToString())
+            await self.nc.flush(timeout=FLUSH_TIMEOUT)
+        except Exception as exc:
+            log.warning("announcing the new signing key on NATS failed (gateways get it on Sync): %s", exc)
+            return False
+        return True
+
     def _sign_beacons(self, heads: dict[str, int]) -> list[tuple[str, bytes]]:
+        active = self.keys.active
         return [
-            (channel_subject(channel), sign_push(self.signing_key, push_pb2.Push(
+            (channel_subject(channel), sign_push(active, push_pb2.Push(
                 channel=channel, seq=seq, beacon=push_pb2.Beacon())).SerializeToString())
             for channel, seq in heads.items()
         ]

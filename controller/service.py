@@ -44,6 +44,7 @@ from controller.services.intel_import import Importer
 from controller.services.iocs import ClaimView, Iocs, show_ioc
 from controller.services.policies import Policies
 from controller.services.read_cache import ReadCache
+from controller.services.renewal import Renewals
 from controller.services.shared_collection import SharedCollection
 from controller.services.sightings import Sightings
 from controller.services.tenant_scope import TenantScope
@@ -64,6 +65,7 @@ class ControllerService:
         self.db = db
         self.tenants = Tenants(db)
         self.alliance = Alliance(db)
+        self.renewals = Renewals(db)
         self.fleet = Fleet(db, online_window_ms=int(online_window_seconds * 1000))
         self.gateways = Gateways(db, self.fleet, token_ttl_seconds=token_ttl_seconds)
         self.policies = Policies(db)
@@ -155,11 +157,14 @@ class ControllerService:
 
     def complete_enrollment(
         self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str,
-        alliance_aware: bool = False,
+        alliance_aware: bool = False, cert_validity_ms: tuple[int, int] = (0, 0),
+        rotation_aware: bool = False,
     ) -> Versions:
         return self.gateways.complete_enrollment(gateway_id, cert_serial=cert_serial,
                                                  nats_public_key=nats_public_key, agent_version=agent_version,
-                                                 alliance_aware=alliance_aware)
+                                                 alliance_aware=alliance_aware,
+                                                 cert_validity_ms=cert_validity_ms,
+                                                 rotation_aware=rotation_aware)
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
         return self.gateways.gateway_identity_by_serial(serial)

@@ -19,6 +19,7 @@ import grpc
 
 from gateway_agent.backends.base import EnforcementBackend, WrappedBackend
 from gateway_agent.backends.recording import RecordingBackend
+from gateway_agent.clock import AgentClock
 from gateway_agent.enroll import enroll
 from gateway_agent.runtime import GatewayAgent
 from gateway_agent.state import StateChange
@@ -124,6 +125,7 @@ async def enroll_agent(
     heartbeat_interval: float = 30.0,
     start: bool = True,
     backend: EnforcementBackend | None = None,
+    clock: AgentClock | None = None,
 ) -> SimulatedAgent:
     token = await op.add_gateway(tenant, name)
     identity = await enroll(op.address, token, state_dir)
@@ -137,6 +139,7 @@ async def enroll_agent(
         backend or RecordingBackend(state_dir / "recording"),
         heartbeat_interval=heartbeat_interval,
         on_applied=on_applied,
+        clock=clock,
     )
     sim = SimulatedAgent(agent=agent, state_dir=state_dir)
     holder["sim"] = sim

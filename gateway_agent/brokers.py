@@ -50,6 +50,25 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
 ]
 
 
+def channel_credentials(identity: AgentIdentity) -> grpc.ChannelCredentials:
+    """mTLS with the gateway's certificate (read now: renewal replaces it) and the pinned CA."""
+    return grpc.ssl_channel_credentials(
+        root_certificates=identity.ca_path.read_bytes(),
+        private_key=identity.key_path.read_bytes(),
+        certificate_chain=identity.cert_path.read_bytes(),
+    )
+
+
+async def open_channel(
+    identity: AgentIdentity,
+) -> tuple[grpc.aio.Channel, gateway_pb2_grpc.GatewayServiceStub]:
+    creds = await asyncio.to_thread(channel_credentials, identity)
+    name = identity.tls_server_name
+    options = [("grpc.ssl_target_name_override", name)] if name else []
+    channel = grpc.aio.secure_channel(identity.gateway_endpoint, creds, options=[*CHANNEL_OPTIONS, *options])
+    return channel, gateway_pb2_grpc.GatewayServiceStub(channel)
+
+
 def backoff(attempt: int, base: float = RECONNECT_BASE, cap: float = RECONNECT_CAP) -> float:
     """Exponential, capped, and jittered to between half and all of it."""
     return min(cap, base * 2 ** min(attempt, 20)) * random.uniform(0.5, 1.0)

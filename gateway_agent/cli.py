@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime as dt
 import json
 import logging
 import signal
 import sys
 from pathlib import Path
 
-from gateway_agent import __version__
+from gateway_agent import __version__, renewal
 from gateway_agent.backends import BACKENDS, make_backend, nft_available
 from gateway_agent.budget import BudgetedBackend, budget_for
 from gateway_agent.enroll import enroll
@@ -78,6 +79,15 @@ def _run(args: argparse.Namespace, state_dir: Path, identity: AgentIdentity) -> 
     return 0
 
 
+def certificate_expiry(identity: AgentIdentity) -> str:
+    """Read from the certificate itself: right whether or not the agent runs."""
+    try:
+        expires = renewal.validity(identity.cert_path)[1]
+    except (OSError, ValueError) as exc:
+        return f"unreadable ({exc})"
+    return dt.datetime.fromtimestamp(expires, dt.UTC).isoformat(timespec="seconds")
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir)
     identity = AgentIdentity.load(state_dir)
@@ -98,14 +108,16 @@ def cmd_status(args: argparse.Namespace) -> int:
                     "alliance_seq": applied.alliance_seq} if applied else None,
         "ioc_count": state.ioc_count() if state else 0,
         "policy_version": state.policy.version if state else 0,
+        "certificate_expires": certificate_expiry(identity),
+        "signing_keys": sorted(identity.keyring().keys),
     })
     if args.output == "json":
         print(json.dumps(status, indent=2))
         return 0
     for key in ("tenant", "gateway", "gateway_id", "controller", "gateway_endpoint", "backend",
                 "applied", "policy_version", "ioc_count", "ioc_budget", "left_out_by_budget",
-                "nats_connected", "controller_reachable",
-                "last_error", "counters"):
+                "nats_connected", "controller_reachable", "certificate_expires", "certificate",
+                "signing_keys", "last_error", "counters"):
         if key in status:
             print(f"{key:>20}: {status[key]}")
     return 0

@@ -96,7 +96,7 @@ async def enroll(
         stub = enrollment_pb2_grpc.EnrollmentServiceStub(channel)
         request = enrollment_pb2.EnrollRequest(
             token=full_token, csr_pem=csr_pem, nats_public_key=nats_public, agent_version=__version__,
-            alliance_aware=True,
+            alliance_aware=True, rotation_aware=True,
         )
         try:
             reply = await stub.Enroll(request, timeout=ENROLL_TIMEOUT)

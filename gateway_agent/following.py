@@ -23,6 +23,7 @@ from nats import errors as nats_errors
 from mssp.common.channels import ALLIANCE_CHANNEL, channel_subject
 from mssp.common.creds import creds_file_text, jwt_subject, parse_creds_file
 from mssp.common.files import write_private
+from mssp.v1 import common_pb2, gateway_pb2
 
 if TYPE_CHECKING:
     from nats.aio.subscription import Subscription
@@ -38,6 +39,12 @@ class Following:
 
     channels: frozenset[str]  # empty: a controller that predates the alliance, change nothing
     user_jwt: str
+    signing_keys: common_pb2.SigningKeys | None = None  # None: a controller that predates rotation
+
+    @classmethod
+    def of(cls, reply: gateway_pb2.Brokers) -> Following:
+        keys = reply.signing_keys if reply.HasField("signing_keys") else None
+        return cls(frozenset(reply.channels), reply.user_jwt, keys)
 
 
 def save_user_jwt(creds_path: Path, user_jwt: str) -> bool:
@@ -68,8 +75,23 @@ class ChannelFollower:
             self.subscriptions[channel] = await agent._nc.subscribe(channel_subject(channel),
                                                                     cb=agent._on_message)
 
+    async def trust(self, announced: common_pb2.SigningKeys) -> None:
+        """Adopt a newer set of push-signing keys (a rotation), then resync: a push the new key
+        signed may have been refused before we knew the key."""
+        agent = self.agent
+        ring = agent.keys.newer(announced)
+        if ring is None:
+            return
+        agent.keys = ring
+        agent.identity.trust(ring)
+        await asyncio.to_thread(agent.identity.save)
+        log.info("%s: push-signing keys now %s", agent.identity.label, ", ".join(sorted(ring.keys)))
+        agent.request_resync()
+
     async def apply(self, following: Following) -> None:
         agent = self.agent
+        if following.signing_keys is not None:
+            await self.trust(following.signing_keys)
         if following.user_jwt:
             try:
                 if await asyncio.to_thread(save_user_jwt, agent.identity.creds_path, following.user_jwt):

@@ -14,11 +14,11 @@ import nkeys
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from cryptography.x509.oid import NameOID
 
 from gateway_agent.errors import AgentError
 from mssp.common.files import write_private
+from mssp.common.keyring import KeyRing
 
 IDENTITY_FILE = "identity.json"
 
@@ -60,6 +60,10 @@ class AgentIdentity:
     signing_public_key_hex: str
     tls_server_name: str = ""
     extra: dict[str, str] = field(default_factory=dict)
+    # The push-signing keys trusted since a rotation (mssp.common.keyring); empty: only the one
+    # enrollment gave (signing_public_key_hex).
+    signing_keys: list[dict[str, object]] = field(default_factory=list)
+    signing_keys_at_ms: int = 0
 
     @property
     def tenant_channel(self) -> str:
@@ -85,8 +89,14 @@ class AgentIdentity:
     def creds_path(self) -> Path:
         return self.state_dir / "nats.creds"
 
-    def signing_key(self) -> Ed25519PublicKey:
-        return Ed25519PublicKey.from_public_bytes(bytes.fromhex(self.signing_public_key_hex))
+    def keyring(self) -> KeyRing:
+        if self.signing_keys:
+            return KeyRing.from_json(self.signing_keys, self.signing_keys_at_ms)
+        return KeyRing.single(bytes.fromhex(self.signing_public_key_hex))
+
+    def trust(self, ring: KeyRing) -> None:
+        """Keep `ring` (saved by the caller)."""
+        self.signing_keys, self.signing_keys_at_ms = ring.to_json(), ring.issued_at_ms
 
     def save(self) -> None:
         data = asdict(self)

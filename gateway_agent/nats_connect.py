@@ -14,6 +14,8 @@ from typing import Any
 
 from nats.aio.client import Client as NatsClient
 
+from gateway_agent.brokers import reconnect_handler
+from gateway_agent.identity import AgentIdentity
 from mssp.common.natstls import TlsUpgrade, pinned_options
 
 ErrorCb = Callable[[Exception], Awaitable[None]]
@@ -21,6 +23,22 @@ ErrorCb = Callable[[Exception], Awaitable[None]]
 
 def _read_if_present(path: Path) -> bytes | None:
     return path.read_bytes() if path.exists() else None
+
+
+async def connect_agent(identity: AgentIdentity, **callbacks: Any) -> NatsClient:
+    """The agent's connection: its own credentials and inbox, capped and jittered reconnects."""
+    return await connect(
+        identity.nats_urls, identity.ca_path, label=identity.label,  # the broker must chain to our CA
+        error_cb=callbacks.pop("error_cb"),
+        user_credentials=str(identity.creds_path),  # read on every connect: renewal replaces it
+        inbox_prefix=f"_INBOX_{identity.gateway_id}",
+        name=f"mssp-agent {identity.label}",
+        allow_reconnect=True,
+        max_reconnect_attempts=-1,
+        reconnect_to_server_handler=reconnect_handler,
+        connect_timeout=5,
+        **callbacks,
+    )
 
 
 async def connect(

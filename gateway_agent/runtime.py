@@ -18,20 +18,23 @@ import grpc
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 
-from gateway_agent import __version__, brokers, nats_connect
+from gateway_agent import __version__, brokers, nats_connect, renewal
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
+from gateway_agent.clock import AgentClock
 from gateway_agent.exempt import ExemptingBackend
 from gateway_agent.following import ChannelFollower, Following
 from gateway_agent.identity import AgentIdentity
 from gateway_agent.reconnect import ReconnectCheck
 from gateway_agent.recovery import Recovery, reload_applied, restore
 from gateway_agent.refusals import report_fields
+from gateway_agent.renewal import Renewer
 from gateway_agent.sightings import HitWatcher
 from gateway_agent.state import DesiredState, Gap, Invalid, Stale, StateChange
 from gateway_agent.statefile import StateFile, StateFileError
-from gateway_agent.status_file import PushStats, agent_status, write_status_file
+from gateway_agent.status_file import PushStats, StatusWrites, agent_status, write_status_file
 from gateway_agent.telemetry.publisher import TelemetryPublisher, create_publisher
-from mssp.common.envelope import PushRejected, open_envelope, open_signed
+from mssp.common.aio import cancel_and_wait
+from mssp.common.envelope import PushExpired, PushRejected, UnknownSigner, open_envelope, open_signed
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 log = logging.getLogger("mssp.agent")
@@ -39,7 +42,6 @@ log = logging.getLogger("mssp.agent")
 RPC_TIMEOUT = 10.0
 SYNC_TIMEOUT = 120.0
 MAX_BACKOFF = 30.0
-STATUS_WRITE_DELAY = 1.0
 
 
 _RESYNC = object()
@@ -55,7 +57,9 @@ class GatewayAgent:
         report_jitter: float = 1.0,
         telemetry_interval: float | None = 30.0,
         on_applied: Callable[[StateChange, float], None] | None = None,
+        clock: AgentClock | None = None,
     ) -> None:
+        self.clock = clock or AgentClock()  # the controller's time when the router's is far off
         self.identity = identity
         self.backend = ExemptingBackend(backend)  # the tenant's false positives (gateway_agent/exempt.py)
         self.heartbeat_interval = heartbeat_interval
@@ -70,24 +74,26 @@ class GatewayAgent:
         self.nats_connected = False
         self.controller_reachable = False
         self.synced = asyncio.Event()  # set after the first successful resync
-        self._key = identity.signing_key()
+        self.keys = identity.keyring()  # the push-signing keys it trusts (rotations: following.py)
+        self.renewer = Renewer(identity, lambda: self._stub, self.reopen_channel, self.clock.now_s)
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._resync_queued = False
         self.resyncing = False  # a Sync stream is being applied
         self._resync_backoff = 0.5
         self.reconnect_check = ReconnectCheck(self.request_resync)
         self._report_pending = False
-        self._status_write_pending = False
+        self.status_writes = StatusWrites(self.write_status)
         self._nc: NatsClient | None = None
         self._channel: grpc.aio.Channel | None = None
         self._stub: gateway_pb2_grpc.GatewayServiceStub | None = None
         self._tasks: list[asyncio.Task[None]] = []
+        self.closing = False
         self.away = brokers.AwayLog()  # controller/broker away: one warning a minute at most
         self.following = ChannelFollower(self)
         self.brokers = brokers.BrokerFollower(
             identity, self.away, lambda: self._channel, lambda: self._stub, lambda: self._nc,
             lambda: self.nats_connected,
-            on_answer=lambda r: self._queue.put_nowait(Following(frozenset(r.channels), r.user_jwt)),
+            on_answer=lambda r: self._queue.put_nowait(Following.of(r)),
         )
         self.hits = HitWatcher(backend, lambda: self._stub, identity.label)  # sightings, reported at once
         self.telemetry: TelemetryPublisher | None = None
@@ -97,26 +103,22 @@ class GatewayAgent:
                 connection=lambda: self._nc if self.nats_connected else None,
                 source=backend, dns_log=backend.dns_query_log(),
                 applied=lambda: self.state.versions(), apply_errors=lambda: self.push_stats.apply_errors,
-                interval=telemetry_interval,
+                interval=telemetry_interval, clock=self.clock.now_ms,
             )
 
     # ---- lifecycle -------------------------------------------------------------------------
 
     async def run(self, stop: asyncio.Event) -> None:
         await self.restore()
-        creds = await asyncio.to_thread(self._channel_credentials)
-        options = [("grpc.ssl_target_name_override", self.identity.tls_server_name)]
-        self._channel = grpc.aio.secure_channel(
-            self.identity.gateway_endpoint, creds,
-            options=[*brokers.CHANNEL_OPTIONS, *(options if self.identity.tls_server_name else [])],
-        )
-        self._stub = gateway_pb2_grpc.GatewayServiceStub(self._channel)
-        self.brokers.stopped = False  # a run after close() follows the broker again
+        await asyncio.to_thread(renewal.recover, self.identity)  # a renewal a crash interrupted
+        self._channel, self._stub = await brokers.open_channel(self.identity)
+        self.brokers.stopped = self.closing = False  # a run after close() follows the broker again
         self._tasks = [
             asyncio.create_task(self._worker(), name="push-worker"),
             asyncio.create_task(self._nats_loop(), name="nats"),
             asyncio.create_task(self._heartbeat_loop(), name="heartbeat"),
             asyncio.create_task(self.hits.run(), name="hits"),
+            asyncio.create_task(self.renewer.run(), name="renewal"),
         ]
         if self.telemetry is not None:
             self.telemetry.start()
@@ -127,14 +129,15 @@ class GatewayAgent:
             await self.close()
 
     async def close(self) -> None:
+        self.closing = True  # a connection the broker ends from now on is not replaced (_on_closed)
         if self.telemetry is not None:
             await self.telemetry.stop()
-        for task in self._tasks:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self._tasks = []
+        for task in tasks:  # re-cancelled until done: nats-py's connect can swallow one (mssp.common.aio)
+            with contextlib.suppress(Exception):
+                await cancel_and_wait(task)
         self.reconnect_check.cancel()
         await self.brokers.stop()
         if self._nc is not None:
@@ -149,12 +152,14 @@ class GatewayAgent:
         await restore(self)
 
     def _channel_credentials(self) -> grpc.ChannelCredentials:
-        ident = self.identity
-        return grpc.ssl_channel_credentials(
-            root_certificates=ident.ca_path.read_bytes(),
-            private_key=ident.key_path.read_bytes(),
-            certificate_chain=ident.cert_path.read_bytes(),
-        )
+        return brokers.channel_credentials(self.identity)
+
+    async def reopen_channel(self) -> None:
+        """After a renewal: new calls present the new certificate; calls under way finish on the old."""
+        old = self._channel
+        self._channel, self._stub = await brokers.open_channel(self.identity)
+        if old is not None:
+            self._tasks.append(asyncio.create_task(old.close(grace=SYNC_TIMEOUT), name="old-channel"))
 
     # ---- NATS ------------------------------------------------------------------------------
 
@@ -162,19 +167,9 @@ class GatewayAgent:
         attempt = 0
         while self._nc is None:
             try:
-                ident = self.identity  # the broker must chain to the CA pinned at enrollment
-                self._nc = await nats_connect.connect(
-                    ident.nats_urls, ident.ca_path, label=ident.label,
-                    user_credentials=str(self.identity.creds_path),
-                    inbox_prefix=f"_INBOX_{self.identity.gateway_id}",
-                    name=f"mssp-agent {self.identity.label}",
-                    allow_reconnect=True,
-                    max_reconnect_attempts=-1,
-                    reconnect_to_server_handler=brokers.reconnect_handler,  # capped, jittered
-                    connect_timeout=5,
-                    reconnected_cb=self._on_reconnected,
-                    disconnected_cb=self._on_disconnected,
-                    error_cb=self._on_nats_error,
+                self._nc = await nats_connect.connect_agent(
+                    self.identity, reconnected_cb=self._on_reconnected, disconnected_cb=self._on_disconnected,
+                    error_cb=self._on_nats_error, closed_cb=self._on_closed,
                 )
             except Exception as exc:
                 self.away.warning("%s: NATS unreachable (%s); retrying", self.identity.label, exc,
@@ -202,6 +197,13 @@ class GatewayAgent:
     async def _on_disconnected(self) -> None:
         self.nats_connected = False
         self.brokers.broker_away()
+
+    async def _on_closed(self) -> None:
+        """nats-py gives up on a connection the broker ended with an error (our JWT was revoked: a
+        renewal or an alliance change replaced it): connect anew, with the credentials saved since."""
+        if not self.closing:
+            self.nats_connected, self._nc = False, None
+            self._tasks.append(asyncio.create_task(self._nats_loop(), name="nats"))
 
     async def _on_nats_error(self, exc: Exception) -> None:
         self.away.warning("%s: NATS error: %s", self.identity.label, exc, kind=brokers.nats_error_kind(exc))
@@ -234,16 +236,23 @@ class GatewayAgent:
 
     async def handle_envelope_bytes(self, data: bytes) -> None:
         try:
-            push = open_envelope(self._key, data, self.state.channel_names)
+            push = open_envelope(self.keys, data, self.state.channel_names, now=self.clock.now_ms())
         except PushRejected as exc:
-            self._rejected(str(exc))
+            self._rejected(exc)
+            return
+        if push.HasField("signing_keys"):  # a key rotation, vouched for by a key we trust
+            await self.following.trust(push.signing_keys)
             return
         await self._apply_push(push)
 
-    def _rejected(self, reason: str) -> None:
+    def _rejected(self, reason: str | PushRejected, prefix: str = "") -> None:
         self.push_stats.rejected += 1
-        self.last_rejection = reason
-        log.warning("%s: push rejected: %s", self.identity.label, reason)
+        self.last_rejection = prefix + str(reason)
+        log.warning("%s: push rejected: %s", self.identity.label, self.last_rejection)
+        if isinstance(reason, UnknownSigner):  # a rotation we missed: GetBrokers lists the keys
+            self.brokers.refresh_soon()
+        elif isinstance(reason, PushExpired):  # or is our clock off? the report's answer says (clock.py)
+            self._schedule_report()
 
     async def _apply_push(self, push: push_pb2.Push) -> bool:
         """False when the push could not be applied (the caller may stop a resync stream)."""
@@ -316,9 +325,9 @@ class GatewayAgent:
         try:
             async for envelope in self._stub.Sync(request, timeout=SYNC_TIMEOUT):
                 try:
-                    push = open_signed(self._key, envelope, self.state.channel_names)
+                    push = open_signed(self.keys, envelope, self.state.channel_names, now=self.clock.now_ms())
                 except PushRejected as exc:
-                    self._rejected(f"resync: {exc}")
+                    self._rejected(exc, "resync: ")
                     raise
                 if not await self._apply_push(push):
                     break
@@ -355,31 +364,23 @@ class GatewayAgent:
             applied=self.state.versions(),
             agent_version=__version__,
             backend=self.backend.name,
-            last_error=self.last_error,
+            last_error=self.last_error or self.renewer.last_error,
             apply_errors=self.push_stats.apply_errors, **report_fields(self.backend.refusals()),
             **self.backend.budget_report(), alliance_aware=True, alliance=self.state.follows_alliance,
+            rotation_aware=True, clock_offset_ms=self.clock.offset_ms,
         )
         try:
+            sent = self.clock.local()
             ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)
+            self.clock.observe(ack.controller_time_ms, sent, self.clock.local())
         except grpc.aio.AioRpcError as exc:
             self.controller_reachable = False
             log.debug("%s: status report failed: %s", self.identity.label, exc.details())
             return None
         finally:
-            self._schedule_status_write()
+            self.status_writes.schedule()
         self.controller_reachable = True
         return ack
-
-    def _schedule_status_write(self) -> None:
-        """status.json is for humans and `mssp-agent status`: written at most once a second."""
-        if not self._status_write_pending:
-            self._status_write_pending = True
-            asyncio.get_running_loop().call_later(STATUS_WRITE_DELAY, self._spawn_status_write)
-
-    def _spawn_status_write(self) -> None:
-        self._status_write_pending = False
-        task = asyncio.ensure_future(self.write_status())
-        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
     async def _heartbeat_loop(self) -> None:
         while True:

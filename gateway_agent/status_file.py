@@ -3,9 +3,11 @@ nothing reads it back, so it is never a source of truth."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,6 +19,7 @@ if TYPE_CHECKING:
     from gateway_agent.runtime import GatewayAgent
 
 STATUS_FILE = "status.json"
+STATUS_WRITE_DELAY = 1.0
 
 
 @dataclass
@@ -48,6 +51,7 @@ def agent_status(agent: GatewayAgent) -> dict[str, object]:
         "nats_connected": agent.nats_connected,
         "controller_reachable": agent.controller_reachable,
         "last_error": agent.last_error,
+        "certificate": agent.renewer.status(),  # expiry, last renewal and its error (renewal.py)
         "recovering": agent.recovery.holding,  # enforcement held until a forced snapshot is in
         "last_rejection": agent.last_rejection,
         "refusals": [str(r) for r in refusals[:MAX_REPORTED]],
@@ -56,6 +60,24 @@ def agent_status(agent: GatewayAgent) -> dict[str, object]:
         "pid": os.getpid(),
         "updated_at_ms": now_ms(),
     }
+
+
+class StatusWrites:
+    """status.json is for humans and `mssp-agent status`: written at most once a second."""
+
+    def __init__(self, write: Callable[[], Awaitable[None]]) -> None:
+        self.write = write
+        self._pending = False
+
+    def schedule(self) -> None:
+        if not self._pending:
+            self._pending = True
+            asyncio.get_running_loop().call_later(STATUS_WRITE_DELAY, self._spawn)
+
+    def _spawn(self) -> None:
+        self._pending = False
+        task = asyncio.ensure_future(self.write())
+        task.add_done_callback(lambda t: t.exception() if not t.cancelled() else None)
 
 
 def write_status_file(state_dir: Path, status: dict[str, object]) -> None:

@@ -173,3 +173,16 @@ def test_set_sharing_changes_once_and_refuses_bad_input(db: Database) -> None:
     svc.delete_tenant("acme")
     with pytest.raises(NotFound):
         svc.set_sharing("acme", True)
+
+
+async def test_agents_are_back_on_nats_once_their_jwt_is_reissued(controller: RunningController) -> None:
+    """The broker ends the old JWT's connection with an error, after which nats-py never reconnects:
+    the agent connects anew with the JWT it fetched, rather than living on heartbeat resyncs."""
+    await controller.op.create_tenant("acme")
+    sim = await controller.enroll("acme", "gw0")
+    await wait_until(lambda: sim.agent.nats_connected, within=WAIT)
+    first = sim.agent._nc
+    await controller.op.set_sharing("acme", True)
+    await wait_until(lambda: sim.agent._nc is not first and sim.agent.nats_connected, within=WAIT)
+    assert first is not None and first.is_closed
+    assert sim.agent.following.subscriptions.keys() >= {ALLIANCE_CHANNEL, "global"}

@@ -11,6 +11,7 @@ from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
 app = typer.Typer(help="Watch fleet health and convergence.", no_args_is_help=True)
+CLOCK_TOLERANCE_MS = 30_000  # gateway_agent/clock.py FAR_MS
 
 
 def budget_cell(gw: operator_pb2.Gateway) -> Text:
@@ -25,6 +26,25 @@ def converged_cell(gw: operator_pb2.Gateway) -> Text:
     if gw.refusals_total and not gw.converged:
         return Text(f"no ({gw.refusals_total} refused)", style="red")
     return output.yes_no(gw.converged)
+
+
+def cert_cell(gw: operator_pb2.Gateway) -> Text:
+    """When its certificate expires; red when the agent should have renewed it and has not."""
+    if not gw.cert_not_after_ms:
+        return Text("-")
+    expiry = output.relative(gw.cert_not_after_ms)
+    if gw.cert_not_after_ms <= output.clock_ms():
+        return Text(f"expired {expiry}", style="red")
+    if gw.renewal_overdue:
+        return Text(f"{expiry}, renewal overdue", style="red")
+    return Text(expiry)
+
+
+def clock_text(offset_ms: int) -> str:
+    """'3d ahead' / '2h behind' / 'in step' (within 30 s: the agent trusts its own clock then)."""
+    if abs(offset_ms) <= CLOCK_TOLERANCE_MS:
+        return "in step"
+    return f"{output.span(abs(offset_ms) / 1000)} {'ahead' if offset_ms > 0 else 'behind'}"
 
 
 def refusal_lines(gw: operator_pb2.Gateway) -> list[str]:
@@ -48,17 +68,25 @@ def status(
         return
     t = output.table(
         "tenant", "name", "online", "desired", "applied", "converged", "left out by budget", "last seen",
-        "agent version",
+        "agent version", "certificate expires",
     )
     for gw in reply.gateways:
         output.add_row(
             t, gw.tenant, gw.name, output.yes_no(gw.online), output.versions(gw.desired),
             output.versions(gw.applied), converged_cell(gw), budget_cell(gw),
-            output.relative(gw.last_seen_ms), gw.agent_version or "-",
+            output.relative(gw.last_seen_ms), gw.agent_version or "-", cert_cell(gw),
         )
     con = output.console()
     con.print(t)
     con.print(f"{reply.total} gateways, {reply.online} online, {reply.converged} converged")
+    overdue = [f"{gw.tenant}/{gw.name}" for gw in reply.gateways if gw.renewal_overdue]
+    if overdue:  # a router that cannot renew drops off when its certificate expires
+        con.print(f"[red]{len(overdue)} failed to renew their certificate:[/] "
+                  f"{output.esc(', '.join(overdue))}")
+    skewed = [f"{gw.tenant}/{gw.name} ({clock_text(gw.clock_offset_ms)})" for gw in reply.gateways
+              if abs(gw.clock_offset_ms) > CLOCK_TOLERANCE_MS]
+    if skewed:  # they enforce by our clock, but their logs and local tools are off
+        con.print(f"[yellow]router clocks off:[/] {output.esc(', '.join(skewed))}")
     refused = [gw for gw in reply.gateways if gw.refusals_total]
     if refused:  # why those are not converged: what each does not enforce
         r = output.table("gateway", "not enforced", title="refused by the gateway")

@@ -8,7 +8,7 @@ from rich.text import Text
 from controller.cli import output
 from controller.cli.args import parse_gateway_ref, parse_ttl_seconds
 from controller.cli.client import call, controller_address
-from controller.cli.fleet import budget_cell, converged_cell, refusal_lines
+from controller.cli.fleet import budget_cell, cert_cell, clock_text, converged_cell, refusal_lines
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
 
@@ -20,14 +20,15 @@ REF_HELP = "TENANT/NAME, e.g. acme/branch-1"
 @app.command("add")
 def add(
     ctx: typer.Context,
-    tenant: str = typer.Argument(..., help="tenant name"),
-    name: str = typer.Argument(..., help="gateway name, unique within the tenant"),
+    ref: str = typer.Argument(..., metavar="TENANT/NAME", help=REF_HELP + " (name unique within the tenant)"),
+    legacy_name: str | None = typer.Argument(None, hidden=True),  # the older `gateway add TENANT NAME`
     token_ttl: str | None = typer.Option(
         None, "--token-ttl", help="enrollment token lifetime, e.g. 30m, 24h, 7d (server default 24h)"
     ),
     fmt: Output = Format.table,
 ) -> None:
     """Register a gateway and print its one-time enrollment token."""
+    tenant, name = (ref, legacy_name) if legacy_name is not None else parse_gateway_ref(ref)
     ttl = parse_ttl_seconds(token_ttl, "--token-ttl")
     reply = call(ctx, "AddGateway", operator_pb2.AddGatewayRequest(
         tenant=tenant, name=name, token_ttl_seconds=ttl,
@@ -165,6 +166,9 @@ def gateway_details(gw: operator_pb2.Gateway) -> object:
         ("agent version", gw.agent_version or "-"),
         ("backend", gw.backend or "-"),
         ("cert serial", gw.cert_serial or "-"),
+        ("cert expires", cert_cell(gw)),
+        ("cert renewed", output.when(gw.cert_renewed_at_ms)),
+        ("router clock", clock_text(gw.clock_offset_ms)),
         ("left out by budget", budget_cell(gw)),
         ("last error", gw.last_error or "-"),
         *(("refused" if i == 0 else "", line) for i, line in enumerate(refusal_lines(gw))),

@@ -23,6 +23,7 @@ from controller.cli import (
     policy,
     server,
     sightings,
+    signing,
     telemetry,
     tenant,
 )
@@ -81,6 +82,7 @@ app.add_typer(feeds.feed_app, name="feed")
 app.add_typer(feeds.allow_app, name="allowlist")
 app.add_typer(sightings.app, name="sighting")
 app.add_typer(fleet.app, name="fleet")
+app.add_typer(signing.app, name="signing-key")
 app.add_typer(telemetry.alerts_app, name="alerts")
 app.add_typer(telemetry.telemetry_app, name="telemetry")
 app.command("usage")(telemetry.usage)

@@ -168,10 +168,10 @@ def relative(ms: int, *, never: str = "never", now_ms: int | None = None) -> str
         return never
     now = clock_ms() if now_ms is None else now_ms
     delta = (now - ms) / 1000
-    span = _span(abs(delta))
-    if span == "0s":
+    text = span(abs(delta))
+    if text == "0s":
         return "just now"
-    return f"{span} ago" if delta > 0 else f"in {span}"
+    return f"{text} ago" if delta > 0 else f"in {text}"
 
 
 def when(ms: int, *, never: str = "never") -> str:
@@ -179,7 +179,7 @@ def when(ms: int, *, never: str = "never") -> str:
     return f"{iso(ms)} ({relative(ms)})" if ms else never
 
 
-def _span(seconds: float) -> str:
+def span(seconds: float) -> str:
     s = int(seconds)
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if s >= size:

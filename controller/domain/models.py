@@ -89,6 +89,10 @@ class Gateway:
     refusals_total: int = 0
     ioc_budget: int = 0  # the most indicators it enforces (0: not reported)
     left_out_by_budget: int = 0  # desired indicators it leaves out for its budget (a state, not a refusal)
+    cert_not_after_ms: int = 0  # its client certificate's expiry (0: not enrolled)
+    cert_renewed_at_ms: int = 0  # the agent's last renewal (0: never)
+    renewal_overdue: bool = False  # past three quarters of the certificate's lifetime, not renewed
+    clock_offset_ms: int = 0  # its router's clock minus ours, as last reported
 
 
 @dataclass(frozen=True)
@@ -157,3 +161,5 @@ class StatusUpdate:
     ioc_budget: int = 0
     left_out_by_budget: int = 0
     alliance_aware: bool = False
+    rotation_aware: bool = False
+    clock_offset_ms: int = 0  # the router's clock minus ours, as the agent measured it

@@ -41,6 +41,8 @@ def gateway(g: Gateway) -> operator_pb2.Gateway:
         cert_serial=g.cert_serial,
         refusals=[common_pb2.Refusal(kind=r.kind, value=r.value, reason=r.reason) for r in g.refusals],
         refusals_total=g.refusals_total, ioc_budget=g.ioc_budget, left_out_by_budget=g.left_out_by_budget,
+        cert_not_after_ms=g.cert_not_after_ms, cert_renewed_at_ms=g.cert_renewed_at_ms,
+        renewal_overdue=g.renewal_overdue, clock_offset_ms=g.clock_offset_ms,
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import datetime as dt
 from collections.abc import Callable
 
 import grpc
@@ -14,8 +15,9 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from controller.domain.errors import InvalidInput, Unauthenticated
 from controller.grpc_api.convert import versions
 from controller.grpc_api.errors import maps_domain_errors
-from controller.pki import CertificateAuthority, load_gateway_csr
+from controller.pki import CLIENT_VALIDITY, CertificateAuthority, load_gateway_csr
 from controller.service import ControllerService
+from controller.signing_keys import SigningKeys
 from mssp.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 MAX_TOKEN_LEN = 256
@@ -45,15 +47,17 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         self,
         service: ControllerService,
         ca: CertificateAuthority,
-        signing_key: Ed25519PrivateKey,
+        signing_key: Ed25519PrivateKey | SigningKeys,
         *,
         gateway_endpoint: str,
         nats_urls: list[str],
         mint_gateway_jwt: Callable[..., str],
+        cert_lifetime: dt.timedelta = CLIENT_VALIDITY,
     ) -> None:
+        self.cert_lifetime = cert_lifetime
         self.service = service
         self.ca = ca
-        self.signing_public = signing_key.public_key().public_bytes_raw()
+        self.keys = signing_key if isinstance(signing_key, SigningKeys) else SigningKeys.fixed(signing_key)
         self.gateway_endpoint = gateway_endpoint
         self.nats_urls = nats_urls
         self.mint_gateway_jwt = mint_gateway_jwt
@@ -76,18 +80,20 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         ticket = await asyncio.to_thread(self.service.redeem_enrollment_token, secret)
         issued = await asyncio.to_thread(
             self.ca.sign_gateway_csr, request.csr_pem,
-            tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id,
+            tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id, validity=self.cert_lifetime,
         )
         # A tenant that starts or stops sharing meanwhile re-issues this JWT (services/alliance.py).
         sharing = await asyncio.to_thread(self.service.alliance.tenant_shares, ticket.tenant_id)
-        user_jwt = self.mint_gateway_jwt(nats_key, ticket.tenant_id, ticket.gateway_id, alliance=sharing)
+        user_jwt = self.mint_gateway_jwt(nats_key, ticket.tenant_id, ticket.gateway_id, alliance=sharing,
+                                         expires_at=int(issued.not_after.timestamp()))
         desired = await asyncio.to_thread(
             self.service.complete_enrollment,
             ticket.gateway_id,
             cert_serial=issued.serial_hex,
             nats_public_key=nats_key,
             agent_version=request.agent_version[:64],
-            alliance_aware=request.alliance_aware,
+            alliance_aware=request.alliance_aware, rotation_aware=request.rotation_aware,
+            cert_validity_ms=issued.validity_ms,
         )
         return enrollment_pb2.EnrollResponse(
             tenant_id=ticket.tenant_id,
@@ -99,6 +105,6 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             gateway_endpoint=self.gateway_endpoint,
             nats_urls=self.nats_urls,
             nats_user_jwt=user_jwt,
-            signing_public_key=self.signing_public,
+            signing_public_key=self.keys.active.public_key().public_bytes_raw(),
             desired=versions(desired),
         )

@@ -8,9 +8,11 @@ the event loop."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import functools
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor
+from dataclasses import dataclass
 from typing import TypeVar
 
 import grpc
@@ -20,13 +22,15 @@ from controller import refusals
 from controller.domain.errors import Unauthenticated
 from controller.domain.models import GatewayIdentity, StatusUpdate
 from controller.grpc_api.convert import versions, versions_from
+from controller.grpc_api.enrollment import check_nats_public_key
 from controller.grpc_api.errors import maps_domain_errors
 from controller.nats.auth import GATEWAY_JWT_LIFETIME
-from controller.pki import serial_of_pem
+from controller.pki import CertificateAuthority, load_gateway_csr, serial_of_pem
 from controller.ratelimit import KeyedRateLimiter
 from controller.service import ControllerService
 from controller.services.alliance import BrokerAccess
 from controller.services.sightings import Report
+from controller.signing_keys import SigningKeys
 from controller.status_recorder import StatusRecorder
 from mssp.common.clock import now_ms
 from mssp.common.envelope import sign_split
@@ -34,9 +38,21 @@ from mssp.v1 import gateway_pb2, gateway_pb2_grpc, push_pb2
 
 T = TypeVar("T")
 
+
+@dataclass(frozen=True)
+class Renewal:
+    """What renewing a gateway's certificate takes: the CA, the lifetime, the broker's revocation."""
+
+    ca: CertificateAuthority
+    lifetime: dt.timedelta
+    on_revoke: Callable[[str], Awaitable[None]]
+
 # Resyncs per gateway: a burst covers start, reconnects and gaps; a loop is refused.
 SYNC_BURST = 20
 SYNC_PER_SECOND = 0.5
+# After a renewal, the NATS key it replaced is revoked at the broker this much later: the agent has
+# saved its new credentials by then, so the connection the revocation cuts comes back at once.
+REVOKE_DELAY = 2.0
 
 
 def sync_limiter() -> KeyedRateLimiter:
@@ -48,16 +64,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     queue in front of operator calls and the push publisher."""
 
     def __init__(
-        self, service: ControllerService, signing_key: Ed25519PrivateKey, executor: Executor,
+        self, service: ControllerService, signing_key: Ed25519PrivateKey | SigningKeys, executor: Executor,
         recorder: StatusRecorder, limiter: KeyedRateLimiter | None = None,
         nats_urls: Callable[[], list[str]] = list, mint_gateway_jwt: Callable[..., str] | None = None,
-        on_change: Callable[[], None] = lambda: None,
+        on_change: Callable[[], None] = lambda: None, renewal: Renewal | None = None,
     ) -> None:
         self.on_change = on_change  # a sighting promoted an indicator: its push is in the outbox
         self.service = service
         self.mint_gateway_jwt = mint_gateway_jwt  # NatsIdentity.gateway_user_jwt
         self.nats_urls = nats_urls  # read on every call: the broker's URL can change while we run
-        self.signing_key = signing_key
+        self.keys = signing_key if isinstance(signing_key, SigningKeys) else SigningKeys.fixed(signing_key)
+        self.renewal = renewal
+        self._background: set[asyncio.Task[None]] = set()
         self.executor = executor
         self.recorder = recorder
         self.limiter = limiter or sync_limiter()
@@ -92,7 +110,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             yield envelope
 
     def _sign_all(self, pushes: list[push_pb2.Push]) -> list[push_pb2.SignedEnvelope]:
-        return [envelope for push in pushes for envelope in sign_split(self.signing_key, push)]
+        return [envelope for push in pushes for envelope in sign_split(self.keys.active, push)]
 
     @maps_domain_errors
     async def ReportStatus(
@@ -106,12 +124,13 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             backend=request.backend[:32], last_error=request.last_error[:500], seen_at_ms=now_ms(),
             refusals=refused, refusals_total=refused_total,
             ioc_budget=request.ioc_budget, left_out_by_budget=request.left_out_by_budget,
-            alliance_aware=request.alliance_aware,
+            alliance_aware=request.alliance_aware, rotation_aware=request.rotation_aware,
+            clock_offset_ms=request.clock_offset_ms,
         ))
         # The alliance head only for an agent that follows it: an older agent would see a difference it
         # cannot close and resync on every heartbeat.
         desired = await self.recorder.desired(identity.tenant_id, identity.sharing and request.alliance)
-        return gateway_pb2.StatusAck(desired=versions(desired))
+        return gateway_pb2.StatusAck(desired=versions(desired), controller_time_ms=now_ms())
 
     @maps_domain_errors
     async def GetBrokers(
@@ -124,7 +143,39 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         user_jwt = ""
         if access.jwt_issued_s and self.mint_gateway_jwt is not None:
             user_jwt = await self._run(self._user_jwt, access)
-        return gateway_pb2.Brokers(nats_urls=self.nats_urls(), user_jwt=user_jwt, channels=access.channels)
+        return gateway_pb2.Brokers(nats_urls=self.nats_urls(), user_jwt=user_jwt, channels=access.channels,
+                                   signing_keys=self.keys.trusted())
+
+    @maps_domain_errors
+    async def Renew(
+        self, request: gateway_pb2.RenewRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.RenewResponse:
+        if self.renewal is None or self.mint_gateway_jwt is None:
+            raise Unauthenticated("this controller does not renew certificates")
+        pems = context.auth_context().get("x509_pem_cert")
+        if not pems:
+            raise Unauthenticated("a gateway client certificate is required")
+        load_gateway_csr(request.csr_pem)  # everything checked before anything is signed or stored
+        nats_key = check_nats_public_key(request.nats_public_key)
+        renewals = self.service.renewals
+        ticket = await self._run(renewals.ticket, serial_of_pem(pems[0]))
+        self.limiter.take(ticket.gateway_id)
+        issued = await self._run(functools.partial(
+            self.renewal.ca.sign_gateway_csr, request.csr_pem, tenant_id=ticket.tenant_id,
+            gateway_id=ticket.gateway_id, validity=self.renewal.lifetime))
+        not_before, not_after = issued.validity_ms
+        renewed = await self._run(functools.partial(
+            renewals.commit, ticket, serial=issued.serial_hex, not_before_ms=not_before,
+            not_after_ms=not_after, nats_public_key=nats_key))
+        user_jwt = await self._run(functools.partial(
+            self.mint_gateway_jwt, nats_key, ticket.tenant_id, ticket.gateway_id, alliance=ticket.sharing,
+            issued_at=renewed.jwt_issued_s, expires_at=not_after // 1000))
+        if renewed.replaced_nats_key:  # the broker drops the old key once the agent has saved the new one
+            task = asyncio.create_task(self._revoke_later(renewed.replaced_nats_key))
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
+        return gateway_pb2.RenewResponse(client_cert_pem=issued.cert_pem, nats_user_jwt=user_jwt,
+                                         not_after_ms=not_after)
 
     @maps_domain_errors
     async def ReportSightings(
@@ -140,11 +191,18 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             self.on_change()
         return gateway_pb2.SightingAck(accepted=recorded.accepted, refused=recorded.refused)
 
+    async def _revoke_later(self, nats_key: str) -> None:
+        """Committed already: the broker's reconcile loop would push it anyway, this is just sooner."""
+        assert self.renewal is not None
+        await asyncio.sleep(REVOKE_DELAY)
+        await self.renewal.on_revoke(nats_key)
+
     def _user_jwt(self, access: BrokerAccess) -> str:
         """The gateway's current JWT, the same bytes on every call (the issue time is stored); it
         expires when the enrollment's would have."""
         assert self.mint_gateway_jwt is not None
-        expires = access.enrolled_at_ms // 1000 + int(GATEWAY_JWT_LIFETIME.total_seconds())
+        expires = access.cert_not_after_ms // 1000 or (
+            access.enrolled_at_ms // 1000 + int(GATEWAY_JWT_LIFETIME.total_seconds()))
         return self.mint_gateway_jwt(access.nats_public_key, access.tenant_id, access.gateway_id,
                                      alliance=access.sharing, issued_at=access.jwt_issued_s,
                                      expires_at=expires)

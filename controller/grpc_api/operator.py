@@ -16,6 +16,7 @@ from controller.domain.errors import Unauthenticated
 from controller.grpc_api import convert
 from controller.grpc_api.enrollment import enrollment_token
 from controller.grpc_api.errors import maps_domain_errors
+from controller.grpc_api.signing import KeyRotation, SigningKeyCalls
 from controller.pki import CertificateAuthority
 from controller.service import ControllerService
 from mssp.v1 import operator_pb2, operator_pb2_grpc
@@ -42,7 +43,7 @@ def _push_errors(service: ControllerService) -> list[operator_pb2.PushError]:
             for e in outbox.publish_errors(service.db)]
 
 
-class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
+class OperatorServicer(SigningKeyCalls, operator_pb2_grpc.OperatorServiceServicer):
     def __init__(
         self,
         service: ControllerService,
@@ -51,15 +52,20 @@ class OperatorServicer(operator_pb2_grpc.OperatorServiceServicer):
         *,
         on_change: Callable[[], None],
         on_revoke: Callable[[str], Awaitable[None]],
+        rotation: KeyRotation | None = None,
     ) -> None:
         self.service = service
         self.ca = ca
         self._digest = operator_token_digest
         self.on_change = on_change
         self.on_revoke = on_revoke
+        self.rotation = rotation
+
+    def authenticate(self, context: Ctx) -> None:
+        authenticate_operator(context, self._digest)
 
     async def _call(self, context: Ctx, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        authenticate_operator(context, self._digest)
+        self.authenticate(context)
         return await asyncio.to_thread(fn, *args, **kwargs)
 
     @maps_domain_errors

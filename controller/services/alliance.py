@@ -35,6 +35,7 @@ class BrokerAccess:
     sharing: bool
     jwt_issued_s: int  # 0: the JWT enrollment gave is current
     enrolled_at_ms: int
+    cert_not_after_ms: int = 0  # its JWT expires with its certificate (0: enrolled before renewal)
 
     @property
     def channels(self) -> list[str]:
@@ -79,7 +80,7 @@ class Alliance:
             return None
         g, sharing = row
         return BrokerAccess(g.id, g.tenant_id, g.nats_public_key, bool(sharing), g.nats_jwt_issued_s,
-                            g.enrolled_at_ms)
+                            g.enrolled_at_ms, g.cert_not_after_ms)
 
     def tenant_shares(self, tenant_id: str) -> bool:
         with self.db.session(readonly=True) as s:

@@ -4,6 +4,8 @@ Listings read the channel heads once for all their rows; one gateway reads its o
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlmodel import Session, col, select
 
 from controller import refusals
@@ -15,6 +17,8 @@ from controller.services.tenants import tenant_row
 from controller.store import models as rows
 from controller.store.db import Database
 from mssp.common.clock import now_ms
+
+LEGACY_CERT_LIFETIME_MS = 397 * 86400 * 1000  # rows enrolled before renewal stored no validity
 
 
 def gateway_row(s: Session, tenant_name: str, name: str) -> tuple[rows.Tenant, rows.Gateway]:
@@ -42,7 +46,20 @@ def gateway_view(g: rows.Gateway, t: rows.Tenant, wanted: Versions, online_windo
         agent_version=g.agent_version, backend=g.backend, last_error=g.last_error,
         cert_serial=g.cert_serial or "", refusals=tuple(refusals.decode(g.refusals)),
         refusals_total=g.refusals_total, ioc_budget=g.ioc_budget, left_out_by_budget=g.left_out_by_budget,
+        **_certificate(g, enrolled),
     )
+
+
+def _certificate(g: rows.Gateway, enrolled: bool) -> dict[str, Any]:
+    """Expiry and renewal state. Agents renew at two thirds of the lifetime; past three quarters the
+    renewal failed (or the agent cannot renew: older than renewal)."""
+    if not enrolled:
+        return {}
+    not_before = g.cert_not_before_ms or g.enrolled_at_ms
+    not_after = g.cert_not_after_ms or g.enrolled_at_ms + LEGACY_CERT_LIFETIME_MS
+    overdue = now_ms() >= not_before + (not_after - not_before) * 3 // 4
+    return {"cert_not_after_ms": not_after, "cert_renewed_at_ms": g.renewed_at_ms, "renewal_overdue": overdue,
+            "clock_offset_ms": g.clock_offset_ms}
 
 
 class Fleet:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Sequence
 
-from sqlalchemy import bindparam, update
+from sqlalchemy import bindparam, false, update
 from sqlmodel import Session, col, select
 
 from controller import enrollment, refusals
@@ -134,24 +134,43 @@ class Gateways:
 
     def complete_enrollment(
         self, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str,
-        alliance_aware: bool = False,
+        alliance_aware: bool = False, cert_validity_ms: tuple[int, int] = (0, 0),
+        rotation_aware: bool = False,
     ) -> Versions:
         """pending -> enrolled; the versions the new gateway should reach."""
         with self.db.session() as s:
             tenant_id = enrollment.mark_enrolled(s, gateway_id, cert_serial=cert_serial,
                                                  nats_public_key=nats_public_key, agent_version=agent_version,
-                                                 alliance_aware=alliance_aware)
+                                                 alliance_aware=alliance_aware,
+                                                 cert_validity_ms=cert_validity_ms,
+                                                 rotation_aware=rotation_aware)
             return desired(s, tenant_id)
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
+        """The current certificate, or the one the last renewal replaced (services/renewal.py)."""
         with self.db.session(readonly=True) as s:  # on every gateway call: must not queue behind writers
+            for column in (rows.Gateway.cert_serial, rows.Gateway.prev_cert_serial):
+                found = s.exec(
+                    select(rows.Gateway.id, rows.Gateway.tenant_id, rows.Tenant.sharing)
+                    .join(rows.Tenant, rows.Tenant.id == rows.Gateway.tenant_id)
+                    .where(column == serial, rows.Gateway.status == GatewayStatus.ENROLLED.value)
+                ).first()
+                if found is not None:
+                    return GatewayIdentity(found[0], found[1], bool(found[2]))
+            return None
+
+    def unable_to_rotate(self) -> list[str]:
+        """TENANT/NAME of enrolled gateways whose agents trust one signing key only: a key rotation
+        would cut them off pushes."""
+        with self.db.session(readonly=True) as s:
             found = s.exec(
-                select(rows.Gateway.id, rows.Gateway.tenant_id, rows.Tenant.sharing)
+                select(rows.Tenant.name, rows.Gateway.name)
                 .join(rows.Tenant, rows.Tenant.id == rows.Gateway.tenant_id)
-                .where(rows.Gateway.cert_serial == serial,
-                       rows.Gateway.status == GatewayStatus.ENROLLED.value)
-            ).first()
-            return None if found is None else GatewayIdentity(found[0], found[1], bool(found[2]))
+                .where(rows.Gateway.status == GatewayStatus.ENROLLED.value,
+                       col(rows.Gateway.rotation_aware) == false())
+                .order_by(rows.Tenant.name, rows.Gateway.name)
+            ).all()
+            return [f"{tenant}/{name}" for tenant, name in found]
 
     def record_statuses(self, updates: Sequence[StatusUpdate]) -> None:
         """Many reports in one transaction (see StatusRecorder)."""
@@ -159,8 +178,9 @@ class Gateways:
             return
         params = [
             {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq,
-             "a": u.applied.alliance_seq, "aw": u.alliance_aware, "v": u.agent_version,
-             "b": u.backend, "e": u.last_error, "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
+             "a": u.applied.alliance_seq, "aw": u.alliance_aware, "ra": u.rotation_aware,
+             "co": u.clock_offset_ms, "v": u.agent_version, "b": u.backend, "e": u.last_error,
+             "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
              "rt": u.refusals_total, "ib": u.ioc_budget, "lo": u.left_out_by_budget}
             for u in updates
         ]
@@ -168,6 +188,7 @@ class Gateways:
             update(rows.Gateway).where(col(rows.Gateway.id) == bindparam("gid")).values(
                 applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
                 applied_alliance_seq=bindparam("a"), alliance_aware=bindparam("aw"),
+                rotation_aware=bindparam("ra"), clock_offset_ms=bindparam("co"),
                 agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
                 last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
                 ioc_budget=bindparam("ib"), left_out_by_budget=bindparam("lo"),

@@ -80,6 +80,30 @@ class Gateway(SQLModel, table=True):
     nats_jwt_issued_s: int = Field(
         default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
     )
+    # Its client certificate's validity (0 on rows enrolled before renewal: enrolled_at + 397 days).
+    cert_not_before_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    cert_not_after_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    # The certificate and NATS key the last renewal replaced: the certificate still authenticates
+    # (an agent that lost the renewal's answer retries with it) until the next renewal; the key is
+    # revoked at the broker.
+    prev_cert_serial: str | None = Field(default=None, index=True, max_length=64)
+    prev_nats_public_key: str = Field(
+        default="", sa_column=Column(String(64), nullable=False, default="", server_default="")
+    )
+    renewed_at_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    # Its router's clock minus ours (ms), as its last status report measured it.
+    clock_offset_ms: int = Field(
+        default=0, sa_column=Column(BigInteger, nullable=False, default=0, server_default="0")
+    )
+    # Its agent trusts a key set and follows rotations (enrollment or a status report said so).
+    rotation_aware: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False,
+                                                                 server_default=false()))
 
 
 class EnrollmentToken(SQLModel, table=True):

@@ -46,11 +46,24 @@ def reissued_nats_keys(db: Database) -> dict[str, int]:
     return {key: int(issued) - 1 for key, issued in rows}
 
 
+def replaced_nats_keys(db: Database) -> dict[str, int]:
+    """NATS user public key -> revocation time (unix seconds, rounded up) for the keys certificate
+    renewals replaced (controller/services/renewal.py): the router made a new one."""
+    with db.session(readonly=True) as s:
+        rows = s.exec(
+            select(Gateway.prev_nats_public_key, Gateway.renewed_at_ms).where(
+                Gateway.prev_nats_public_key != "", Gateway.renewed_at_ms > 0
+            )
+        ).all()
+    return {key: max(1, -(-int(at_ms) // 1000)) for key, at_ms in rows}
+
+
 def nats_revocations(db: Database) -> dict[str, int]:
-    """Everything the broker must refuse: revoked gateways and superseded JWTs of live ones."""
+    """Everything the broker must refuse: revoked gateways, replaced keys and superseded JWTs."""
     out = reissued_nats_keys(db)
-    for key, at in revoked_nats_keys(db).items():
-        out[key] = max(at, out.get(key, 0))
+    for more in (replaced_nats_keys(db), revoked_nats_keys(db)):
+        for key, at in more.items():
+            out[key] = max(at, out.get(key, 0))
     return out
 
 

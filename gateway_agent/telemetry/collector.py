@@ -250,7 +250,11 @@ class TelemetryCollector:
         applied: Callable[[], common_pb2.Versions] | None = None,
         apply_errors: Callable[[], int] | None = None,
         agent_version: str = __version__,
+        clock: Callable[[], int] | None = None,
     ) -> None:
+        # Period ends in the controller's time when the router's clock is far off (gateway_agent/clock.py):
+        # the controller refuses periods in the future or before the gateway enrolled.
+        self.clock = clock or clock_ms
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.tenant_id = tenant_id
@@ -273,7 +277,7 @@ class TelemetryCollector:
         """A missing or unreadable state restarts the sequence at the current unix time in microseconds:
         above anything this gateway sent before (it would have had to send a batch every microsecond to
         get there), so the controller never mistakes new batches for duplicates."""
-        fresh = CollectorState(seq=time.time_ns() // 1000, period_end_ms=clock_ms())
+        fresh = CollectorState(seq=time.time_ns() // 1000, period_end_ms=self.clock())
         try:
             return CollectorState.from_json(self.state_path.read_bytes())
         except FileNotFoundError:
@@ -286,7 +290,7 @@ class TelemetryCollector:
         self, *, spool_drops: int = 0, spool_depth: int = 0, now_ms: int | None = None
     ) -> PendingBatch:
         """Build the next batch (blocking: reads counters and the log). Nothing is persisted here."""
-        end = clock_ms() if now_ms is None else now_ms
+        end = self.clock() if now_ms is None else now_ms
         prev = self.state
         records: list[telemetry_pb2.TelemetryRecord] = []
         counters = prev.counters

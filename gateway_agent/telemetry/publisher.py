@@ -172,13 +172,14 @@ def create_publisher(
     interval: float = DEFAULT_INTERVAL,
     spool_max_batches: int = DEFAULT_MAX_BATCHES,
     spool_max_bytes: int = DEFAULT_MAX_BYTES,
+    clock: Callable[[], int] | None = None,
 ) -> TelemetryPublisher:
     """The agent's telemetry, laid out in its state dir: telemetry/collector.json (seq, counter
     baseline, query-log position) and telemetry/spool/ (the outbox)."""
     directory = Path(state_dir) / "telemetry"
     collector = TelemetryCollector(
         directory, tenant_id=tenant_id, gateway_id=gateway_id, source=source, dns_log=dns_log,
-        applied=applied, apply_errors=apply_errors,
+        applied=applied, apply_errors=apply_errors, clock=clock,
     )
     spool = TelemetrySpool(directory / "spool", max_batches=spool_max_batches, max_bytes=spool_max_bytes)
     return TelemetryPublisher(collector, spool, connection, interval=interval)

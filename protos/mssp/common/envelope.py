@@ -5,12 +5,11 @@ The signature covers the exact payload bytes; a push carries its own expiry (fre
 
 from __future__ import annotations
 
-import hashlib
-
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from mssp.common.clock import now_ms
+from mssp.common.keyring import KeyRing, UntrustedKey, key_id
 from mssp.common.parts import MAX_ENVELOPE_BYTES, split_push
 from mssp.v1 import push_pb2
 
@@ -23,8 +22,15 @@ class PushRejected(Exception):
     """A push that must not be applied: bad signature, wrong channel, expired, oversized."""
 
 
-def key_id(public_key_raw: bytes) -> str:
-    return hashlib.sha256(public_key_raw).hexdigest()[:16]
+class PushExpired(PushRejected):
+    """Past its expiry by the time given: a replay, or a router whose clock is far off."""
+
+
+class UnknownSigner(PushRejected):
+    """Signed by a key the agent does not trust (yet): a rotation it missed, or a retired key."""
+
+
+Verifier = Ed25519PublicKey | KeyRing
 
 
 def sign_push(key: Ed25519PrivateKey, push: push_pb2.Push) -> push_pb2.SignedEnvelope:
@@ -46,7 +52,7 @@ def sign_split(
 
 
 def open_envelope(
-    public_key: Ed25519PublicKey, data: bytes, allowed_channels: set[str]
+    public_key: Verifier, data: bytes, allowed_channels: set[str], *, now: int | None = None
 ) -> push_pb2.Push:
     """Verify before parsing the content; refuse pushes for channels this gateway does not follow."""
     if len(data) > MAX_ENVELOPE_BYTES:
@@ -56,12 +62,21 @@ def open_envelope(
         envelope.ParseFromString(data)
     except Exception as exc:  # protobuf raises DecodeError, but be strict about garbage
         raise PushRejected("malformed envelope") from exc
-    return open_signed(public_key, envelope, allowed_channels)
+    return open_signed(public_key, envelope, allowed_channels, now=now)
 
 
 def open_signed(
-    public_key: Ed25519PublicKey, envelope: push_pb2.SignedEnvelope, allowed_channels: set[str]
+    public_key: Verifier, envelope: push_pb2.SignedEnvelope, allowed_channels: set[str], *,
+    now: int | None = None,
 ) -> push_pb2.Push:
+    """With a KeyRing, the key the envelope names (key_id) must be in it and not retired. Expiry and
+    retirement are judged at `now` (default: this machine's clock; the agent's may be far off)."""
+    now = now_ms() if now is None else now
+    if isinstance(public_key, KeyRing):
+        try:
+            public_key = public_key.verifier(envelope.key_id, now)
+        except UntrustedKey as exc:
+            raise UnknownSigner(str(exc)) from exc
     try:
         public_key.verify(envelope.signature, envelope.payload)
     except InvalidSignature as exc:
@@ -73,6 +88,6 @@ def open_signed(
         raise PushRejected("malformed push payload") from exc
     if push.channel not in allowed_channels:
         raise PushRejected(f"push for channel {push.channel!r} is not for this gateway")
-    if push.expires_at_ms and push.expires_at_ms < now_ms():
-        raise PushRejected(f"push {push.channel}#{push.seq} expired")
+    if push.expires_at_ms and push.expires_at_ms < now:
+        raise PushExpired(f"push {push.channel}#{push.seq} expired")
     return push

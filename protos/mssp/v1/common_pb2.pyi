@@ -129,3 +129,19 @@ class Refusal(_message.Message):
     value: str
     reason: str
     def __init__(self, kind: _Optional[str] = ..., value: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
+
+class TrustedKey(_message.Message):
+    __slots__ = ("public_key", "retires_at_ms")
+    PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    RETIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    public_key: bytes
+    retires_at_ms: int
+    def __init__(self, public_key: _Optional[bytes] = ..., retires_at_ms: _Optional[int] = ...) -> None: ...
+
+class SigningKeys(_message.Message):
+    __slots__ = ("keys", "issued_at_ms")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[TrustedKey]
+    issued_at_ms: int
+    def __init__(self, keys: _Optional[_Iterable[_Union[TrustedKey, _Mapping]]] = ..., issued_at_ms: _Optional[int] = ...) -> None: ...

@@ -8,6 +8,24 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class RenewRequest(_message.Message):
+    __slots__ = ("csr_pem", "nats_public_key")
+    CSR_PEM_FIELD_NUMBER: _ClassVar[int]
+    NATS_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
+    csr_pem: bytes
+    nats_public_key: str
+    def __init__(self, csr_pem: _Optional[bytes] = ..., nats_public_key: _Optional[str] = ...) -> None: ...
+
+class RenewResponse(_message.Message):
+    __slots__ = ("client_cert_pem", "nats_user_jwt", "not_after_ms")
+    CLIENT_CERT_PEM_FIELD_NUMBER: _ClassVar[int]
+    NATS_USER_JWT_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    client_cert_pem: bytes
+    nats_user_jwt: str
+    not_after_ms: int
+    def __init__(self, client_cert_pem: _Optional[bytes] = ..., nats_user_jwt: _Optional[str] = ..., not_after_ms: _Optional[int] = ...) -> None: ...
+
 class SyncRequest(_message.Message):
     __slots__ = ("applied", "force_snapshot", "alliance")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
@@ -19,7 +37,7 @@ class SyncRequest(_message.Message):
     def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., force_snapshot: _Optional[bool] = ..., alliance: _Optional[bool] = ...) -> None: ...
 
 class StatusReport(_message.Message):
-    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget", "alliance_aware", "alliance")
+    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget", "alliance_aware", "alliance", "rotation_aware", "clock_offset_ms")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -31,6 +49,8 @@ class StatusReport(_message.Message):
     LEFT_OUT_BY_BUDGET_FIELD_NUMBER: _ClassVar[int]
     ALLIANCE_AWARE_FIELD_NUMBER: _ClassVar[int]
     ALLIANCE_FIELD_NUMBER: _ClassVar[int]
+    ROTATION_AWARE_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     applied: _common_pb2.Versions
     agent_version: str
     backend: str
@@ -42,27 +62,33 @@ class StatusReport(_message.Message):
     left_out_by_budget: int
     alliance_aware: bool
     alliance: bool
-    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., alliance_aware: _Optional[bool] = ..., alliance: _Optional[bool] = ...) -> None: ...
+    rotation_aware: bool
+    clock_offset_ms: int
+    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., alliance_aware: _Optional[bool] = ..., alliance: _Optional[bool] = ..., rotation_aware: _Optional[bool] = ..., clock_offset_ms: _Optional[int] = ...) -> None: ...
 
 class StatusAck(_message.Message):
-    __slots__ = ("desired",)
+    __slots__ = ("desired", "controller_time_ms")
     DESIRED_FIELD_NUMBER: _ClassVar[int]
+    CONTROLLER_TIME_MS_FIELD_NUMBER: _ClassVar[int]
     desired: _common_pb2.Versions
-    def __init__(self, desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ...) -> None: ...
+    controller_time_ms: int
+    def __init__(self, desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., controller_time_ms: _Optional[int] = ...) -> None: ...
 
 class GetBrokersRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
 
 class Brokers(_message.Message):
-    __slots__ = ("nats_urls", "user_jwt", "channels")
+    __slots__ = ("nats_urls", "user_jwt", "channels", "signing_keys")
     NATS_URLS_FIELD_NUMBER: _ClassVar[int]
     USER_JWT_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEYS_FIELD_NUMBER: _ClassVar[int]
     nats_urls: _containers.RepeatedScalarFieldContainer[str]
     user_jwt: str
     channels: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ...) -> None: ...
+    signing_keys: _common_pb2.SigningKeys
+    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., signing_keys: _Optional[_Union[_common_pb2.SigningKeys, _Mapping]] = ...) -> None: ...
 
 class Sighting(_message.Message):
     __slots__ = ("indicator", "host", "via", "count", "first_seen_ms", "last_seen_ms", "score", "port", "median_interval_s", "jitter_s", "median_bytes")

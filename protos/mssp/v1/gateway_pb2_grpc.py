@@ -56,6 +56,11 @@ class GatewayServiceStub:
                 request_serializer=mssp_dot_v1_dot_gateway__pb2.SightingReport.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_gateway__pb2.SightingAck.FromString,
                 _registered_method=True)
+        self.Renew = channel.unary_unary(
+                '/mssp.v1.GatewayService/Renew',
+                request_serializer=mssp_dot_v1_dot_gateway__pb2.RenewRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_gateway__pb2.RenewResponse.FromString,
+                _registered_method=True)
 
 
 class GatewayServiceServicer:
@@ -92,6 +97,16 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Renew(self, request, context):
+        """A new certificate and NATS JWT for keys made on the router, before the
+        current certificate expires (the agent asks at two thirds of its
+        lifetime). Refused for revoked gateways. The certificate it replaces keeps
+        working until the next renewal, so an agent that lost the answer retries.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GatewayServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -114,6 +129,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.ReportSightings,
                     request_deserializer=mssp_dot_v1_dot_gateway__pb2.SightingReport.FromString,
                     response_serializer=mssp_dot_v1_dot_gateway__pb2.SightingAck.SerializeToString,
+            ),
+            'Renew': grpc.unary_unary_rpc_method_handler(
+                    servicer.Renew,
+                    request_deserializer=mssp_dot_v1_dot_gateway__pb2.RenewRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_gateway__pb2.RenewResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -225,6 +245,33 @@ class GatewayService:
             '/mssp.v1.GatewayService/ReportSightings',
             mssp_dot_v1_dot_gateway__pb2.SightingReport.SerializeToString,
             mssp_dot_v1_dot_gateway__pb2.SightingAck.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Renew(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.GatewayService/Renew',
+            mssp_dot_v1_dot_gateway__pb2.RenewRequest.SerializeToString,
+            mssp_dot_v1_dot_gateway__pb2.RenewResponse.FromString,
             options,
             channel_credentials,
             insecure,

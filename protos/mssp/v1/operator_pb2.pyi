@@ -7,6 +7,38 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ListSigningKeysRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RotateSigningKeyRequest(_message.Message):
+    __slots__ = ("overlap_seconds", "force")
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    overlap_seconds: int
+    force: bool
+    def __init__(self, overlap_seconds: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class SigningKeyInfo(_message.Message):
+    __slots__ = ("key_id", "active", "created_at_ms", "retires_at_ms")
+    KEY_ID_FIELD_NUMBER: _ClassVar[int]
+    ACTIVE_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RETIRES_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    key_id: str
+    active: bool
+    created_at_ms: int
+    retires_at_ms: int
+    def __init__(self, key_id: _Optional[str] = ..., active: _Optional[bool] = ..., created_at_ms: _Optional[int] = ..., retires_at_ms: _Optional[int] = ...) -> None: ...
+
+class SigningKeyList(_message.Message):
+    __slots__ = ("keys", "announced")
+    KEYS_FIELD_NUMBER: _ClassVar[int]
+    ANNOUNCED_FIELD_NUMBER: _ClassVar[int]
+    keys: _containers.RepeatedCompositeFieldContainer[SigningKeyInfo]
+    announced: bool
+    def __init__(self, keys: _Optional[_Iterable[_Union[SigningKeyInfo, _Mapping]]] = ..., announced: _Optional[bool] = ...) -> None: ...
+
 class TenantRef(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -130,7 +162,7 @@ class ListGatewaysResponse(_message.Message):
     def __init__(self, gateways: _Optional[_Iterable[_Union[Gateway, _Mapping]]] = ...) -> None: ...
 
 class Gateway(_message.Message):
-    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget")
+    __slots__ = ("id", "tenant", "name", "status", "created_at_ms", "enrolled_at_ms", "last_seen_ms", "online", "desired", "applied", "converged", "agent_version", "backend", "last_error", "cert_serial", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget", "cert_not_after_ms", "cert_renewed_at_ms", "renewal_overdue", "clock_offset_ms")
     ID_FIELD_NUMBER: _ClassVar[int]
     TENANT_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
@@ -150,6 +182,10 @@ class Gateway(_message.Message):
     REFUSALS_TOTAL_FIELD_NUMBER: _ClassVar[int]
     IOC_BUDGET_FIELD_NUMBER: _ClassVar[int]
     LEFT_OUT_BY_BUDGET_FIELD_NUMBER: _ClassVar[int]
+    CERT_NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    CERT_RENEWED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    RENEWAL_OVERDUE_FIELD_NUMBER: _ClassVar[int]
+    CLOCK_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
     id: str
     tenant: str
     name: str
@@ -169,7 +205,11 @@ class Gateway(_message.Message):
     refusals_total: int
     ioc_budget: int
     left_out_by_budget: int
-    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ...) -> None: ...
+    cert_not_after_ms: int
+    cert_renewed_at_ms: int
+    renewal_overdue: bool
+    clock_offset_ms: int
+    def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., cert_not_after_ms: _Optional[int] = ..., cert_renewed_at_ms: _Optional[int] = ..., renewal_overdue: _Optional[bool] = ..., clock_offset_ms: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
     __slots__ = ("tenant", "yaml")

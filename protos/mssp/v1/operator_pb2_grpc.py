@@ -128,6 +128,16 @@ class OperatorServiceStub:
                 request_serializer=mssp_dot_v1_dot_operator__pb2.FleetStatusRequest.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_operator__pb2.FleetStatusResponse.FromString,
                 _registered_method=True)
+        self.ListSigningKeys = channel.unary_unary(
+                '/mssp.v1.OperatorService/ListSigningKeys',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.ListSigningKeysRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.SigningKeyList.FromString,
+                _registered_method=True)
+        self.RotateSigningKey = channel.unary_unary(
+                '/mssp.v1.OperatorService/RotateSigningKey',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.RotateSigningKeyRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.SigningKeyList.FromString,
+                _registered_method=True)
 
 
 class OperatorServiceServicer:
@@ -251,6 +261,22 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListSigningKeys(self, request, context):
+        """The push-signing keys gateways trust, newest first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RotateSigningKey(self, request, context):
+        """A new push-signing key: announced to every gateway in a push signed by the
+        current key, then used for every push; the current key is refused by
+        gateways once overlap_seconds have passed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_OperatorServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -343,6 +369,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.FleetStatus,
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.FleetStatusRequest.FromString,
                     response_serializer=mssp_dot_v1_dot_operator__pb2.FleetStatusResponse.SerializeToString,
+            ),
+            'ListSigningKeys': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSigningKeys,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.ListSigningKeysRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.SigningKeyList.SerializeToString,
+            ),
+            'RotateSigningKey': grpc.unary_unary_rpc_method_handler(
+                    servicer.RotateSigningKey,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.RotateSigningKeyRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.SigningKeyList.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -835,6 +871,60 @@ class OperatorService:
             '/mssp.v1.OperatorService/FleetStatus',
             mssp_dot_v1_dot_operator__pb2.FleetStatusRequest.SerializeToString,
             mssp_dot_v1_dot_operator__pb2.FleetStatusResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSigningKeys(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/ListSigningKeys',
+            mssp_dot_v1_dot_operator__pb2.ListSigningKeysRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.SigningKeyList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RotateSigningKey(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/RotateSigningKey',
+            mssp_dot_v1_dot_operator__pb2.RotateSigningKeyRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.SigningKeyList.FromString,
             options,
             channel_credentials,
             insecure,

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mssp.v1 import common_pb2 as mssp_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mssp/v1/push.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\"D\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\x96\x02\n\x04Push\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\'\n\x06policy\x18\n \x01(\x0b\x32\x15.mssp.v1.PolicyBundleH\x00\x12!\n\x04iocs\x18\x0b \x01(\x0b\x32\x11.mssp.v1.IocDeltaH\x00\x12)\n\x08snapshot\x18\x0c \x01(\x0b\x32\x15.mssp.v1.SnapshotPartH\x00\x12!\n\x06\x62\x65\x61\x63on\x18\r \x01(\x0b\x32\x0f.mssp.v1.BeaconH\x00\x12!\n\x04part\x18\x0e \x01(\x0b\x32\x11.mssp.v1.PushPartH\x00\x42\x06\n\x04\x62ody\"F\n\x08PushPart\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"F\n\x08IocDelta\x12\x1c\n\x06upsert\x18\x01 \x03(\x0b\x32\x0c.mssp.v1.Ioc\x12\x1c\n\x06remove\x18\x02 \x03(\x0b\x32\x0c.mssp.v1.Ioc\"n\n\x0cSnapshotPart\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\x08\x12%\n\x06policy\x18\x03 \x01(\x0b\x32\x15.mssp.v1.PolicyBundle\x12\x1a\n\x04iocs\x18\x04 \x03(\x0b\x32\x0c.mssp.v1.Ioc\"\x08\n\x06\x42\x65\x61\x63onb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12mssp/v1/push.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\"D\n\x0eSignedEnvelope\x12\x0f\n\x07payload\x18\x01 \x01(\x0c\x12\x11\n\tsignature\x18\x02 \x01(\x0c\x12\x0e\n\x06key_id\x18\x03 \x01(\t\"\xc4\x02\n\x04Push\x12\x0f\n\x07\x63hannel\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x04\x12\x14\n\x0cissued_at_ms\x18\x03 \x01(\x03\x12\x15\n\rexpires_at_ms\x18\x04 \x01(\x03\x12\'\n\x06policy\x18\n \x01(\x0b\x32\x15.mssp.v1.PolicyBundleH\x00\x12!\n\x04iocs\x18\x0b \x01(\x0b\x32\x11.mssp.v1.IocDeltaH\x00\x12)\n\x08snapshot\x18\x0c \x01(\x0b\x32\x15.mssp.v1.SnapshotPartH\x00\x12!\n\x06\x62\x65\x61\x63on\x18\r \x01(\x0b\x32\x0f.mssp.v1.BeaconH\x00\x12!\n\x04part\x18\x0e \x01(\x0b\x32\x11.mssp.v1.PushPartH\x00\x12,\n\x0csigning_keys\x18\x0f \x01(\x0b\x32\x14.mssp.v1.SigningKeysH\x00\x42\x06\n\x04\x62ody\"F\n\x08PushPart\x12\r\n\x05index\x18\x01 \x01(\r\x12\r\n\x05\x63ount\x18\x02 \x01(\r\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\x12\x0c\n\x04\x64\x61ta\x18\x04 \x01(\x0c\"F\n\x08IocDelta\x12\x1c\n\x06upsert\x18\x01 \x03(\x0b\x32\x0c.mssp.v1.Ioc\x12\x1c\n\x06remove\x18\x02 \x03(\x0b\x32\x0c.mssp.v1.Ioc\"n\n\x0cSnapshotPart\x12\r\n\x05index\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\x08\x12%\n\x06policy\x18\x03 \x01(\x0b\x32\x15.mssp.v1.PolicyBundle\x12\x1a\n\x04iocs\x18\x04 \x03(\x0b\x32\x0c.mssp.v1.Ioc\"\x08\n\x06\x42\x65\x61\x63onb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,13 +35,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNEDENVELOPE']._serialized_start=53
   _globals['_SIGNEDENVELOPE']._serialized_end=121
   _globals['_PUSH']._serialized_start=124
-  _globals['_PUSH']._serialized_end=402
-  _globals['_PUSHPART']._serialized_start=404
-  _globals['_PUSHPART']._serialized_end=474
-  _globals['_IOCDELTA']._serialized_start=476
-  _globals['_IOCDELTA']._serialized_end=546
-  _globals['_SNAPSHOTPART']._serialized_start=548
-  _globals['_SNAPSHOTPART']._serialized_end=658
-  _globals['_BEACON']._serialized_start=660
-  _globals['_BEACON']._serialized_end=668
+  _globals['_PUSH']._serialized_end=448
+  _globals['_PUSHPART']._serialized_start=450
+  _globals['_PUSHPART']._serialized_end=520
+  _globals['_IOCDELTA']._serialized_start=522
+  _globals['_IOCDELTA']._serialized_end=592
+  _globals['_SNAPSHOTPART']._serialized_start=594
+  _globals['_SNAPSHOTPART']._serialized_end=704
+  _globals['_BEACON']._serialized_start=706
+  _globals['_BEACON']._serialized_end=714
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,7 @@ class SignedEnvelope(_message.Message):
     def __init__(self, payload: _Optional[bytes] = ..., signature: _Optional[bytes] = ..., key_id: _Optional[str] = ...) -> None: ...
 
 class Push(_message.Message):
-    __slots__ = ("channel", "seq", "issued_at_ms", "expires_at_ms", "policy", "iocs", "snapshot", "beacon", "part")
+    __slots__ = ("channel", "seq", "issued_at_ms", "expires_at_ms", "policy", "iocs", "snapshot", "beacon", "part", "signing_keys")
     CHANNEL_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
     ISSUED_AT_MS_FIELD_NUMBER: _ClassVar[int]
@@ -28,6 +28,7 @@ class Push(_message.Message):
     SNAPSHOT_FIELD_NUMBER: _ClassVar[int]
     BEACON_FIELD_NUMBER: _ClassVar[int]
     PART_FIELD_NUMBER: _ClassVar[int]
+    SIGNING_KEYS_FIELD_NUMBER: _ClassVar[int]
     channel: str
     seq: int
     issued_at_ms: int
@@ -37,7 +38,8 @@ class Push(_message.Message):
     snapshot: SnapshotPart
     beacon: Beacon
     part: PushPart
-    def __init__(self, channel: _Optional[str] = ..., seq: _Optional[int] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., policy: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., iocs: _Optional[_Union[IocDelta, _Mapping]] = ..., snapshot: _Optional[_Union[SnapshotPart, _Mapping]] = ..., beacon: _Optional[_Union[Beacon, _Mapping]] = ..., part: _Optional[_Union[PushPart, _Mapping]] = ...) -> None: ...
+    signing_keys: _common_pb2.SigningKeys
+    def __init__(self, channel: _Optional[str] = ..., seq: _Optional[int] = ..., issued_at_ms: _Optional[int] = ..., expires_at_ms: _Optional[int] = ..., policy: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., iocs: _Optional[_Union[IocDelta, _Mapping]] = ..., snapshot: _Optional[_Union[SnapshotPart, _Mapping]] = ..., beacon: _Optional[_Union[Beacon, _Mapping]] = ..., part: _Optional[_Union[PushPart, _Mapping]] = ..., signing_keys: _Optional[_Union[_common_pb2.SigningKeys, _Mapping]] = ...) -> None: ...
 
 class PushPart(_message.Message):
     __slots__ = ("index", "count", "digest", "data")
