@@ -120,7 +120,7 @@ class Settings(BaseSettings):
     ioc_max_prefix_v6: int = Field(default=16, ge=16, le=128)
     # How long past its expiry a token is kept (a late attempt is told "expired", not "unknown").
     enrollment_token_grace_seconds: float = Field(default=7 * 86400.0, ge=0)
-    # Gateway client certificates (and their NATS JWTs): agents renew them at two thirds of this.
+    # Gateway client certificates (and their NATS JWTs): agents renew them at 60-70% of this.
     gateway_cert_lifetime_seconds: int = Field(default=397 * 86400, ge=30, le=10 * 365 * 86400)
     # After `signing-key rotate`, how long gateways still accept pushes the old key signed.
     signing_key_overlap_seconds: int = Field(default=7 * 86400, ge=0, le=365 * 86400)

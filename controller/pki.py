@@ -60,7 +60,7 @@ class IssuedCertificate:
 
 def backdate(validity: dt.timedelta) -> dt.timedelta:
     """How far before now a certificate starts (clock skew): 5 minutes, or a tenth of a short lifetime,
-    so that agents renewing at two thirds of not_before..not_after do not renew at once."""
+    so that agents renewing at 60-70% of not_before..not_after do not renew at once."""
     return min(dt.timedelta(minutes=5), validity / 10)
 
 

@@ -2,7 +2,7 @@
 
 Small routers often have no real-time clock: they boot at the epoch or wherever the last shutdown
 left them, and NTP may be blocked. Pushes expire after 24 hours, retired signing keys are refused
-from a given time, certificates are renewed at two thirds of their lifetime and telemetry periods
+from a given time, certificates are renewed at 60-70% of their lifetime and telemetry periods
 are checked against the controller's clock: with a clock days off, the agent would refuse every
 push as expired (or keep a retired key) and stop enforcing silently. The controller stamps every
 status answer with its time (over mTLS); the agent keeps the offset and, once it is past FAR_MS,

@@ -1,4 +1,4 @@
-"""Certificate renewal: at two thirds of its lifetime the agent makes a fresh TLS key and NATS nkey
+"""Certificate renewal: at 60-70% of its lifetime the agent makes a fresh TLS key and NATS nkey
 here, on the router, and asks the controller (over mTLS, with the certificate it holds) for a new
 certificate and NATS JWT. A router nobody touches stays enrolled for as long as it runs.
 
@@ -33,7 +33,10 @@ from mssp.v1 import gateway_pb2, gateway_pb2_grpc
 log = logging.getLogger("mssp.agent")
 
 RENEWAL_FILE = "renewal.json"
-RENEW_AT = 2 / 3  # of the certificate's lifetime
+# Where in its lifetime a certificate is renewed: 60-70%, fixed per certificate (from its serial), so
+# routers enrolled together in one day do not all renew in the same minute, a restart does not move
+# it, and the controller's "overdue" at 75% is always later.
+RENEW_FROM, RENEW_SPREAD = 0.60, 0.10
 RETRY_FIRST = 5.0  # seconds; doubling, jittered, capped at RETRY_CAP and by the time left
 RETRY_CAP = 3600.0
 RPC_TIMEOUT = 15.0
@@ -50,8 +53,10 @@ def validity(cert_path: Path) -> tuple[float, float]:
 
 
 def renew_at(cert_path: Path) -> float:
-    start, end = validity(cert_path)
-    return start + (end - start) * RENEW_AT
+    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+    start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+    fraction = RENEW_FROM + RENEW_SPREAD * (cert.serial_number % 1000) / 1000
+    return start + (end - start) * fraction
 
 
 def _install(identity: AgentIdentity, pending: dict[str, str]) -> None:

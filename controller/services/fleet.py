@@ -51,7 +51,7 @@ def gateway_view(g: rows.Gateway, t: rows.Tenant, wanted: Versions, online_windo
 
 
 def _certificate(g: rows.Gateway, enrolled: bool) -> dict[str, Any]:
-    """Expiry and renewal state. Agents renew at two thirds of the lifetime; past three quarters the
+    """Expiry and renewal state. Agents renew at 60-70% of the lifetime; past three quarters the
     renewal failed (or the agent cannot renew: older than renewal)."""
     if not enrolled:
         return {}
