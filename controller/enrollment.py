@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import update
+from sqlalchemy import or_, update
 from sqlmodel import Session, col, select
 
-from controller.domain.errors import Conflict, Unauthenticated
+from controller.domain.errors import Conflict, InvalidInput, Unauthenticated
 from controller.domain.models import GatewayStatus
 from controller.store.models import EnrollmentToken, Gateway, Tenant
 from mssp.common.clock import now_ms
@@ -59,6 +59,18 @@ def spend_token(s: Session, secret: str) -> EnrollmentTicket:
     return EnrollmentTicket(gateway.id, gateway.name, tenant.id, tenant.name)
 
 
+def refuse_used_nats_key(s: Session, key: str) -> None:
+    """A NATS key any gateway holds or held is refused: the broker revokes keys by gateway, so a
+    gateway presenting another's public key (it is no secret) would get that gateway revoked. The
+    RPCs refuse an empty key before this (check_nats_public_key); rows not enrolled hold none."""
+    if not key:
+        return
+    used = s.exec(select(Gateway.id).where(
+        or_(col(Gateway.nats_public_key) == key, col(Gateway.prev_nats_public_key) == key)).limit(1)).first()
+    if used is not None:
+        raise InvalidInput("this NATS public key is already in use: make a fresh nkey")
+
+
 def mark_enrolled(
     s: Session, gateway_id: str, *, cert_serial: str, nats_public_key: str, agent_version: str,
     alliance_aware: bool = False, cert_validity_ms: tuple[int, int] = (0, 0), rotation_aware: bool = False,
@@ -68,6 +80,7 @@ def mark_enrolled(
     is the gateway's own text: stored inert (terminal controls escaped) and cut to its column after
     escaping, like every status report (status_recorder.inert)."""
     agent_version = clean_line(agent_version[:AGENT_VERSION_MAX], AGENT_VERSION_MAX)
+    refuse_used_nats_key(s, nats_public_key)
     now = now_ms()
     pending = col(Gateway.status) == GatewayStatus.PENDING.value
     moved = s.exec(  # type: ignore[call-overload]

@@ -150,7 +150,8 @@ class PushPublisher:
             await self.nc.publish(channel_subject(GLOBAL_CHANNEL), sign_push(old, push).SerializeToString())
             await self.nc.flush(timeout=FLUSH_TIMEOUT)
         except Exception as exc:
-            log.warning("announcing the new signing key on NATS failed (gateways get it on Sync): %s", exc)
+            log.warning("announcing the new signing key on NATS failed (gateways fetch the set from "
+                        "GetBrokers): %s", exc)
             return False
         return True
 

@@ -10,11 +10,12 @@ uses the controller's time for those judgements. The offset is reported, so flee
 router's clock is wrong.
 
 TLS is the limit: a clock outside the certificates' validity (the epoch, say) fails the handshake
-itself, before any time can be learnt from the controller; the agent says so in its log.
+itself, before any time can be learnt from the controller: such a router needs its clock set (NTP).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 
 from mssp.common.clock import now_ms as system_ms
@@ -26,14 +27,18 @@ class AgentClock:
     def __init__(self, local: Callable[[], int] = system_ms) -> None:
         self.local = local
         self.offset_ms = 0  # router minus controller, as last measured
-        self.measured = False
+        self.known = asyncio.Event()  # set by the first measurement
 
     def observe(self, controller_ms: int, sent_local_ms: int, received_local_ms: int) -> None:
         """One answer stamped `controller_ms`, asked at `sent` and received at `received` (local)."""
         if controller_ms <= 0 or received_local_ms < sent_local_ms:
             return  # an older controller, or the local clock jumped meanwhile
         self.offset_ms = (sent_local_ms + received_local_ms) // 2 - controller_ms
-        self.measured = True
+        self.known.set()
+
+    @property
+    def measured(self) -> bool:
+        return self.known.is_set()
 
     @property
     def far_off(self) -> bool:

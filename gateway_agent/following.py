@@ -23,6 +23,7 @@ from nats import errors as nats_errors
 from mssp.common.channels import ALLIANCE_CHANNEL, channel_subject
 from mssp.common.creds import creds_file_text, jwt_subject, parse_creds_file
 from mssp.common.files import write_private
+from mssp.common.keyring import KeyRing
 from mssp.v1 import common_pb2, gateway_pb2
 
 if TYPE_CHECKING:
@@ -75,12 +76,13 @@ class ChannelFollower:
             self.subscriptions[channel] = await agent._nc.subscribe(channel_subject(channel),
                                                                     cb=agent._on_message)
 
-    async def trust(self, announced: common_pb2.SigningKeys) -> None:
-        """Adopt a newer set of push-signing keys (a rotation), then resync: a push the new key
-        signed may have been refused before we knew the key."""
+    async def trust(self, answered: common_pb2.SigningKeys) -> None:
+        """Adopt the push-signing keys GetBrokers listed (pinned mTLS: the controller's word; a
+        rotation announced on NATS only makes us ask), then resync: a push the new key signed may
+        have been refused before we knew the key."""
         agent = self.agent
-        ring = agent.keys.newer(announced)
-        if ring is None:
+        ring = KeyRing.of(answered)
+        if ring is None or ring.keys == agent.keys.keys:
             return
         agent.keys = ring
         agent.identity.trust(ring)

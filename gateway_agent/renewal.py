@@ -17,7 +17,6 @@ import datetime as dt
 import json
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
@@ -25,6 +24,7 @@ import grpc
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
+from gateway_agent.clock import AgentClock
 from gateway_agent.identity import AgentIdentity, make_nats_user_seed, make_tls_key_and_csr
 from mssp.common.creds import creds_file_text, jwt_subject
 from mssp.common.files import write_private
@@ -98,28 +98,38 @@ def _check(reply: gateway_pb2.RenewResponse, key_pem: bytes, nats_public: str) -
 class Renewer:
     def __init__(
         self, identity: AgentIdentity, stub: Callable[[], gateway_pb2_grpc.GatewayServiceStub | None],
-        on_renewed: Callable[[], Awaitable[None]], clock: Callable[[], float] = time.time,
+        on_renewed: Callable[[], Awaitable[None]], clock: AgentClock | None = None,
     ) -> None:
         self.identity = identity
-        self.clock = clock  # unix seconds, the controller's when the router's is far off (clock.py)
+        # The controller's time when the router's is far off: a clock far ahead would renew in a loop.
+        self.agent_clock = clock or AgentClock()
+        self.expires_at = 0.0  # of the certificate on disk, read off the event loop
         self.stub = stub
         self.on_renewed = on_renewed  # reopen the gRPC channel with the new certificate
         self.last_error = ""
         self.renewed_at = 0.0
         self.refused = False  # the controller refused: revoked (enforcement stays as it is)
 
+    def clock(self) -> float:
+        return self.agent_clock.now_s()
+
     def status(self) -> dict[str, object]:
-        try:
-            expires = validity(self.identity.cert_path)[1]
-        except (OSError, ValueError):
-            expires = 0.0
-        return {"expires_at": _iso(expires), "renewed_at": _iso(self.renewed_at),
+        return {"expires_at": _iso(self.expires_at), "renewed_at": _iso(self.renewed_at),
                 "last_error": self.last_error, "refused": self.refused}
 
     async def run(self) -> None:
         attempt = 0
+        await self.agent_clock.known.wait()  # the first status answer tells us the controller's time
         while True:
-            wait = await asyncio.to_thread(renew_at, self.identity.cert_path) - self.clock()
+            try:
+                due = await asyncio.to_thread(renew_at, self.identity.cert_path)
+                self.expires_at = (await asyncio.to_thread(validity, self.identity.cert_path))[1]
+            except (OSError, ValueError) as exc:  # never the end of renewal: the router would drop off
+                self.last_error = f"certificate unreadable: {exc}"
+                log.error("%s: %s", self.identity.label, self.last_error)
+                await asyncio.sleep(60.0)
+                continue
+            wait = due - self.clock()
             if wait > 0:
                 await asyncio.sleep(min(wait, RETRY_CAP))  # re-read after: the file may have been replaced
                 continue
@@ -131,7 +141,7 @@ class Renewer:
                 self.refused = isinstance(exc, grpc.aio.AioRpcError) and \
                     exc.code() == grpc.StatusCode.UNAUTHENTICATED
                 self.last_error = f"certificate renewal failed: {detail}"
-                left = validity(self.identity.cert_path)[1] - self.clock()
+                left = self.expires_at - self.clock()
                 delay = min(RETRY_FIRST * 2 ** min(attempt, 20), RETRY_CAP, max(left / 4, RETRY_FIRST))
                 delay *= random.uniform(0.5, 1.0)
                 log.warning("%s: %s; retrying in %.0fs (certificate expires in %.0fs)", self.identity.label,
@@ -154,6 +164,7 @@ class Renewer:
         await asyncio.to_thread(write_private, path, json.dumps(pending).encode())
         await asyncio.to_thread(_install, self.identity, pending)
         self.renewed_at, self.last_error, self.refused = self.clock(), "", False
+        self.expires_at = reply.not_after_ms / 1000
         log.info("%s: certificate renewed, valid until %s", self.identity.label,
                  _iso(reply.not_after_ms / 1000))
         await self.on_renewed()

@@ -69,13 +69,12 @@ class GatewayAgent:
         self.statefile = StateFile(identity.state_dir / "state")
         self.recovery = Recovery()  # holds enforcement back when the state file was unusable
         self.push_stats = PushStats()
-        self.last_error = ""
-        self.last_rejection = ""
+        self.last_error = self.last_rejection = ""
         self.nats_connected = False
         self.controller_reachable = False
         self.synced = asyncio.Event()  # set after the first successful resync
         self.keys = identity.keyring()  # the push-signing keys it trusts (rotations: following.py)
-        self.renewer = Renewer(identity, lambda: self._stub, self.reopen_channel, self.clock.now_s)
+        self.renewer = Renewer(identity, lambda: self._stub, self.reopen_channel, self.clock)
         self._queue: asyncio.Queue[object] = asyncio.Queue()
         self._resync_queued = False
         self.resyncing = False  # a Sync stream is being applied
@@ -159,6 +158,7 @@ class GatewayAgent:
         old = self._channel
         self._channel, self._stub = await brokers.open_channel(self.identity)
         if old is not None:
+            self._tasks = [t for t in self._tasks if not t.done()]
             self._tasks.append(asyncio.create_task(old.close(grace=SYNC_TIMEOUT), name="old-channel"))
 
     # ---- NATS ------------------------------------------------------------------------------
@@ -240,8 +240,8 @@ class GatewayAgent:
         except PushRejected as exc:
             self._rejected(exc)
             return
-        if push.HasField("signing_keys"):  # a key rotation, vouched for by a key we trust
-            await self.following.trust(push.signing_keys)
+        if push.HasField("signing_keys"):  # a key rotation: the set itself comes from GetBrokers
+            self.brokers.refresh_soon()
             return
         await self._apply_push(push)
 

@@ -19,7 +19,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
-from controller.domain.errors import Conflict, Unauthenticated
+from controller.domain.errors import Conflict, InvalidInput, Unauthenticated
 from controller.service import ControllerService
 from controller.simulation import SimulatedAgent, wait_until
 from controller.store.db import Database
@@ -123,7 +123,7 @@ async def test_lost_answer_is_retried_with_the_replaced_certificate(
     for path in (ident.key_path, ident.cert_path, ident.creds_path):
         shutil.copy(saved / path.name, path)
     await sim.agent.reopen_channel()
-    assert await sim.agent.report() is not None  # the replaced certificate still authenticates
+    assert await sim.agent.report() is None  # the replaced certificate may renew, nothing else
     await sim.agent.renewer.renew_once()
     assert serial(ident) != renewed_serial
     assert format(serial(ident), "x") == (await gateway(controller, "gw0")).cert_serial
@@ -202,16 +202,43 @@ def test_concurrent_renewals_commit_once(db: Database) -> None:
         t.join()
     won = [r for r in results if not isinstance(r, Conflict)]
     assert len(won) == 1 and len(results) == 8
-    # Both the new certificate and the replaced one authenticate; a third does not.
+    # The new certificate authenticates; the replaced one may only renew again; a third nothing.
     new_serial = next(g for g in svc.list_gateways("acme")).cert_serial
     assert new_serial.startswith("b")
     assert svc.gateway_identity_by_serial(new_serial) is not None
-    assert svc.gateway_identity_by_serial("0a") is not None
-    assert svc.gateway_identity_by_serial("0c") is None
+    assert svc.gateway_identity_by_serial("0a") is None and svc.renewals.ticket("0a").gateway_id
+    with pytest.raises(Unauthenticated):
+        svc.renewals.ticket("0c")
     svc.revoke_gateway("acme", "gw1")
-    assert svc.gateway_identity_by_serial("0a") is None and svc.gateway_identity_by_serial(new_serial) is None
-    with pytest.raises(Unauthenticated, match="revoked"):
-        svc.renewals.ticket(new_serial)
+    assert svc.gateway_identity_by_serial(new_serial) is None
+    for serial in (new_serial, "0a"):
+        with pytest.raises(Unauthenticated, match="revoked"):
+            svc.renewals.ticket(serial)
+
+
+def test_a_nats_key_another_gateway_holds_is_refused(db: Database) -> None:
+    """Public nkeys are no secret: renewing or enrolling with another gateway's would get it revoked."""
+    svc = ControllerService(db)
+    svc.create_tenant("acme")
+    svc.create_tenant("globex")
+    ids = {}
+    for tenant, serial, key in (("acme", "0a", "UVICTIM"), ("globex", "0b", "UATTACKER")):
+        _, secret, _ = svc.add_gateway(tenant, "gw")
+        ids[tenant] = svc.redeem_enrollment_token(secret).gateway_id
+        svc.complete_enrollment(ids[tenant], cert_serial=serial, nats_public_key=key, agent_version="1")
+    ticket = svc.renewals.ticket("0b")
+    for stolen in ("UVICTIM", "UATTACKER"):  # another's key, or its own again
+        with pytest.raises(InvalidInput, match="already in use"):
+            svc.renewals.commit(ticket, serial="0c", not_before_ms=1, not_after_ms=2,
+                                nats_public_key=stolen)
+    assert svc.gateway_identity_by_serial("0b") is not None  # nothing changed
+    renewed = svc.renewals.commit(ticket, serial="0c", not_before_ms=1, not_after_ms=2,
+                                  nats_public_key="UNEW")
+    assert renewed.replaced_nats_key == "UATTACKER"
+    _, secret, _ = svc.add_gateway("globex", "gw2")
+    pending = svc.redeem_enrollment_token(secret).gateway_id
+    with pytest.raises(InvalidInput, match="already in use"):  # the replaced key stays taken
+        svc.complete_enrollment(pending, cert_serial="0d", nats_public_key="UATTACKER", agent_version="1")
 
 
 async def test_agent_status_shows_certificate_and_signing_keys(

@@ -1,7 +1,8 @@
-"""Push-signing key rotation: the agent's key ring (unknown and retired keys refused, only newer sets
-adopted), the controller's key files (a crash at any step of a rotation), and the whole rotation
-against a real controller, broker and agents: announced over NATS signed by the old key, learnt
-over mTLS by an agent that was offline, and the old key refused once the overlap has passed."""
+"""Push-signing key rotation: the agent's key ring (unknown and retired keys refused, sets adopted
+only from GetBrokers, never from a push), the controller's key files (a crash at any step of a
+rotation), and the whole rotation against a real controller, broker and agents: announced over NATS
+signed by the old key, fetched over mTLS, learnt by an agent that was offline, a forged announcement
+ignored, and the old key refused once the overlap has passed."""
 
 from __future__ import annotations
 
@@ -53,17 +54,16 @@ def test_key_ring_refuses_unknown_and_retired_keys() -> None:
         open_signed(retired, beacon(old), CHANNELS)
 
 
-def test_key_ring_adopts_only_newer_well_formed_sets() -> None:
-    a, b = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
-    ring = KeyRing([Trusted(raw(a))], issued_at_ms=10)
-    newer = common_pb2.SigningKeys(keys=[common_pb2.TrustedKey(public_key=raw(b))], issued_at_ms=11)
-    adopted = ring.newer(newer)
+def test_key_ring_takes_only_well_formed_sets() -> None:
+    b = Ed25519PrivateKey.generate()
+    answered = common_pb2.SigningKeys(keys=[common_pb2.TrustedKey(public_key=raw(b))], issued_at_ms=11)
+    adopted = KeyRing.of(answered)
     assert adopted is not None and set(adopted.keys) == {key_id(raw(b))}
-    replayed = common_pb2.SigningKeys(keys=[common_pb2.TrustedKey(public_key=raw(a))], issued_at_ms=10)
-    assert ring.newer(replayed) is None  # not newer: an old announcement cannot bring a key back
-    assert ring.newer(common_pb2.SigningKeys(issued_at_ms=12)) is None  # empty
+    assert KeyRing.of(common_pb2.SigningKeys(issued_at_ms=12)) is None  # empty
     short = common_pb2.SigningKeys(keys=[common_pb2.TrustedKey(public_key=b"x")], issued_at_ms=12)
-    assert ring.newer(short) is None
+    assert KeyRing.of(short) is None
+    many = common_pb2.SigningKeys(keys=[common_pb2.TrustedKey(public_key=raw(b))] * 9, issued_at_ms=12)
+    assert KeyRing.of(many) is None
     assert KeyRing.from_json(adopted.to_json(), 11).keys == adopted.keys
 
 
@@ -114,13 +114,26 @@ async def test_rotation_reaches_online_and_offline_agents_and_retires_the_old_ke
     old_key = SigningKeys.load_or_create(controller.settings.pki_dir).active
     old_id = key_id(raw(old_key))
 
-    reply = await op.call("RotateSigningKey", operator_pb2.RotateSigningKeyRequest(overlap_seconds=4))
+    reply = await op.call("RotateSigningKey", operator_pb2.RotateSigningKeyRequest(overlap_seconds=8))
+    rejected = online.agent.push_stats.rejected
+    head = online.versions().global_seq
+    # Within the overlap a push signed by the old key is still taken (checked first: the overlap is short).
+    await online.agent.handle_envelope_bytes(beacon(old_key, head).SerializeToString())
+    assert online.agent.push_stats.rejected == rejected
     assert reply.announced and len(reply.keys) == 2
     active = next(k for k in reply.keys if k.active)
     retiring = next(k for k in reply.keys if not k.active)
     assert retiring.key_id == old_id and retiring.retires_at_ms > now_ms() and active.key_id != old_id
-    await wait_until(lambda: active.key_id in online.agent.keys.keys, within=WAIT)  # the announcement
-    rejected = online.agent.push_stats.rejected
+    await wait_until(lambda: active.key_id in online.agent.keys.keys, within=WAIT)  # announced, then asked
+
+    # An announcement signed by the retiring key (a leaked key, with the broker) names its own set:
+    # the agent only asks GetBrokers, and keeps the controller's set.
+    stranger = raw(Ed25519PrivateKey.generate())
+    forged_set = common_pb2.SigningKeys(keys=[common_pb2.TrustedKey(public_key=stranger)], issued_at_ms=2**62)
+    forged = sign_push(old_key, push_pb2.Push(channel="global", seq=head, signing_keys=forged_set))
+    await online.agent.handle_envelope_bytes(forged.SerializeToString())
+    await asyncio.sleep(0.5)
+    assert set(online.agent.keys.keys) == {active.key_id, old_id}
     await op.add_ioc("203.0.113.2")  # signed by the new key
     await wait_until(lambda: "203.0.113.2" in online.ioc_values(), within=WAIT)
     assert online.agent.push_stats.rejected == rejected  # nothing was refused along the way
@@ -132,10 +145,7 @@ async def test_rotation_reaches_online_and_offline_agents_and_retires_the_old_ke
     await wait_until(lambda: "203.0.113.2" in offline.ioc_values(), within=WAIT)
     assert active.key_id in offline.agent.keys.keys
 
-    # Within the overlap a push signed by the old key is still taken; after it, refused.
-    head = online.versions().global_seq
-    await online.agent.handle_envelope_bytes(beacon(old_key, head).SerializeToString())
-    assert online.agent.push_stats.rejected == rejected
+    # After the overlap, a push the old key signed is refused.
     await asyncio.sleep(max(0.0, (retiring.retires_at_ms - now_ms()) / 1000) + 0.2)
     await online.agent.handle_envelope_bytes(beacon(old_key, head).SerializeToString())
     assert online.agent.push_stats.rejected == rejected + 1

@@ -48,7 +48,8 @@ def rotate(
     reply = call(ctx, "RotateSigningKey", request)
     if fmt is Format.table:
         active = next((k.key_id for k in reply.keys if k.active), "?")
-        note = "announced to the fleet" if reply.announced else \
-            "not announced (broker unavailable): gateways fetch it on their next sync"
+        note = "announced to the fleet" if reply.announced else (
+            "not announced (broker unavailable): gateways fetch the key set from the controller "
+            "when the new key's first push does not verify")
         output.console().print(f"signing key [bold]{active}[/bold] is active; {note}")
     _show(reply, fmt)

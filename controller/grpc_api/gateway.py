@@ -19,7 +19,7 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller import refusals
-from controller.domain.errors import Unauthenticated
+from controller.domain.errors import Unauthenticated, Unavailable
 from controller.domain.models import GatewayIdentity, StatusUpdate
 from controller.grpc_api.convert import versions, versions_from
 from controller.grpc_api.enrollment import check_nats_public_key
@@ -151,7 +151,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self, request: gateway_pb2.RenewRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.RenewResponse:
         if self.renewal is None or self.mint_gateway_jwt is None:
-            raise Unauthenticated("this controller does not renew certificates")
+            raise Unavailable("this controller does not renew certificates")
         pems = context.auth_context().get("x509_pem_cert")
         if not pems:
             raise Unauthenticated("a gateway client certificate is required")

@@ -147,17 +147,16 @@ class Gateways:
             return desired(s, tenant_id)
 
     def gateway_identity_by_serial(self, serial: str) -> GatewayIdentity | None:
-        """The current certificate, or the one the last renewal replaced (services/renewal.py)."""
+        """The current certificate only: the one the last renewal replaced may renew again (an answer
+        lost), nothing else (services/renewal.py)."""
         with self.db.session(readonly=True) as s:  # on every gateway call: must not queue behind writers
-            for column in (rows.Gateway.cert_serial, rows.Gateway.prev_cert_serial):
-                found = s.exec(
-                    select(rows.Gateway.id, rows.Gateway.tenant_id, rows.Tenant.sharing)
-                    .join(rows.Tenant, rows.Tenant.id == rows.Gateway.tenant_id)
-                    .where(column == serial, rows.Gateway.status == GatewayStatus.ENROLLED.value)
-                ).first()
-                if found is not None:
-                    return GatewayIdentity(found[0], found[1], bool(found[2]))
-            return None
+            found = s.exec(
+                select(rows.Gateway.id, rows.Gateway.tenant_id, rows.Tenant.sharing)
+                .join(rows.Tenant, rows.Tenant.id == rows.Gateway.tenant_id)
+                .where(rows.Gateway.cert_serial == serial,
+                       rows.Gateway.status == GatewayStatus.ENROLLED.value)
+            ).first()
+            return None if found is None else GatewayIdentity(found[0], found[1], bool(found[2]))
 
     def unable_to_rotate(self) -> list[str]:
         """TENANT/NAME of enrolled gateways whose agents trust one signing key only: a key rotation

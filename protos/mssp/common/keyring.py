@@ -1,9 +1,10 @@
 """The push-signing keys an agent trusts, so that the controller can rotate its key.
 
 A small set, keyed by key id (the envelope names the key that signed it). A key past its retirement
-is refused whatever the push says about its own time: a retired private key may have leaked. A new
-set replaces the held one only when it is newer (its issue time), so an old announcement replayed
-cannot bring a retired key back.
+is refused whatever the push says about its own time: a retired private key may have leaked. A set
+is adopted only from the controller over pinned mTLS (GetBrokers), never from a push: during an
+overlap the retiring key still verifies, and whoever held it (with the broker) could otherwise
+announce a set of their own.
 """
 
 from __future__ import annotations
@@ -53,14 +54,15 @@ class KeyRing:
             raise UntrustedKey(f"signed by key {kid}, retired since {key.retires_at_ms}")
         return self._verifiers[kid]
 
-    def newer(self, announced: common_pb2.SigningKeys) -> KeyRing | None:
-        """The ring `announced` describes, when it is newer than this one and well-formed; else None."""
-        if announced.issued_at_ms <= self.issued_at_ms or not 1 <= len(announced.keys) <= MAX_KEYS:
+    @classmethod
+    def of(cls, announced: common_pb2.SigningKeys) -> KeyRing | None:
+        """The ring `announced` describes, None when it is malformed (empty, too many, bad keys)."""
+        if not 1 <= len(announced.keys) <= MAX_KEYS:
             return None
         if any(len(k.public_key) != 32 or k.retires_at_ms < 0 for k in announced.keys):
             return None
         keys = [Trusted(k.public_key, k.retires_at_ms) for k in announced.keys]
-        return KeyRing(keys, announced.issued_at_ms)
+        return cls(keys, announced.issued_at_ms)
 
     def to_json(self) -> list[dict[str, object]]:
         return [{"public": k.public_raw.hex(), "retires_at_ms": k.retires_at_ms} for k in self.keys.values()]

@@ -100,8 +100,9 @@ class GatewayServiceServicer:
     def Renew(self, request, context):
         """A new certificate and NATS JWT for keys made on the router, before the
         current certificate expires (the agent asks at 60-70% of its
-        lifetime). Refused for revoked gateways. The certificate it replaces keeps
-        working until the next renewal, so an agent that lost the answer retries.
+        lifetime). Refused for revoked gateways. The certificate it replaces may
+        still call Renew (nothing else) until the next renewal, so an agent that
+        lost the answer retries.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
