@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import nkeys
 from nats import errors as nats_errors
 
+from gateway_agent.identity import CREDS_LOCK
 from mssp.common.channels import ALLIANCE_CHANNEL, channel_subject
 from mssp.common.creds import creds_file_text, jwt_subject, parse_creds_file
 from mssp.common.files import write_private
@@ -51,6 +52,11 @@ class Following:
 def save_user_jwt(creds_path: Path, user_jwt: str) -> bool:
     """Put `user_jwt` in the creds file beside our seed; False when it is already there. A JWT for
     another key is refused (ValueError): it could never connect, and our own would be lost."""
+    with CREDS_LOCK:
+        return _save_user_jwt(creds_path, user_jwt)
+
+
+def _save_user_jwt(creds_path: Path, user_jwt: str) -> bool:
     jwt, seed = parse_creds_file(creds_path.read_text())
     if jwt == user_jwt:
         return False

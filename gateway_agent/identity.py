@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +22,9 @@ from mssp.common.files import write_private
 from mssp.common.keyring import KeyRing
 
 IDENTITY_FILE = "identity.json"
+# nats.creds has two writers, a re-issued JWT (following.py: read, then write beside the seed) and a
+# renewal (renewal.py: a new seed): taken by each, so a renewal's seed is never overwritten by the old.
+CREDS_LOCK = threading.Lock()
 
 
 class NotEnrolled(AgentError):

@@ -25,7 +25,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 
 from gateway_agent.clock import AgentClock
-from gateway_agent.identity import AgentIdentity, make_nats_user_seed, make_tls_key_and_csr
+from gateway_agent.identity import CREDS_LOCK, AgentIdentity, make_nats_user_seed, make_tls_key_and_csr
 from mssp.common.creds import creds_file_text, jwt_subject
 from mssp.common.files import write_private
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc
@@ -62,7 +62,8 @@ def renew_at(cert_path: Path) -> float:
 def _install(identity: AgentIdentity, pending: dict[str, str]) -> None:
     write_private(identity.key_path, pending["key"].encode())
     write_private(identity.cert_path, pending["cert"].encode())
-    write_private(identity.creds_path, creds_file_text(pending["jwt"], pending["seed"].encode()).encode())
+    with CREDS_LOCK:
+        write_private(identity.creds_path, creds_file_text(pending["jwt"], pending["seed"].encode()).encode())
     (identity.state_dir / RENEWAL_FILE).unlink(missing_ok=True)
 
 
