@@ -51,7 +51,7 @@ class PushPublisher:
     ) -> None:
         self.service = service
         self.nc = nc
-        self.keys = signing_key if isinstance(signing_key, SigningKeys) else SigningKeys.fixed(signing_key)
+        self.keys = SigningKeys.of(signing_key)
         self.beacon_interval = beacon_interval
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -63,6 +63,11 @@ class SigningKeys:
         self._rotating = False
 
     @classmethod
+    def of(cls, key: Ed25519PrivateKey | SigningKeys) -> SigningKeys:
+        """A key set as given, or one key held in memory (tests and tools pass a bare key)."""
+        return key if isinstance(key, SigningKeys) else cls.fixed(key)
+
+    @classmethod
     def fixed(cls, key: Ed25519PrivateKey) -> SigningKeys:
         """One key, kept in memory only (tests and tools)."""
         raw = _raw(key)

@@ -18,9 +18,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from mssp.common.clock import CLOCK_TOLERANCE_MS as FAR_MS
 from mssp.common.clock import now_ms as system_ms
-
-FAR_MS = 30_000  # within this, the router's clock is trusted (a measurement is only as good as the RTT)
 
 
 class AgentClock:

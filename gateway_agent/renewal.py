@@ -48,15 +48,19 @@ class RenewalError(Exception):
 
 def validity(cert_path: Path) -> tuple[float, float]:
     """(not before, not after) of the certificate, unix seconds."""
-    cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-    return cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
+    return schedule(cert_path)[1:]
 
 
 def renew_at(cert_path: Path) -> float:
+    return schedule(cert_path)[0]
+
+
+def schedule(cert_path: Path) -> tuple[float, float, float]:
+    """(when to renew, not before, not after) of the certificate, unix seconds: one read."""
     cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
     start, end = cert.not_valid_before_utc.timestamp(), cert.not_valid_after_utc.timestamp()
     fraction = RENEW_FROM + RENEW_SPREAD * (cert.serial_number % 1000) / 1000
-    return start + (end - start) * fraction
+    return start + (end - start) * fraction, start, end
 
 
 def _install(identity: AgentIdentity, pending: dict[str, str]) -> None:
@@ -123,8 +127,7 @@ class Renewer:
         await self.agent_clock.known.wait()  # the first status answer tells us the controller's time
         while True:
             try:
-                due = await asyncio.to_thread(renew_at, self.identity.cert_path)
-                self.expires_at = (await asyncio.to_thread(validity, self.identity.cert_path))[1]
+                due, _, self.expires_at = await asyncio.to_thread(schedule, self.identity.cert_path)
             except (OSError, ValueError) as exc:  # never the end of renewal: the router would drop off
                 self.last_error = f"certificate unreadable: {exc}"
                 log.error("%s: %s", self.identity.label, self.last_error)

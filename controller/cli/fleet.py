@@ -8,10 +8,10 @@ from rich.text import Text
 from controller.cli import output
 from controller.cli.client import call
 from controller.cli.output import Format, Output
+from mssp.common.clock import CLOCK_TOLERANCE_MS
 from mssp.v1 import operator_pb2
 
 app = typer.Typer(help="Watch fleet health and convergence.", no_args_is_help=True)
-CLOCK_TOLERANCE_MS = 30_000  # gateway_agent/clock.py FAR_MS
 
 
 def budget_cell(gw: operator_pb2.Gateway) -> Text:

@@ -57,7 +57,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         self.cert_lifetime = cert_lifetime
         self.service = service
         self.ca = ca
-        self.keys = signing_key if isinstance(signing_key, SigningKeys) else SigningKeys.fixed(signing_key)
+        self.keys = SigningKeys.of(signing_key)
         self.gateway_endpoint = gateway_endpoint
         self.nats_urls = nats_urls
         self.mint_gateway_jwt = mint_gateway_jwt

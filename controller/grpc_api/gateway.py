@@ -55,6 +55,14 @@ SYNC_PER_SECOND = 0.5
 REVOKE_DELAY = 2.0
 
 
+def presented_serial(context: grpc.aio.ServicerContext) -> str:
+    """The serial of the client certificate the TLS handshake verified."""
+    pems = context.auth_context().get("x509_pem_cert")
+    if not pems:
+        raise Unauthenticated("a gateway client certificate is required")
+    return serial_of_pem(pems[0])
+
+
 def sync_limiter() -> KeyedRateLimiter:
     return KeyedRateLimiter(burst=SYNC_BURST, per_second=SYNC_PER_SECOND, what="resyncs from this gateway")
 
@@ -73,7 +81,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         self.service = service
         self.mint_gateway_jwt = mint_gateway_jwt  # NatsIdentity.gateway_user_jwt
         self.nats_urls = nats_urls  # read on every call: the broker's URL can change while we run
-        self.keys = signing_key if isinstance(signing_key, SigningKeys) else SigningKeys.fixed(signing_key)
+        self.keys = SigningKeys.of(signing_key)
         self.renewal = renewal
         self._background: set[asyncio.Task[None]] = set()
         self.executor = executor
@@ -87,10 +95,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         return await asyncio.get_running_loop().run_in_executor(self.executor, fn, *args)
 
     async def _identify(self, context: grpc.aio.ServicerContext) -> GatewayIdentity:
-        pems = context.auth_context().get("x509_pem_cert")
-        if not pems:
-            raise Unauthenticated("a gateway client certificate is required")
-        identity = await self._run(self.service.gateway_identity_by_serial, serial_of_pem(pems[0]))
+        identity = await self._run(self.service.gateway_identity_by_serial, presented_serial(context))
         if identity is None:
             raise Unauthenticated("gateway certificate is revoked or unknown")
         return identity
@@ -152,13 +157,11 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
     ) -> gateway_pb2.RenewResponse:
         if self.renewal is None or self.mint_gateway_jwt is None:
             raise Unavailable("this controller does not renew certificates")
-        pems = context.auth_context().get("x509_pem_cert")
-        if not pems:
-            raise Unauthenticated("a gateway client certificate is required")
+        serial = presented_serial(context)
         load_gateway_csr(request.csr_pem)  # everything checked before anything is signed or stored
         nats_key = check_nats_public_key(request.nats_public_key)
         renewals = self.service.renewals
-        ticket = await self._run(renewals.ticket, serial_of_pem(pems[0]))
+        ticket = await self._run(renewals.ticket, serial)
         self.limiter.take(ticket.gateway_id)
         issued = await self._run(functools.partial(
             self.renewal.ca.sign_gateway_csr, request.csr_pem, tenant_id=ticket.tenant_id,

@@ -12,13 +12,15 @@ from controller import refusals
 from controller.domain.errors import NotFound
 from controller.domain.models import FleetStatus, Gateway, GatewayStatus, Versions
 from controller.domain.names import validate_gateway_name
+from controller.pki import CLIENT_VALIDITY
 from controller.services.channels import desired, desired_from_heads, heads
 from controller.services.tenants import tenant_row
 from controller.store import models as rows
 from controller.store.db import Database
 from mssp.common.clock import now_ms
 
-LEGACY_CERT_LIFETIME_MS = 397 * 86400 * 1000  # rows enrolled before renewal stored no validity
+# Rows enrolled before renewal stored no validity: theirs is the lifetime certificates had then.
+LEGACY_CERT_LIFETIME_MS = int(CLIENT_VALIDITY.total_seconds() * 1000)
 
 
 def gateway_row(s: Session, tenant_name: str, name: str) -> tuple[rows.Tenant, rows.Gateway]:

@@ -20,6 +20,11 @@ from controller.store.models import Gateway
 _CHUNK = 500
 
 
+def _seconds_up(at_ms: int) -> int:
+    """Unix seconds, rounded up: a JWT minted in the second of the revocation dies too."""
+    return max(1, -(-int(at_ms) // 1000))
+
+
 def revoked_nats_keys(db: Database) -> dict[str, int]:
     """NATS user public key -> revocation time in unix seconds (rounded up: a JWT minted in the
     second of the revocation dies too), for every revoked gateway that ever got a NATS user."""
@@ -29,7 +34,7 @@ def revoked_nats_keys(db: Database) -> dict[str, int]:
                 Gateway.status == GatewayStatus.REVOKED.value, Gateway.nats_public_key != ""
             )
         ).all()
-    return {key: max(1, -(-int(at_ms) // 1000)) for key, at_ms in rows}
+    return {key: _seconds_up(at_ms) for key, at_ms in rows}
 
 
 def reissued_nats_keys(db: Database) -> dict[str, int]:
@@ -55,7 +60,7 @@ def replaced_nats_keys(db: Database) -> dict[str, int]:
                 Gateway.prev_nats_public_key != "", Gateway.renewed_at_ms > 0
             )
         ).all()
-    return {key: max(1, -(-int(at_ms) // 1000)) for key, at_ms in rows}
+    return {key: _seconds_up(at_ms) for key, at_ms in rows}
 
 
 def nats_revocations(db: Database) -> dict[str, int]:
