@@ -19,25 +19,30 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from nats.aio.client import Client as NatsClient
 
 from controller.api.server import ApiServer, start_api
+from controller.ca_announce import CaAnnouncer
+from controller.ca_set import CaSet
 from controller.config import Settings
 from controller.domain.decay import DecayModel
 from controller.domain.errors import ListenError
+from controller.grpc_api.access import OperatorAccess, token_digest
+from controller.grpc_api.admin import AdminServicer
 from controller.grpc_api.apikeys import ApiKeyServicer
 from controller.grpc_api.billing import BillingServicer
+from controller.grpc_api.ca import gateway_credentials
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer, Renewal
 from controller.grpc_api.intel import IntelServicer
-from controller.grpc_api.operator import OperatorServicer, token_digest
+from controller.grpc_api.operator import OperatorServicer
 from controller.grpc_api.signing import KeyRotation
 from controller.grpc_api.telemetry import TelemetryServicer
 from controller.housekeeping import Housekeeper, controller_jobs
 from controller.listen_state import ListenState
+from controller.metrics import ControllerMetrics, MetricsServer, serve_metrics
 from controller.nats.auth import NatsIdentity
 from controller.nats.conn_limit import ConnectionLimiter
 from controller.nats.embedded import EmbeddedNats
 from controller.nats.revocation import STATE_FILE, RevocationSync
 from controller.nats.tls import ClientTls, controller_tls, late_upgrade, settle_external
-from controller.pki import CertificateAuthority
 from controller.push_publisher import PushPublisher
 from controller.service import ControllerService
 from controller.services.allowlist import GuardSettings
@@ -51,6 +56,7 @@ from mssp.common.dirlock import DirLock, lock_dir
 from mssp.common.files import write_private
 from mssp.v1 import (
     accounts_pb2_grpc,
+    admin_pb2_grpc,
     enrollment_pb2_grpc,
     gateway_pb2_grpc,
     intel_pb2_grpc,
@@ -110,6 +116,8 @@ class ControllerApp:
         self.gateway_executor: ThreadPoolExecutor | None = None
         self.servers: list[grpc.aio.Server] = []
         self.api: ApiServer | None = None  # the tenant API (controller/api/), None when off
+        self.metrics = ControllerMetrics()  # this controller's own registry (never the global one)
+        self.metrics_server: MetricsServer | None = None  # /metrics (metrics_listen), None when off
         self.grpc_address = ""
         self.gateway_address = ""
         self.nats_urls: list[str] = []
@@ -117,6 +125,7 @@ class ControllerApp:
         self.revocations: RevocationSync | None = None
         self.conn_limit: ConnectionLimiter | None = None
         self.housekeeper: Housekeeper | None = None
+        self.ca_announcer: CaAnnouncer | None = None
         self.listen = ListenState(settings.data_dir)  # ports kept across restarts (listen.json)
         self.lock: DirLock | None = None
         self.wrote_runtime_file = False
@@ -136,7 +145,7 @@ class ControllerApp:
             promotion=s.promotion.policy(),
         )
         await asyncio.to_thread(self.service.billing.plan_book)  # a malformed plans file stops start-up
-        ca = await asyncio.to_thread(CertificateAuthority.load_or_create, s.pki_dir)
+        ca = await asyncio.to_thread(CaSet.load_or_create, s.pki_dir)  # finishes an ended CA rollover
         signing_key = await asyncio.to_thread(SigningKeys.load_or_create, s.pki_dir)
         self.identity = await asyncio.to_thread(NatsIdentity.load_or_create, s.nats_dir)
         token = await asyncio.to_thread(load_or_create_operator_token, s.operator_token_file)
@@ -157,19 +166,21 @@ class ControllerApp:
         key_pem, chain_pem = await asyncio.to_thread(ca.server_credentials, s.pki_dir, hosts)
 
         self.publisher = PushPublisher(
-            self.service, self.nc, signing_key, beacon_interval=s.beacon_interval_seconds
+            self.service, self.nc, signing_key, beacon_interval=s.beacon_interval_seconds,
+            metrics=self.metrics,
         )
         # Enrollment + operator API: server-authenticated TLS (agents have no certificate yet).
-        api = grpc.aio.server(options=GRPC_OPTIONS)
+        # Every operator service behind one door: credential, role, who acts, and the audit log.
+        access = OperatorAccess(self.service, operator_digest)
+        api = grpc.aio.server(options=GRPC_OPTIONS,
+                              interceptors=[self.metrics.grpc_interceptor("api"), access])  # errors first
         api_creds = grpc.ssl_server_credentials([(key_pem, chain_pem)])
         self.servers.append(api)  # stop() stops it even when the next bind fails
         bound_api = bind(api, f"{grpc_host}:{grpc_port}", api_creds,
                          self.listen.what("grpc", "enrollment + operator API"))
         # Gateway API: mutual TLS, client certificates from our CA only.
-        gw = grpc.aio.server(options=GRPC_OPTIONS)
-        gw_creds = grpc.ssl_server_credentials(
-            [(key_pem, chain_pem)], root_certificates=ca.cert_pem, require_client_auth=True
-        )
+        gw = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[self.metrics.grpc_interceptor("gateway")])
+        gw_creds = gateway_credentials(ca, key_pem, chain_pem)  # both CAs during a rollover (ca_set.py)
         self.servers.append(gw)
         bound_gw = bind(gw, f"{gw_host}:{gw_port}", gw_creds, self.listen.what("gateway", "gateway API"))
         self.listen.record("grpc", bound_api)
@@ -201,6 +212,7 @@ class ControllerApp:
         )
         accounts_pb2_grpc.add_ApiKeyServiceServicer_to_server(
             ApiKeyServicer(self.service, operator_digest), api)
+        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.service, operator_digest), api)
         accounts_pb2_grpc.add_BillingServiceServicer_to_server(
             BillingServicer(self.service, operator_digest), api)
         intel_pb2_grpc.add_IntelServiceServicer_to_server(
@@ -226,7 +238,7 @@ class ControllerApp:
                             nats_urls=self._agent_nats_urls,
                             mint_gateway_jwt=self.identity.gateway_user_jwt,
                             on_change=self.publisher.wake,
-                            renewal=Renewal(ca, lifetime, self.revoke_nats_user)), gw
+                            renewal=Renewal(ca, lifetime, self.revoke_nats_user), metrics=self.metrics), gw
         )
         for server in (api, gw):
             health_servicer = health.aio.HealthServicer()
@@ -234,7 +246,11 @@ class ControllerApp:
             health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
             await server.start()
         self.api = await start_api(s, self.service, self.listen)
+        self.metrics_server = await serve_metrics(s.metrics_listen, self.metrics, self.service.fleet_status,
+                                                  self.telemetry, self.listen)
         self.publisher.start()
+        self.ca_announcer = CaAnnouncer(ca, signing_key, self.publisher.announce_keys)  # ca_announce.py
+        self.ca_announcer.start()
         self.status_recorder.start()
         self.publisher.wake()  # anything committed but unpublished before a crash
         self.housekeeper = Housekeeper(self.db, controller_jobs(self.service, self.db, s,
@@ -245,7 +261,7 @@ class ControllerApp:
         log.info("controller up: api %s, gateways %s, nats %s", self.grpc_address, self.gateway_address,
                  ",".join(self.nats_urls))
 
-    async def _start_nats(self, ca: CertificateAuthority) -> None:
+    async def _start_nats(self, ca: CaSet) -> None:
         s = self.settings
         self.nats_tls, broker_tls = await asyncio.to_thread(controller_tls, s, ca)
         if s.nats_url:  # an external broker: agree with what it actually speaks
@@ -329,6 +345,7 @@ class ControllerApp:
             "gateway": self.gateway_address,
             "nats_urls": self.nats_urls,
             "api": self.api.url if self.api is not None else "",
+            "metrics": self.metrics_server.url if self.metrics_server is not None else "",
             "pid": os.getpid(),
         }
         tmp = self.settings.runtime_file.with_suffix(".tmp")
@@ -337,8 +354,13 @@ class ControllerApp:
         self.wrote_runtime_file = True
 
     async def stop(self) -> None:
+        if self.metrics_server is not None:  # first: a scrape reads the store and the consumer
+            await self.metrics_server.stop()
+            self.metrics_server = None
         if self.housekeeper is not None:
             await self.housekeeper.stop()
+        if self.ca_announcer is not None:
+            await self.ca_announcer.stop()
         if self.publisher is not None:
             await self.publisher.stop()
         if self.api is not None:

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     api_tls_cert: Path | None = None
     api_tls_key: Path | None = None
     api_insecure_http: bool = False
+    # Prometheus metrics (controller/metrics/) over plain HTTP, HOST:PORT; empty or "off": not served.
+    metrics_listen: str = ""
     api_rate_limit: int = Field(default=600, ge=1)  # requests per key per window
     api_rate_window_seconds: int = Field(default=60, ge=1)
     # How long an open month's usage and security report may be served from memory (0: never).

@@ -18,7 +18,7 @@ from mssp.common.files import write_atomic
 log = logging.getLogger(__name__)
 
 LISTEN_FILE = "listen.json"
-LISTENERS = ("grpc", "gateway", "nats", "api")
+LISTENERS = ("grpc", "gateway", "nats", "api", "metrics")
 
 
 class ListenState:

@@ -25,6 +25,7 @@ class OutboxRow:
     seq: int
     size: int
     payload: bytes  # a serialized, unsigned Push; left empty (not loaded) when over MAX_PUSH_BYTES
+    created_at_ms: int = 0  # when it was committed (the publish latency's start)
 
 
 @dataclass(frozen=True)
@@ -40,23 +41,24 @@ def pending(db: Database, limit: int = 1000, budget: int = READ_BUDGET_BYTES) ->
     read first: a row too large to publish is returned without its payload."""
     with db.session(readonly=True) as s:
         heads = s.exec(
-            select(PushLog.id, PushLog.channel, PushLog.seq, func.length(PushLog.payload))
+            select(PushLog.id, PushLog.channel, PushLog.seq, func.length(PushLog.payload),
+                   PushLog.created_at_ms)
             .where(col(PushLog.published).is_(False)).order_by(col(PushLog.id)).limit(limit)
         ).all()
-        chosen: list[tuple[int, str, int, int]] = []
+        chosen: list[tuple[int, str, int, int, int]] = []
         used = 0
-        for row_id, channel, seq, size in heads:
+        for row_id, channel, seq, size, created in heads:
             loaded = size if size <= MAX_PUSH_BYTES else 0
             if row_id is None or (chosen and used + loaded > budget):
                 break
-            chosen.append((row_id, channel, seq, size))
+            chosen.append((row_id, channel, seq, size, created))
             used += loaded
-        wanted = [row_id for row_id, _, _, size in chosen if size <= MAX_PUSH_BYTES]
+        wanted = [row_id for row_id, _, _, size, _ in chosen if size <= MAX_PUSH_BYTES]
         payloads: dict[int | None, bytes] = {}
         if wanted:
             query = select(PushLog.id, PushLog.payload).where(col(PushLog.id).in_(wanted))
             payloads.update(s.exec(query).all())
-        return [OutboxRow(i, c, q, n, payloads.get(i, b"")) for i, c, q, n in chosen]
+        return [OutboxRow(i, c, q, n, payloads.get(i, b""), t) for i, c, q, n, t in chosen]
 
 
 def mark_unpublishable(db: Database, failures: Sequence[tuple[int, str]]) -> None:

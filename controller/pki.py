@@ -23,6 +23,7 @@ from controller.domain.errors import InvalidInput
 from mssp.common.files import write_atomic, write_private
 
 CA_VALIDITY = dt.timedelta(days=3650)
+CA_NAME = "MSSP controller CA"
 SERVER_VALIDITY = dt.timedelta(days=825)
 CLIENT_VALIDITY = dt.timedelta(days=397)
 MAX_CSR_BYTES = 16 * 1024
@@ -72,22 +73,33 @@ class CertificateAuthority:
         self.fingerprint = ca_fingerprint(self.cert_pem)
 
     @classmethod
-    def load_or_create(cls, directory: Path) -> CertificateAuthority:
-        key_path, cert_path = directory / "ca.key", directory / "ca.crt"
+    def load_or_create(
+        cls, directory: Path, stem: str = "ca", common_name: str = CA_NAME
+    ) -> CertificateAuthority:
+        """`stem`.key and `stem`.crt in `directory` (ca_set.py keeps a rollover's next CA beside it)."""
+        key_path, cert_path = directory / f"{stem}.key", directory / f"{stem}.crt"
         if key_path.exists() and cert_path.exists():
-            # Never re-issued on its own: every enrolled gateway pins this CA. Damage is an error.
-            try:
-                key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
-                cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
-            except ValueError as exc:
-                raise RuntimeError(f"{key_path} or {cert_path} does not load: {exc}") from exc
-            if not isinstance(key, ec.EllipticCurvePrivateKey):
-                raise RuntimeError(f"{key_path} is not an EC private key")
-            if key.public_key() != cert.public_key():
-                raise RuntimeError(f"{key_path} is not the key of the CA certificate {cert_path}")
-            return cls(key, cert)
+            return cls.load(key_path, cert_path)
+        return cls._create(key_path, cert_path, common_name)
+
+    @classmethod
+    def load(cls, key_path: Path, cert_path: Path) -> CertificateAuthority:
+        # Never re-issued on its own: every enrolled gateway pins this CA. Damage is an error.
+        try:
+            key = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+            cert = x509.load_pem_x509_certificate(cert_path.read_bytes())
+        except (OSError, ValueError) as exc:
+            raise RuntimeError(f"{key_path} or {cert_path} does not load: {exc}") from exc
+        if not isinstance(key, ec.EllipticCurvePrivateKey):
+            raise RuntimeError(f"{key_path} is not an EC private key")
+        if key.public_key() != cert.public_key():
+            raise RuntimeError(f"{key_path} is not the key of the CA certificate {cert_path}")
+        return cls(key, cert)
+
+    @classmethod
+    def _create(cls, key_path: Path, cert_path: Path, common_name: str) -> CertificateAuthority:
         key = ec.generate_private_key(ec.SECP256R1())
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "MSSP controller CA")])
+        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
         now = _now()
         cert = (
             x509.CertificateBuilder()

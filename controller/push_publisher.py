@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from nats.aio.client import Client as NatsClient
 
 from controller import outbox
+from controller.metrics.instruments import NO_METRICS, PushMetrics
 from controller.service import ControllerService
 from controller.signing_keys import SigningKeys
 from mssp.common.aio import cancel_and_wait, wait_event
@@ -38,6 +39,7 @@ class _Batch:
     messages: list[tuple[str, bytes]] = field(default_factory=list)
     sent: list[int] = field(default_factory=list)
     failed: list[tuple[int, str]] = field(default_factory=list)
+    committed: list[tuple[str, int]] = field(default_factory=list)  # (channel, commit ms) of `sent`
 
 
 class PushPublisher:
@@ -48,8 +50,10 @@ class PushPublisher:
         signing_key: Ed25519PrivateKey | SigningKeys,
         *,
         beacon_interval: float = 5.0,
+        metrics: PushMetrics = NO_METRICS,
     ) -> None:
         self.service = service
+        self.metrics = metrics
         self.nc = nc
         self.keys = SigningKeys.of(signing_key)
         self.beacon_interval = beacon_interval
@@ -84,6 +88,7 @@ class PushPublisher:
             try:
                 await self.publish_pending()
             except Exception as exc:  # broker down: the rows stay unpublished and are retried
+                self.metrics.publish_failed("broker")
                 log.warning("publishing pushes failed: %s", exc)
                 await asyncio.sleep(0.5)
 
@@ -102,9 +107,11 @@ class PushPublisher:
             if batch.failed:  # first: a broker error below must not leave these to be retried
                 await asyncio.to_thread(outbox.mark_unpublishable, self.service.db, batch.failed)
                 self.unpublishable += len(batch.failed)
+                self.metrics.publish_failed("unpublishable", len(batch.failed))
             for subject, data in batch.messages:
                 await self.nc.publish(subject, data)
             await self.nc.flush(timeout=FLUSH_TIMEOUT)
+            self.metrics.published(batch.committed)
             await asyncio.to_thread(self.service.mark_published, batch.sent)
             total += len(batch.sent)
             self.published += len(batch.sent)
@@ -127,6 +134,7 @@ class PushPublisher:
             subject = channel_subject(push.channel)
             batch.messages.extend((subject, e.SerializeToString()) for e in envelopes)
             batch.sent.append(row.id)
+            batch.committed.append((row.channel, row.created_at_ms))
         return batch
 
     async def _beacon_loop(self) -> None:

@@ -23,6 +23,8 @@ async def serve(settings: Settings) -> None:
         await app.start()
         print(f"controller listening: api {app.grpc_address}, gateways {app.gateway_address}, "
               f"nats {','.join(app.nats_urls)}; data dir {settings.data_dir}", flush=True)
+        if app.metrics_server is not None:
+            print(f"metrics: {app.metrics_server.url}", flush=True)
         await stop.wait()
     finally:
         await app.stop()

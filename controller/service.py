@@ -32,6 +32,7 @@ from controller.intel.guard import GuardConfig, NeverBlockGuard
 from controller.services.alliance import Alliance
 from controller.services.allowlist import Allowlist, GuardSettings
 from controller.services.apikeys import ApiKeys
+from controller.services.audit import AuditLog
 from controller.services.billing import Billing
 from controller.services.channels import PUSH_LOG_KEEP, Channels
 from controller.services.decay import decay_claims
@@ -42,6 +43,7 @@ from controller.services.gateways import TOKEN_PREFIX, Gateways
 from controller.services.intel_export import Exporter
 from controller.services.intel_import import Importer
 from controller.services.iocs import ClaimView, Iocs, show_ioc
+from controller.services.operators import Operators
 from controller.services.policies import Policies
 from controller.services.read_cache import ReadCache
 from controller.services.renewal import Renewals
@@ -80,6 +82,8 @@ class ControllerService:
         self.decay_model = decay or DecayModel()
         self.channels = Channels(db)
         self.apikeys = ApiKeys(db)
+        self.operators = Operators(db)  # named operator credentials (the bootstrap one is a file)
+        self.audit = AuditLog(db)
         self.billing = Billing(db, plans_path)
         # Tenant API read models (controller/services/tenant_scope.py); 0 seconds: no caching.
         self.read_cache, self.read_cache_seconds = ReadCache(), read_cache_seconds

@@ -15,7 +15,7 @@ import signal
 import sys
 from pathlib import Path
 
-from gateway_agent import __version__, renewal
+from gateway_agent import __version__, renewal, status_view
 from gateway_agent.backends import BACKENDS, make_backend, nft_available
 from gateway_agent.budget import BudgetedBackend, budget_for
 from gateway_agent.enroll import enroll
@@ -24,6 +24,7 @@ from gateway_agent.identity import AgentIdentity
 from gateway_agent.runtime import GatewayAgent
 from gateway_agent.statefile import StateFile
 from gateway_agent.status_file import STATUS_FILE
+from mssp.common.clock import now_ms
 from mssp.common.dirlock import DirLocked, lock_dir
 
 LOCK_FILE = "agent.lock"  # flock held by the one `mssp-agent run` on a state dir (mssp.common.dirlock)
@@ -111,13 +112,17 @@ def cmd_status(args: argparse.Namespace) -> int:
         "certificate_expires": certificate_expiry(identity),
         "signing_keys": sorted(identity.keyring().keys),
     })
+    now = now_ms()
     if args.output == "json":
-        print(json.dumps(status, indent=2))
+        print(json.dumps({**status, **status_view.freshness(status, now)}, indent=2))
         return 0
-    for key in ("tenant", "gateway", "gateway_id", "controller", "gateway_endpoint", "backend",
-                "applied", "policy_version", "ioc_count", "ioc_budget", "left_out_by_budget",
-                "nats_connected", "controller_reachable", "certificate_expires", "certificate",
-                "signing_keys", "last_error", "counters"):
+    for key in ("tenant", "gateway", "gateway_id", "controller", "gateway_endpoint", "backend"):
+        if key in status:
+            print(f"{key:>20}: {status[key]}")
+    for label, text in status_view.lines(status, now):
+        print(f"{label:>20}: {text}")
+    for key in ("applied", "policy_version", "ioc_count", "ioc_budget", "left_out_by_budget",
+                "certificate_expires", "certificate", "signing_keys", "last_error", "counters"):
         if key in status:
             print(f"{key:>20}: {status[key]}")
     return 0

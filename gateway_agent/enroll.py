@@ -75,7 +75,8 @@ def fetch_pinned_ca(address: str, pin: str, timeout: float = ENROLL_TIMEOUT) -> 
             return cert.public_bytes(serialization.Encoding.PEM)
     raise EnrollError(
         f"the controller at {address} does not present the CA pinned in the token "
-        "(wrong controller, or a machine in the middle)"
+        "(wrong controller, a machine in the middle, or a token made before a CA rollover finished: "
+        "ask the operator for a new one)"
     )
 
 
@@ -96,7 +97,7 @@ async def enroll(
         stub = enrollment_pb2_grpc.EnrollmentServiceStub(channel)
         request = enrollment_pb2.EnrollRequest(
             token=full_token, csr_pem=csr_pem, nats_public_key=nats_public, agent_version=__version__,
-            alliance_aware=True, rotation_aware=True,
+            alliance_aware=True, rotation_aware=True, ca_rollover_aware=True,
         )
         try:
             reply = await stub.Enroll(request, timeout=ENROLL_TIMEOUT)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING
 import nkeys
 from nats import errors as nats_errors
 
+from gateway_agent.catrust import CaFollower
 from gateway_agent.identity import CREDS_LOCK
 from mssp.common.channels import ALLIANCE_CHANNEL, channel_subject
 from mssp.common.creds import creds_file_text, jwt_subject, parse_creds_file
@@ -42,11 +43,13 @@ class Following:
     channels: frozenset[str]  # empty: a controller that predates the alliance, change nothing
     user_jwt: str
     signing_keys: common_pb2.SigningKeys | None = None  # None: a controller that predates rotation
+    ca: gateway_pb2.CaTrust | None = None  # None: a controller that predates CA rollovers (catrust.py)
 
     @classmethod
     def of(cls, reply: gateway_pb2.Brokers) -> Following:
         keys = reply.signing_keys if reply.HasField("signing_keys") else None
-        return cls(frozenset(reply.channels), reply.user_jwt, keys)
+        ca = reply.ca if reply.HasField("ca") else None
+        return cls(frozenset(reply.channels), reply.user_jwt, keys, ca)
 
 
 def save_user_jwt(creds_path: Path, user_jwt: str) -> bool:
@@ -73,6 +76,7 @@ class ChannelFollower:
     def __init__(self, agent: GatewayAgent) -> None:
         self.agent = agent
         self.subscriptions: dict[str, Subscription] = {}
+        self.ca = CaFollower(agent)
 
     async def subscribe_all(self) -> None:
         """Every channel the state follows, on a new connection."""
@@ -98,6 +102,8 @@ class ChannelFollower:
 
     async def apply(self, following: Following) -> None:
         agent = self.agent
+        if following.ca is not None:
+            await self.ca.apply(following.ca)
         if following.signing_keys is not None:
             await self.trust(following.signing_keys)
         if following.user_jwt:

@@ -13,6 +13,7 @@ says so in its status.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import json
 import logging
@@ -114,6 +115,13 @@ class Renewer:
         self.last_error = ""
         self.renewed_at = 0.0
         self.refused = False  # the controller refused: revoked (enforcement stays as it is)
+        # Whether to renew before 60-70%: the certificate is from a CA being replaced (catrust.py;
+        # blocking, run on a thread), and the event that makes the wait re-check it.
+        self.early: Callable[[], bool] = lambda: False
+        self._wake = asyncio.Event()
+
+    def wake(self) -> None:
+        self._wake.set()
 
     def clock(self) -> float:
         return self.agent_clock.now_s()
@@ -126,6 +134,7 @@ class Renewer:
         attempt = 0
         await self.agent_clock.known.wait()  # the first status answer tells us the controller's time
         while True:
+            self._wake.clear()  # before the checks: a wake during them cuts the wait short
             try:
                 due, _, self.expires_at = await asyncio.to_thread(schedule, self.identity.cert_path)
             except (OSError, ValueError) as exc:  # never the end of renewal: the router would drop off
@@ -134,8 +143,11 @@ class Renewer:
                 await asyncio.sleep(60.0)
                 continue
             wait = due - self.clock()
-            if wait > 0:
-                await asyncio.sleep(min(wait, RETRY_CAP))  # re-read after: the file may have been replaced
+            if wait > 0 and await asyncio.to_thread(self.early):
+                wait = 0
+            if wait > 0:  # re-read after: the file may have been replaced
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), min(wait, RETRY_CAP))
                 continue
             try:
                 await self.renew_once()

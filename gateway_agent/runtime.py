@@ -21,9 +21,10 @@ from nats.aio.msg import Msg
 from gateway_agent import __version__, brokers, nats_connect, renewal
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
 from gateway_agent.clock import AgentClock
-from gateway_agent.exempt import ExemptingBackend
+from gateway_agent.facts import AgentFacts, FactsMixin
 from gateway_agent.following import ChannelFollower, Following
 from gateway_agent.identity import AgentIdentity
+from gateway_agent.own_policy import policy_backend
 from gateway_agent.reconnect import ReconnectCheck
 from gateway_agent.recovery import Recovery, reload_applied, restore
 from gateway_agent.refusals import report_fields
@@ -47,7 +48,7 @@ MAX_BACKOFF = 30.0
 _RESYNC = object()
 
 
-class GatewayAgent:
+class GatewayAgent(FactsMixin):
     def __init__(
         self,
         identity: AgentIdentity,
@@ -61,7 +62,7 @@ class GatewayAgent:
     ) -> None:
         self.clock = clock or AgentClock()  # the controller's time when the router's is far off
         self.identity = identity
-        self.backend = ExemptingBackend(backend)  # the tenant's false positives (gateway_agent/exempt.py)
+        self.backend = policy_backend(backend, identity.gateway_id)  # exempt.py, own_policy.py
         self.heartbeat_interval = heartbeat_interval
         self.report_jitter = report_jitter
         self.on_applied = on_applied
@@ -70,8 +71,7 @@ class GatewayAgent:
         self.recovery = Recovery()  # holds enforcement back when the state file was unusable
         self.push_stats = PushStats()
         self.last_error = self.last_rejection = ""
-        self.nats_connected = False
-        self.controller_reachable = False
+        self.facts = AgentFacts(identity.label)  # nats_connected, controller_reachable, revoked: facts.py
         self.synced = asyncio.Event()  # set after the first successful resync
         self.keys = identity.keyring()  # the push-signing keys it trusts (rotations: following.py)
         self.renewer = Renewer(identity, lambda: self._stub, self.reopen_channel, self.clock)
@@ -188,8 +188,7 @@ class GatewayAgent:
         self._queue.put_nowait(msg.data)
 
     async def _on_reconnected(self) -> None:
-        self.nats_connected = True
-        log.info("%s: NATS reconnected; checking the next beacons for missed pushes", self.identity.label)
+        self.nats_connected = True  # then the next beacons show whether we missed a push
         self.reconnect_check.start(self.state.beaconed_channels())  # gateway_agent/reconnect.py
         if self.telemetry is not None:
             self.telemetry.wake()
@@ -281,7 +280,7 @@ class GatewayAgent:
             self.state = await asyncio.to_thread(self._reload_applied)
             self._schedule_report()
             return False
-        self.push_stats.pushes_applied += 1
+        self.applied(change)
         self.last_error = ""
         if self.on_applied is not None:
             self.on_applied(change, time.monotonic())
@@ -332,7 +331,7 @@ class GatewayAgent:
                 if not await self._apply_push(push):
                     break
         except (grpc.aio.AioRpcError, PushRejected) as exc:
-            self.controller_reachable = False
+            self.controller_lost(exc)
             detail = exc.details() if isinstance(exc, grpc.aio.AioRpcError) else str(exc)
             delay = self._resync_backoff * random.uniform(0.5, 1.0)
             self.away.warning("%s: resync failed (%s); retrying in %.1fs", self.identity.label, detail, delay)
@@ -341,7 +340,7 @@ class GatewayAgent:
             return
         self.controller_reachable = True
         self._resync_backoff = 0.5
-        self.push_stats.resyncs += 1
+        self.resynced(self.state.versions_text())
         self.synced.set()
         self.brokers.refresh_soon()  # where the broker is now (it may have moved or grown)
         self._schedule_report()
@@ -367,14 +366,14 @@ class GatewayAgent:
             last_error=self.last_error or self.renewer.last_error,
             apply_errors=self.push_stats.apply_errors, **report_fields(self.backend.refusals()),
             **self.backend.budget_report(), alliance_aware=True, alliance=self.state.follows_alliance,
-            rotation_aware=True, clock_offset_ms=self.clock.offset_ms,
+            rotation_aware=True, clock_offset_ms=self.clock.offset_ms, ca_rollover_aware=True,
         )
         try:
             sent = self.clock.local()
             ack = await self._stub.ReportStatus(report, timeout=RPC_TIMEOUT)
             self.clock.observe(ack.controller_time_ms, sent, self.clock.local())
         except grpc.aio.AioRpcError as exc:
-            self.controller_reachable = False
+            self.controller_lost(exc)
             log.debug("%s: status report failed: %s", self.identity.label, exc.details())
             return None
         finally:

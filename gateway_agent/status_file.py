@@ -50,6 +50,8 @@ def agent_status(agent: GatewayAgent) -> dict[str, object]:
         **agent.backend.budget_report(),  # ioc_budget, left_out_by_budget
         "nats_connected": agent.nats_connected,
         "controller_reachable": agent.controller_reachable,
+        "revoked": agent.revoked,  # the controller refused our certificate
+        **agent.facts.status(),  # since_ms: when each fact became true; last_ms: the last events
         "last_error": agent.last_error,
         "certificate": agent.renewer.status(),  # expiry, last renewal and its error (renewal.py)
         "recovering": agent.recovery.holding,  # enforcement held until a forced snapshot is in

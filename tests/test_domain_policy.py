@@ -357,10 +357,13 @@ def test_extension_category_usable_in_rules() -> None:
     assert "my_bad_sites" in policy.known_categories()
 
 
-def test_several_errors_report_the_first_line() -> None:
+def test_several_errors_are_each_named_in_line_order() -> None:
     text = "default_action: allow\nrules:\n  - action: deny\n    cidrs: [10.0.0.1/8]\n    bogus: 1\n"
-    assert error_of(text).startswith("line 4: rules[0].cidrs[0]: 10.0.0.1/8 has host bits set")
-    assert error_of(text).endswith("(and 1 more problem)")
+    assert error_of(text).startswith("2 problems: line 4: rules[0].cidrs[0]: 10.0.0.1/8 has host bits set; ")
+    assert "line 5: rules[0]: unknown key 'bogus'" in error_of(text), error_of(text)
+    with pytest.raises(InvalidInput) as exc:
+        parse_policy_yaml(text)
+    assert len(exc.value.problems) == 2 and exc.value.problems[0].startswith("line 4: ")
 
 
 def test_too_many_rules() -> None:

@@ -170,7 +170,10 @@ async def test_restarted_agent_keeps_enforcing_without_controller(controller: Ru
     sim = await controller.enroll("acme", "gw0")
     await controller.op.add_ioc("198.51.100.20")
     await controller.op.set_policy("acme", POLICY)
-    await converge([sim], lambda a: "198.51.100.20" in a.ioc_values() and a.agent.state.policy.version == 1)
+    tenant = sim.agent.identity.tenant_channel
+    # applied_at is written after the backend applied a push and the state file saved it (the state
+    # moves in memory first: a stop in between leaves the push to the next resync, by design).
+    await converge([sim], lambda a: "198.51.100.20" in a.ioc_values() and (tenant, 1) in a.applied_at)
     applied = sim.versions()
     await sim.stop()
     controller.agents.remove(sim)

@@ -2,7 +2,7 @@
 commit in tests/fixtures/previous_agent_commit (the last release's, or the previous landed commit's)
 is taken out of git and run as its own process against this controller for the core flows: enroll,
 push, resync after an outage, status reports, telemetry. A key rotation, which that agent could
-not follow, is refused while it is enrolled."""
+not follow, is refused while it is enrolled, and so is a CA rollover."""
 
 from __future__ import annotations
 
@@ -108,6 +108,11 @@ async def test_previous_agent_against_this_controller(
         # It trusts one signing key: a rotation would cut it off, so it is refused.
         with pytest.raises(grpc.aio.AioRpcError) as refused:
             await op.call("RotateSigningKey", operator_pb2.RotateSigningKeyRequest())
+        assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+        assert "acme/old" in (refused.value.details() or "")
+        # Nor can it follow a CA rollover (it never takes a CA bundle): refused too.
+        with pytest.raises(grpc.aio.AioRpcError) as refused:
+            await op.call("RolloverCa", operator_pb2.RolloverCaRequest())
         assert refused.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "acme/old" in (refused.value.details() or "")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 FORBIDDEN = ("sqlmodel", "sqlalchemy", "alembic", "fastapi", "ansible_runner", "typer", "rich", "yaml",
-             "psycopg", "controller")
+             "psycopg", "controller", "prometheus_client")
 
 PROBE = f"""
 import importlib, pkgutil, sys
@@ -29,6 +29,7 @@ def test_agent_modules_import_without_the_controller_stack() -> None:
 def test_base_dependencies_are_the_agent_only() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     base = " ".join(project["dependencies"]).lower()
-    for name in ("sqlmodel", "fastapi", "ansible", "alembic", "psycopg", "typer"):
+    for name in ("sqlmodel", "fastapi", "ansible", "alembic", "psycopg", "typer", "prometheus"):
         assert name not in base
     assert "sqlmodel" in " ".join(project["optional-dependencies"]["controller"])
+    assert "prometheus-client" in " ".join(project["optional-dependencies"]["controller"])

@@ -17,7 +17,7 @@ import grpc
 import typer
 
 from controller.config import default_data_dir
-from mssp.v1 import accounts_pb2_grpc, intel_pb2_grpc, operator_pb2_grpc
+from mssp.v1 import accounts_pb2_grpc, admin_pb2_grpc, intel_pb2_grpc, operator_pb2_grpc
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -27,11 +27,29 @@ STUBS: dict[str, Any] = {
     "ApiKeyService": accounts_pb2_grpc.ApiKeyServiceStub,
     "BillingService": accounts_pb2_grpc.BillingServiceStub,
     "IntelService": intel_pb2_grpc.IntelServiceStub,
+    "AdminService": admin_pb2_grpc.AdminServiceStub,
 }
 
 
 class CliError(Exception):
-    """A one-line message for stderr; main() prints it as `error: ...` and exits 1."""
+    """A one-line message for stderr; main() prints it as `error: ...` and exits 1. `problems`:
+    each mistake of a request that had several (printed as JSON too under `-o json`)."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+def problems_of(exc: grpc.RpcError) -> tuple[str, ...]:
+    trailing = exc.trailing_metadata() if hasattr(exc, "trailing_metadata") else None
+    for key, value in trailing or ():
+        if key == "mssp-problems-bin":
+            try:
+                found = json.loads(value)
+            except ValueError:
+                return ()
+            return tuple(str(p) for p in found) if isinstance(found, list) else ()
+    return ()
 
 
 @dataclass(frozen=True)
@@ -99,7 +117,8 @@ def resolve_token(data_dir: Path) -> tuple[str, str]:
     env = os.environ.get("MSSP_OPERATOR_TOKEN", "").strip()
     if env:
         return env, "MSSP_OPERATOR_TOKEN"
-    path = data_dir / "operator.token"
+    named = os.environ.get("MSSP_OPERATOR_TOKEN_FILE", "").strip()
+    path = Path(named) if named else data_dir / "operator.token"
     try:
         token = path.read_text().strip()
     except FileNotFoundError:
@@ -162,7 +181,7 @@ class OperatorClient:
                 request, metadata=self._metadata, timeout=timeout or self.target.timeout
             )
         except grpc.RpcError as exc:
-            raise CliError(describe_rpc_error(exc, self.target)) from None
+            raise CliError(describe_rpc_error(exc, self.target), problems_of(exc)) from None
 
     def stream(self, method: str, request: Any, *, timeout: float | None = None) -> Iterator[Any]:
         """A server-streaming call, read inside the channel's lifetime; errors mapped as call's."""
@@ -171,7 +190,7 @@ class OperatorClient:
                 request, metadata=self._metadata, timeout=timeout or self.target.timeout
             )
         except grpc.RpcError as exc:
-            raise CliError(describe_rpc_error(exc, self.target)) from None
+            raise CliError(describe_rpc_error(exc, self.target), problems_of(exc)) from None
 
     def close(self) -> None:
         self._channel.close()
@@ -196,7 +215,7 @@ def describe_rpc_error(exc: grpc.RpcError, target: Target) -> str:
             f"the controller at {target.address} did not answer within {target.timeout:g}s "
             "(is it overloaded or behind a firewall? raise MSSP_TIMEOUT to wait longer)"
         )
-    if code == grpc.StatusCode.UNAUTHENTICATED:
+    if code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
         return f"{details} (operator token from {target.token_source})"
     return details
 

@@ -6,6 +6,7 @@ exit, never a traceback (MSSP_DEBUG=1 re-raises for developers).
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from importlib import metadata
@@ -15,11 +16,15 @@ import typer
 
 from controller.cli import (
     apikey,
+    backup,
     billing,
+    ca,
     feeds,
     fleet,
     gateway,
+    global_options,
     ioc,
+    operators,
     policy,
     server,
     sightings,
@@ -83,12 +88,17 @@ app.add_typer(feeds.allow_app, name="allowlist")
 app.add_typer(sightings.app, name="sighting")
 app.add_typer(fleet.app, name="fleet")
 app.add_typer(signing.app, name="signing-key")
+app.add_typer(ca.app, name="ca")
+app.add_typer(operators.app, name="operator")
+app.add_typer(operators.audit_app, name="audit")
 app.add_typer(telemetry.alerts_app, name="alerts")
 app.add_typer(telemetry.telemetry_app, name="telemetry")
 app.command("usage")(telemetry.usage)
 app.add_typer(server.server_app, name="server")
 app.add_typer(server.nats_app, name="nats")
 app.command("demo")(server.demo)
+app.command("backup")(backup.backup)
+app.command("restore")(backup.restore)
 
 
 def fail(message: str, code: int = 1) -> None:
@@ -99,9 +109,12 @@ def fail(message: str, code: int = 1) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     command = typer.main.get_command(app)
+    args = global_options.hoist(command, list(sys.argv[1:] if argv is None else argv))
     try:
-        code = command.main(args=argv, prog_name="msspctl", standalone_mode=False)
+        code = command.main(args=args, prog_name="msspctl", standalone_mode=False)
     except CliError as exc:
+        if exc.problems and _wants_json(args):  # scripts get every mistake as data, too
+            print(json.dumps({"error": str(exc), "problems": list(exc.problems)}, indent=2))
         fail(str(exc))
     except typer.TyperException as exc:
         fail(_usage_message(exc), getattr(exc, "exit_code", 2))
@@ -114,6 +127,12 @@ def main(argv: list[str] | None = None) -> None:
             raise
         fail(f"unexpected {type(exc).__name__}: {exc} (rerun with MSSP_DEBUG=1 for a traceback)")
     raise SystemExit(code if isinstance(code, int) else 0)
+
+
+def _wants_json(args: list[str]) -> bool:
+    pairs = zip(args, [*args[1:], ""], strict=True)
+    return any(a in ("-o=json", "--output=json") or (a in ("-o", "--output") and b.lower() == "json")
+               for a, b in pairs)
 
 
 def _usage_message(exc: typer.TyperException) -> str:

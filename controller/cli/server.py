@@ -57,13 +57,21 @@ def run(
     plans_file: Path | None = typer.Option(
         None, "--plans-file", help="billing plans YAML (env MSSP_PLANS_FILE; default <data dir>/plans.yaml)"
     ),
+    metrics_listen: str | None = typer.Option(
+        None, "--metrics-listen",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics, e.g. 127.0.0.1:9464 "
+        "(env MSSP_METRICS_LISTEN; default off)",
+    ),
 ) -> None:
-    """Run the controller in the foreground until SIGINT/SIGTERM."""
+    """Run the controller in the foreground until SIGINT/SIGTERM.
+
+    With --metrics-listen it also serves Prometheus metrics (plain HTTP: keep it on loopback or a
+    monitoring network)."""
     settings = settings_from(
         ctx, data_dir=data_dir, db_url=db_url, nats_url=nats_url, grpc_listen=grpc_listen,
         gateway_listen=gateway_listen, advertise_host=advertise_host, api_listen=api_listen,
         api_tls_cert=api_tls_cert, api_tls_key=api_tls_key, api_insecure_http=api_insecure_http or None,
-        plans_file=plans_file,
+        plans_file=plans_file, metrics_listen=metrics_listen,
     )
     if settings.plans_file is not None and not settings.plans_file.is_file():
         raise CliError(f"--plans-file {settings.plans_file}: no such file")

@@ -19,7 +19,12 @@ class DomainError(ControllerError):
 
 
 class InvalidInput(DomainError):
-    pass
+    """`problems`: every mistake found, when there were several (a policy document); the message
+    names them too, so a client that reads only the message misses nothing."""
+
+    def __init__(self, message: str, problems: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
 
 
 class NotFound(DomainError):

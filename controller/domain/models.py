@@ -111,6 +111,10 @@ class PolicyInfo:
     bundle: bytes  # the compiled PolicyBundle, serialized as gateways receive it
     updated_at_ms: int = 0
     seq: int = 0  # the tenant channel seq that carried this version (set by set_policy)
+    gateway: str = ""  # a gateway's override (yaml "" when it has none); "" for the tenant's policy
+    effective_yaml: str = ""  # for a gateway: the merged document it enforces
+    unchanged: bool = False  # a rollback to the document in force: nothing stored
+    summary: str = ""  # what the stored version changed
 
 
 @dataclass(frozen=True)
@@ -163,3 +167,4 @@ class StatusUpdate:
     alliance_aware: bool = False
     rotation_aware: bool = False
     clock_offset_ms: int = 0  # the router's clock minus ours, as the agent measured it
+    ca_rollover_aware: bool = False

@@ -76,6 +76,11 @@ def validate_tenant_name(name: str) -> str:
     return _validate_slug("tenant", name)
 
 
+def validate_operator_slug(name: str) -> str:
+    """An operator's name: recorded in the audit log and as an indicator's source."""
+    return _validate_slug("operator", name)
+
+
 def validate_gateway_name(name: str) -> str:
     """A gateway slug, unique within its tenant; same shape as a tenant name."""
     return _validate_slug("gateway", name)

@@ -3,16 +3,11 @@ OperatorService; the key's secret crosses the wire once, in the Create/Rotate an
 
 from __future__ import annotations
 
-import asyncio
-from collections.abc import Callable
-from typing import Any
-
 import grpc
 
 from controller.domain.apikeys import ApiKeyInfo
+from controller.grpc_api.access import OperatorCalls
 from controller.grpc_api.errors import maps_domain_errors
-from controller.grpc_api.operator import authenticate_operator
-from controller.service import ControllerService
 from mssp.v1 import accounts_pb2, accounts_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
@@ -27,14 +22,7 @@ def api_key(info: ApiKeyInfo) -> accounts_pb2.ApiKey:
     )
 
 
-class ApiKeyServicer(accounts_pb2_grpc.ApiKeyServiceServicer):
-    def __init__(self, service: ControllerService, operator_token_digest: bytes) -> None:
-        self.service = service
-        self._digest = operator_token_digest
-
-    async def _call(self, context: Ctx, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        authenticate_operator(context, self._digest)
-        return await asyncio.to_thread(fn, *args, **kwargs)
+class ApiKeyServicer(OperatorCalls, accounts_pb2_grpc.ApiKeyServiceServicer):
 
     @maps_domain_errors
     async def CreateApiKey(

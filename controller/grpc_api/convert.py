@@ -55,7 +55,8 @@ def fleet_status(f: FleetStatus) -> operator_pb2.FleetStatusResponse:
 def policy_info(p: PolicyInfo) -> operator_pb2.PolicyInfo:
     return operator_pb2.PolicyInfo(
         tenant=p.tenant, version=p.version, yaml=p.yaml, bundle=common_pb2.PolicyBundle.FromString(p.bundle),
-        updated_at_ms=p.updated_at_ms, seq=p.seq,
+        updated_at_ms=p.updated_at_ms, seq=p.seq, gateway=p.gateway, effective_yaml=p.effective_yaml,
+        unchanged=p.unchanged, summary=p.summary,
     )
 
 

@@ -12,19 +12,22 @@ import grpc
 import nkeys
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from controller.ca_set import CaSet
 from controller.domain.errors import InvalidInput, Unauthenticated
 from controller.grpc_api.convert import versions
 from controller.grpc_api.errors import maps_domain_errors
 from controller.pki import CLIENT_VALIDITY, CertificateAuthority, load_gateway_csr
 from controller.service import ControllerService
+from controller.services.ca_fleet import CaFleet
 from controller.signing_keys import SigningKeys
 from mssp.v1 import enrollment_pb2, enrollment_pb2_grpc
 
 MAX_TOKEN_LEN = 256
 
 
-def enrollment_token(secret: str, ca: CertificateAuthority) -> str:
-    """What the operator hands to the router: the secret plus the CA pin for first contact."""
+def enrollment_token(secret: str, ca: CertificateAuthority | CaSet) -> str:
+    """What the operator hands to the router: the secret plus the CA pin for first contact (the CA
+    the enrollment listener's certificate is from: the old one during a CA rollover's overlap)."""
     return f"{secret}.{ca.fingerprint}"
 
 
@@ -46,7 +49,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
     def __init__(
         self,
         service: ControllerService,
-        ca: CertificateAuthority,
+        ca: CertificateAuthority | CaSet,
         signing_key: Ed25519PrivateKey | SigningKeys,
         *,
         gateway_endpoint: str,
@@ -56,7 +59,7 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
     ) -> None:
         self.cert_lifetime = cert_lifetime
         self.service = service
-        self.ca = ca
+        self.ca = CaSet.of(ca)
         self.keys = SigningKeys.of(signing_key)
         self.gateway_endpoint = gateway_endpoint
         self.nats_urls = nats_urls
@@ -78,8 +81,9 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
         # ("already used") before anything is signed. If the gateway is revoked before the winner's
         # pending -> enrolled commits, complete_enrollment refuses and what was signed is dropped unsent.
         ticket = await asyncio.to_thread(self.service.redeem_enrollment_token, secret)
+        signer = self.ca.signer  # the next CA during a rollover
         issued = await asyncio.to_thread(
-            self.ca.sign_gateway_csr, request.csr_pem,
+            signer.sign_gateway_csr, request.csr_pem,
             tenant_id=ticket.tenant_id, gateway_id=ticket.gateway_id, validity=self.cert_lifetime,
         )
         # A tenant that starts or stops sharing meanwhile re-issues this JWT (services/alliance.py).
@@ -95,13 +99,15 @@ class EnrollmentServicer(enrollment_pb2_grpc.EnrollmentServiceServicer):
             alliance_aware=request.alliance_aware, rotation_aware=request.rotation_aware,
             cert_validity_ms=issued.validity_ms,
         )
+        await asyncio.to_thread(CaFleet(self.service.db).record_certificate, ticket.gateway_id,
+                                issued.serial_hex, signer.fingerprint, request.ca_rollover_aware)
         return enrollment_pb2.EnrollResponse(
             tenant_id=ticket.tenant_id,
             tenant_name=ticket.tenant_name,
             gateway_id=ticket.gateway_id,
             gateway_name=ticket.gateway_name,
             client_cert_pem=issued.cert_pem,
-            ca_cert_pem=self.ca.cert_pem,
+            ca_cert_pem=self.ca.bundle_pem,  # both CAs during a rollover's overlap
             gateway_endpoint=self.gateway_endpoint,
             nats_urls=self.nats_urls,
             nats_user_jwt=user_jwt,

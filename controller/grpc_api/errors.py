@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import json
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import Any, NoReturn, TypeVar
@@ -31,6 +32,7 @@ from controller.domain.errors import (
 from controller.ratelimit import RateLimited
 
 log = logging.getLogger("mssp.controller.grpc")
+PROBLEMS_KEY = "mssp-problems-bin"  # JSON list of strings, when a request had several mistakes
 
 STATUS_OF: dict[type[ControllerError], grpc.StatusCode] = {
     InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
@@ -51,6 +53,19 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (
 )
 
 F = TypeVar("F", bound=Callable[..., Any])
+MAX_PROBLEMS_BYTES = 6000  # gRPC refuses metadata over 8 KiB by default
+
+
+def problems_blob(problems: tuple[str, ...]) -> bytes:
+    """As many problems as fit, in order, as a JSON list."""
+    kept: list[str] = []
+    size = 2
+    for p in problems:
+        size += len(json.dumps(p).encode()) + 1
+        if size > MAX_PROBLEMS_BYTES:
+            break
+        kept.append(p)
+    return json.dumps(kept).encode()
 
 
 def status_code(exc: ControllerError) -> grpc.StatusCode:
@@ -67,6 +82,8 @@ async def abort_for(exc: Exception, context: grpc.aio.ServicerContext, method: s
     if isinstance(exc, ControllerError):
         if isinstance(exc, Unavailable):
             log.warning("%s: %s", method, exc)
+        if isinstance(exc, InvalidInput) and exc.problems:  # every one, for `-o json` (cli/client.py)
+            context.set_trailing_metadata(((PROBLEMS_KEY, problems_blob(exc.problems)),))
         await context.abort(status_code(exc), str(exc))
     log.error("unhandled error in %s", method, exc_info=exc)
     await context.abort(grpc.StatusCode.INTERNAL, "internal error (see controller log)")

@@ -19,16 +19,20 @@ import grpc
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from controller import refusals
+from controller.ca_set import CaSet
 from controller.domain.errors import Unauthenticated, Unavailable
 from controller.domain.models import GatewayIdentity, StatusUpdate
+from controller.grpc_api.ca import ca_trust
 from controller.grpc_api.convert import versions, versions_from
 from controller.grpc_api.enrollment import check_nats_public_key
 from controller.grpc_api.errors import maps_domain_errors
+from controller.metrics.instruments import NO_METRICS, PushMetrics
 from controller.nats.auth import GATEWAY_JWT_LIFETIME
 from controller.pki import CertificateAuthority, load_gateway_csr, serial_of_pem
 from controller.ratelimit import KeyedRateLimiter
 from controller.service import ControllerService
 from controller.services.alliance import BrokerAccess
+from controller.services.ca_fleet import CaFleet
 from controller.services.sightings import Report
 from controller.signing_keys import SigningKeys
 from controller.status_recorder import StatusRecorder
@@ -43,7 +47,7 @@ T = TypeVar("T")
 class Renewal:
     """What renewing a gateway's certificate takes: the CA, the lifetime, the broker's revocation."""
 
-    ca: CertificateAuthority
+    ca: CertificateAuthority | CaSet
     lifetime: dt.timedelta
     on_revoke: Callable[[str], Awaitable[None]]
 
@@ -76,7 +80,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         recorder: StatusRecorder, limiter: KeyedRateLimiter | None = None,
         nats_urls: Callable[[], list[str]] = list, mint_gateway_jwt: Callable[..., str] | None = None,
         on_change: Callable[[], None] = lambda: None, renewal: Renewal | None = None,
+        metrics: PushMetrics = NO_METRICS,
     ) -> None:
+        self.metrics = metrics  # resyncs served
         self.on_change = on_change  # a sighting promoted an indicator: its push is in the outbox
         self.service = service
         self.mint_gateway_jwt = mint_gateway_jwt  # NatsIdentity.gateway_user_jwt
@@ -111,7 +117,9 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
                               alliance=request.alliance),
             identity.tenant_id, versions_from(request.applied),
         )
-        for envelope in await self._run(self._sign_all, pushes):
+        envelopes = await self._run(self._sign_all, pushes)
+        self.metrics.resync_served(len(pushes))
+        for envelope in envelopes:
             yield envelope
 
     def _sign_all(self, pushes: list[push_pb2.Push]) -> list[push_pb2.SignedEnvelope]:
@@ -130,7 +138,7 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
             refusals=refused, refusals_total=refused_total,
             ioc_budget=request.ioc_budget, left_out_by_budget=request.left_out_by_budget,
             alliance_aware=request.alliance_aware, rotation_aware=request.rotation_aware,
-            clock_offset_ms=request.clock_offset_ms,
+            clock_offset_ms=request.clock_offset_ms, ca_rollover_aware=request.ca_rollover_aware,
         ))
         # The alliance head only for an agent that follows it: an older agent would see a difference it
         # cannot close and resync on every heartbeat.
@@ -149,7 +157,8 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         if access.jwt_issued_s and self.mint_gateway_jwt is not None:
             user_jwt = await self._run(self._user_jwt, access)
         return gateway_pb2.Brokers(nats_urls=self.nats_urls(), user_jwt=user_jwt, channels=access.channels,
-                                   signing_keys=self.keys.trusted())
+                                   signing_keys=self.keys.trusted(),
+                                   ca=ca_trust(self.renewal.ca) if self.renewal is not None else None)
 
     @maps_domain_errors
     async def Renew(
@@ -163,13 +172,16 @@ class GatewayServicer(gateway_pb2_grpc.GatewayServiceServicer):
         renewals = self.service.renewals
         ticket = await self._run(renewals.ticket, serial)
         self.limiter.take(ticket.gateway_id)
+        signer = CaSet.of(self.renewal.ca).signer  # the next CA during a rollover
         issued = await self._run(functools.partial(
-            self.renewal.ca.sign_gateway_csr, request.csr_pem, tenant_id=ticket.tenant_id,
+            signer.sign_gateway_csr, request.csr_pem, tenant_id=ticket.tenant_id,
             gateway_id=ticket.gateway_id, validity=self.renewal.lifetime))
         not_before, not_after = issued.validity_ms
         renewed = await self._run(functools.partial(
             renewals.commit, ticket, serial=issued.serial_hex, not_before_ms=not_before,
             not_after_ms=not_after, nats_public_key=nats_key))
+        await self._run(CaFleet(self.service.db).record_certificate, ticket.gateway_id, issued.serial_hex,
+                        signer.fingerprint)
         user_jwt = await self._run(functools.partial(
             self.mint_gateway_jwt, nats_key, ticket.tenant_id, ticket.gateway_id, alliance=ticket.sharing,
             issued_at=renewed.jwt_issued_s, expires_at=not_after // 1000))

@@ -14,6 +14,7 @@ from controller.domain.errors import InvalidInput
 from controller.grpc_api import convert
 from controller.grpc_api.errors import maps_domain_errors
 from controller.grpc_api.operator import authenticate_operator
+from controller.operators import acting_operator_name
 from controller.service import ControllerService
 from controller.services.allowlist import AllowRecord
 from controller.services.feeds import FeedRun, FeedView
@@ -208,7 +209,7 @@ class IntelServicer(intel_pb2_grpc.IntelServiceServicer):
     ) -> intel_pb2.FalsePositiveResult:
         tenant_id = await self._call(context, self.service.tenant_id, request.tenant)
         done = await self._call(context, self.service.false_positives.report, tenant_id, request.value,
-                                by="operator")
+                                by=acting_operator_name())
         self.on_change()
         return intel_pb2.FalsePositiveResult(value=done.value, new=done.new, withdrawn=done.withdrawn)
 

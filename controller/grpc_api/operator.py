@@ -4,38 +4,26 @@ change that alters desired state wakes the push publisher after its commit."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
-import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import grpc
 
 from controller import outbox
-from controller.domain.errors import Unauthenticated
+from controller.ca_set import CaSet
 from controller.grpc_api import convert
+from controller.grpc_api.access import authenticate_operator, token_digest
+from controller.grpc_api.ca import CaCalls
 from controller.grpc_api.enrollment import enrollment_token
 from controller.grpc_api.errors import maps_domain_errors
+from controller.grpc_api.policy_calls import PolicyCalls
 from controller.grpc_api.signing import KeyRotation, SigningKeyCalls
 from controller.pki import CertificateAuthority
 from controller.service import ControllerService
 from mssp.v1 import operator_pb2, operator_pb2_grpc
 
 Ctx = grpc.aio.ServicerContext
-
-
-def token_digest(token: str) -> bytes:
-    return hashlib.sha256(token.encode()).digest()
-
-
-def authenticate_operator(context: Ctx, digest: bytes) -> None:
-    """Every operator-facing call: `authorization: Bearer <token>`, compared in constant time."""
-    for key, value in context.invocation_metadata() or ():
-        if key == "authorization" and isinstance(value, str) and value.startswith("Bearer "):
-            if hmac.compare_digest(token_digest(value[7:].strip()), digest):
-                return
-            raise Unauthenticated("operator credential rejected")
-    raise Unauthenticated("missing operator credential (authorization: Bearer <token>)")
+__all__ = ["OperatorServicer", "authenticate_operator", "token_digest"]
 
 
 def _push_errors(service: ControllerService) -> list[operator_pb2.PushError]:
@@ -43,11 +31,11 @@ def _push_errors(service: ControllerService) -> list[operator_pb2.PushError]:
             for e in outbox.publish_errors(service.db)]
 
 
-class OperatorServicer(SigningKeyCalls, operator_pb2_grpc.OperatorServiceServicer):
+class OperatorServicer(PolicyCalls, SigningKeyCalls, CaCalls, operator_pb2_grpc.OperatorServiceServicer):
     def __init__(
         self,
         service: ControllerService,
-        ca: CertificateAuthority,
+        ca: CertificateAuthority | CaSet,
         operator_token_digest: bytes,
         *,
         on_change: Callable[[], None],
@@ -160,6 +148,8 @@ class OperatorServicer(SigningKeyCalls, operator_pb2_grpc.OperatorServiceService
             context, self.service.issue_token, request.tenant, request.name,
             request.token_ttl_seconds or None,
         )
+        if new_identity:
+            self.on_change()  # its policy override, if any, moved to the new identity (a push)
         return operator_pb2.AddGatewayResponse(
             gateway=convert.gateway(gateway), enrollment_token=enrollment_token(secret, self.ca),
             token_expires_at_ms=expires, new_identity=new_identity,
@@ -172,6 +162,7 @@ class OperatorServicer(SigningKeyCalls, operator_pb2_grpc.OperatorServiceService
         gateway, nats_key = await self._call(
             context, self.service.delete_gateway, request.tenant, request.name
         )
+        self.on_change()  # its policy override, if it had one, went with it (a push)
         if nats_key:
             await self.on_revoke(nats_key)
         return convert.gateway(gateway)
@@ -180,7 +171,8 @@ class OperatorServicer(SigningKeyCalls, operator_pb2_grpc.OperatorServiceService
     async def SetPolicy(
         self, request: operator_pb2.SetPolicyRequest, context: Ctx
     ) -> operator_pb2.PolicyInfo:
-        info = await self._call(context, self.service.set_policy, request.tenant, request.yaml)
+        info = await self._call(context, self.service.policies.set_policy, request.tenant, request.yaml,
+                                request.gateway)  # a gateway: its override (policy_calls.py)
         self.on_change()
         return convert.policy_info(info)
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from controller.ca_set import CaSet
 from controller.config import Settings
 from controller.domain.errors import InvalidInput
 from controller.pki import CertificateAuthority
@@ -75,7 +76,7 @@ class BrokerTls:
         ]
 
 
-def issue_broker_tls(ca: CertificateAuthority, directory: Path, hosts: Sequence[str]) -> BrokerTls:
+def issue_broker_tls(ca: CertificateAuthority | CaSet, directory: Path, hosts: Sequence[str]) -> BrokerTls:
     """Issue (or keep) the broker certificate for `hosts` in `directory` (blocking file I/O)."""
     key_file, cert_file = ca.broker_credentials(directory, broker_hosts(listen_host="", extra=hosts))
     return BrokerTls(cert_file=cert_file, key_file=key_file, ca_pem=ca.cert_pem)
@@ -121,7 +122,9 @@ def _listen_host(address: str) -> str:
     return host.strip("[]") or "0.0.0.0"
 
 
-def controller_tls(settings: Settings, ca: CertificateAuthority) -> tuple[ClientTls, BrokerTls | None]:
+def controller_tls(
+    settings: Settings, ca: CertificateAuthority | CaSet
+) -> tuple[ClientTls, BrokerTls | None]:
     """What `msspctl server run` does: the client side, and for the embedded broker its certificate
     (blocking file I/O). Auto looks at the listen address and at the URL agents are handed."""
     if settings.nats_url:

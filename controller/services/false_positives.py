@@ -24,6 +24,7 @@ from controller.domain.promotion import PROMOTED_SOURCE, PROMOTION_SCOPES
 from controller.services.channels import append_push, lock_channel
 from controller.services.claims import Key, claims_of, withdraw
 from controller.services.policies import DEFAULT_BUNDLE, exempt_values
+from controller.services.policy_bundles import set_exempt
 from controller.services.scopes import scope_channel
 from controller.services.tenants import hold_tenant
 from controller.store import models as rows
@@ -46,8 +47,7 @@ class FalsePositiveResult:
 def republish_bundle(s: Session, tenant: rows.Tenant) -> int:
     """The tenant's bundle with its current exemptions, stored and pushed (its policy version kept)."""
     bundle = common_pb2.PolicyBundle.FromString(tenant.policy_bundle or DEFAULT_BUNDLE)
-    del bundle.exempt[:]
-    bundle.exempt.extend(exempt_values(s, tenant.id))
+    set_exempt(bundle, exempt_values(s, tenant.id))  # its gateways' override bundles too
     tenant.policy_bundle = bundle.SerializeToString(deterministic=True)
     s.add(tenant)
     return append_push(s, tenant_channel(tenant.id), policy=bundle)

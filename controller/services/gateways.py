@@ -19,6 +19,7 @@ from controller.domain.names import validate_gateway_name
 from controller.enrollment import EnrollmentTicket, hash_token
 from controller.services.channels import desired
 from controller.services.fleet import Fleet, gateway_row
+from controller.services.policy_versions import drop_override, move_override
 from controller.services.retire import retire_row, revoke_row
 from controller.services.tenants import hold_tenant, new_id, tenant_row
 from controller.store import models as rows
@@ -72,11 +73,12 @@ class Gateways:
             hold_tenant(s, tenant)
             replaced = gateway.status == GatewayStatus.REVOKED
             if replaced:
-                name = gateway.name
+                name, old_id = gateway.name, gateway.id
                 retire_row(s, gateway, shown)
                 gateway = rows.Gateway(id=new_id(), tenant_id=tenant.id, name=name, created_at_ms=now_ms())
                 s.add(gateway)
                 s.flush()
+                move_override(s, tenant, old_id, gateway.id)  # its policy override stays with the name
             else:
                 now = now_ms()
                 # Still pending, as a conditional UPDATE that holds the row: a racing enrollment or
@@ -105,6 +107,7 @@ class Gateways:
         tombstone (see controller/services/retire.py): the revocation lists are read from it."""
         with self.db.session() as s:
             tenant, gateway = gateway_row(s, tenant_name, name)
+            drop_override(s, tenant, gateway)  # its policy override goes (locks the tenant row first)
             revoked_now = revoke_row(s, gateway)
             view = self.fleet.view(s, gateway, tenant)
             retire_row(s, gateway, f"{tenant.name}/{view.name}")
@@ -178,7 +181,8 @@ class Gateways:
         params = [
             {"gid": u.gateway_id, "g": u.applied.global_seq, "t": u.applied.tenant_seq,
              "a": u.applied.alliance_seq, "aw": u.alliance_aware, "ra": u.rotation_aware,
-             "co": u.clock_offset_ms, "v": u.agent_version, "b": u.backend, "e": u.last_error,
+             "co": u.clock_offset_ms, "cra": u.ca_rollover_aware, "v": u.agent_version, "b": u.backend,
+             "e": u.last_error,
              "seen": u.seen_at_ms, "r": refusals.encode(u.refusals),
              "rt": u.refusals_total, "ib": u.ioc_budget, "lo": u.left_out_by_budget}
             for u in updates
@@ -188,6 +192,7 @@ class Gateways:
                 applied_global_seq=bindparam("g"), applied_tenant_seq=bindparam("t"),
                 applied_alliance_seq=bindparam("a"), alliance_aware=bindparam("aw"),
                 rotation_aware=bindparam("ra"), clock_offset_ms=bindparam("co"),
+                ca_rollover_aware=bindparam("cra"),
                 agent_version=bindparam("v"), backend=bindparam("b"), last_error=bindparam("e"),
                 last_seen_ms=bindparam("seen"), refusals=bindparam("r"), refusals_total=bindparam("rt"),
                 ioc_budget=bindparam("ib"), left_out_by_budget=bindparam("lo"),

@@ -24,6 +24,7 @@ from controller.domain.ioc_meta import (
     validate_ttl,
 )
 from controller.domain.models import Indicator, IocRecord, RemoveIocResult
+from controller.operators import manual_ioc_source
 from controller.services.allowlist import GuardSettings, guard_for
 from controller.services.channels import head, lock_channel
 from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, withdraw
@@ -79,6 +80,8 @@ class Iocs:
             shown = row.source if live and row is not None else None
             if source is None and shown is not None and not claims_decay(s, channel, key, shown):
                 source = shown
+            if source is None:  # added by hand: the operator's own claim (None: the bootstrap's "operator")
+                source = manual_ioc_source()
             src = validate_source(source)
             stored = claims_of(s, channel, [key]).get(key, {})
             claims = {name: c for name, c in stored.items() if not 0 < c.expires_at_ms <= now}

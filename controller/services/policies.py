@@ -1,21 +1,28 @@
-"""Tenant policies: a YAML document, validated and compiled to the bundle gateways enforce, pushed
-on the tenant's channel in the transaction that stores it."""
+"""Tenant policies and per-gateway overrides: YAML documents, validated and compiled to the bundle
+gateways enforce, stored as a new version and pushed on the tenant's channel in one transaction
+(controller/services/policy_versions.py). History, diffs, rollbacks and dry runs:
+controller/services/policy_history.py."""
 
 from __future__ import annotations
 
-from sqlalchemy import update
-from sqlmodel import Session, col, select
+from sqlmodel import Session
 
+from controller.domain.errors import NotFound
 from controller.domain.models import PolicyInfo
 from controller.domain.policy.bundle import policy_to_bundle
+from controller.domain.policy.changes import policy_yaml
+from controller.domain.policy.merge import effective_policy, read_override
 from controller.domain.policy.yaml_reader import DEFAULT_POLICY_YAML, parse_policy_yaml
-from controller.services.channels import append_push
+from controller.services.fleet import gateway_row
+from controller.services.policy_bundles import exempt_values, tenant_policy
+from controller.services.policy_versions import latest, store_version
 from controller.services.tenants import tenant_row
 from controller.store import models as rows
 from controller.store.db import Database
-from controller.store.sighting_models import FalsePositive
-from mssp.common.channels import tenant_channel
-from mssp.common.clock import now_ms
+from controller.store.policy_models import PolicyOverride
+from mssp.v1 import common_pb2
+
+__all__ = ["DEFAULT_BUNDLE", "Policies", "exempt_values", "policy_info"]
 
 # What a tenant without a policy of its own is shown (version 0): the default, compiled once.
 DEFAULT_BUNDLE = policy_to_bundle(parse_policy_yaml(DEFAULT_POLICY_YAML), 0).SerializeToString(
@@ -23,45 +30,73 @@ DEFAULT_BUNDLE = policy_to_bundle(parse_policy_yaml(DEFAULT_POLICY_YAML), 0).Ser
 )
 
 
-def exempt_values(s: Session, tenant_id: str) -> list[str]:
-    """Shared indicators the tenant reported as false positives (services/false_positives.py)."""
-    return sorted(s.exec(select(FalsePositive.value).where(FalsePositive.tenant_id == tenant_id)))
+def policy_info(
+    t: rows.Tenant, seq: int = 0, summary: str = "", version: int = 0, at_ms: int = 0
+) -> PolicyInfo:
+    """The tenant's policy: version 0 and the default when none was set (its bundle may still carry
+    gateways' overrides); `version`/`at_ms`: its document's, when later versions were overrides'."""
+    if not t.policy_yaml:
+        return PolicyInfo(tenant=t.name, version=0, yaml=DEFAULT_POLICY_YAML,
+                          bundle=t.policy_bundle or DEFAULT_BUNDLE)
+    return PolicyInfo(tenant=t.name, version=version or t.policy_version, yaml=t.policy_yaml,
+                      bundle=t.policy_bundle, updated_at_ms=at_ms or t.policy_updated_at_ms, seq=seq,
+                      summary=summary)
 
 
-def policy_info(t: rows.Tenant, seq: int = 0) -> PolicyInfo:
-    if not t.policy_version:
-        return PolicyInfo(tenant=t.name, version=0, yaml=DEFAULT_POLICY_YAML, bundle=DEFAULT_BUNDLE)
-    return PolicyInfo(tenant=t.name, version=t.policy_version, yaml=t.policy_yaml, bundle=t.policy_bundle,
-                      updated_at_ms=t.policy_updated_at_ms, seq=seq)
+def gateway_info(s: Session, t: rows.Tenant, g: rows.Gateway, seq: int = 0, summary: str = "") -> PolicyInfo:
+    """A gateway's override (yaml "" and version 0 when none) and the policy it enforces."""
+    override = s.get(PolicyOverride, g.id)
+    tenant_bundle = common_pb2.PolicyBundle.FromString(t.policy_bundle or DEFAULT_BUNDLE)
+    own = next((e.bundle for e in tenant_bundle.gateways if e.gateway_id == g.id), None)
+    if own is None:
+        del tenant_bundle.gateways[:]
+        own = tenant_bundle
+    policy = tenant_policy(t)
+    if override is not None:
+        policy = effective_policy(policy, read_override(override.yaml))
+    return PolicyInfo(
+        tenant=t.name, gateway=g.name, version=override.version if override else 0,
+        yaml=override.yaml if override else "", bundle=own.SerializeToString(deterministic=True),
+        updated_at_ms=override.updated_at_ms if override else 0, seq=seq, summary=summary,
+        effective_yaml=policy_yaml(policy),
+    )
 
 
 class Policies:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    def set_policy(self, tenant_name: str, text: str) -> PolicyInfo:
-        policy = parse_policy_yaml(text)  # before any write: a bad document changes nothing
+    def set_policy(self, tenant_name: str, text: str, gateway_name: str = "") -> PolicyInfo:
+        """The tenant's policy, or with `gateway_name` that gateway's override (all or nothing)."""
+        if gateway_name:
+            override = read_override(text)  # before any write: a bad document changes nothing
+            with self.db.session() as s:
+                tenant, gateway = gateway_row(s, tenant_name, gateway_name)
+                effective_policy(tenant_policy(tenant), override)  # its errors name the override's lines
+                stored = store_version(s, tenant, gateway.id, text)
+                return gateway_info(s, tenant, gateway, stored.seq, stored.summary)
+        policy = parse_policy_yaml(text)
         with self.db.session() as s:
             tenant = tenant_row(s, tenant_name)
-            # The version is a counter on the tenant row, taken like a channel seq: the UPDATE holds
-            # the row until commit, so concurrent writers get distinct versions and the stored document
-            # is the one pushed last (the tenant row is always locked before its channel row).
-            s.exec(  # type: ignore[call-overload]
-                update(rows.Tenant).where(col(rows.Tenant.id) == tenant.id)
-                .values(policy_version=col(rows.Tenant.policy_version) + 1)
-            )
-            s.refresh(tenant)
-            version = tenant.policy_version
-            bundle = policy_to_bundle(policy, version)
-            bundle.exempt.extend(exempt_values(s, tenant.id))  # the tenant's false positives stay exempt
-            tenant.policy_version = version
-            tenant.policy_yaml = text
-            tenant.policy_bundle = bundle.SerializeToString(deterministic=True)
-            tenant.policy_updated_at_ms = now_ms()
-            s.add(tenant)
-            seq = append_push(s, tenant_channel(tenant.id), policy=bundle)
-            return policy_info(tenant, seq)
+            stored = store_version(s, tenant, "", text, policy=policy)
+            return policy_info(tenant, stored.seq, stored.summary)
+
+    def unset_override(self, tenant_name: str, gateway_name: str) -> PolicyInfo:
+        with self.db.session() as s:
+            tenant, gateway = gateway_row(s, tenant_name, gateway_name)
+            if s.get(PolicyOverride, gateway.id) is None:
+                raise NotFound(f"gateway {tenant.name}/{gateway.name} has no policy override")
+            stored = store_version(s, tenant, gateway.id, "")
+            return gateway_info(s, tenant, gateway, stored.seq, stored.summary)
 
     def get_policy(self, tenant_name: str) -> PolicyInfo:
         with self.db.session(readonly=True) as s:
-            return policy_info(tenant_row(s, tenant_name))
+            tenant = tenant_row(s, tenant_name)
+            row = latest(s, tenant.id, "")
+            return policy_info(tenant, version=row.version if row else 0,
+                               at_ms=row.created_at_ms if row else 0)
+
+    def get_gateway_policy(self, tenant_name: str, gateway_name: str) -> PolicyInfo:
+        with self.db.session(readonly=True) as s:
+            tenant, gateway = gateway_row(s, tenant_name, gateway_name)
+            return gateway_info(s, tenant, gateway)

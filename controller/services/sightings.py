@@ -36,6 +36,7 @@ from controller.domain.promotion import (
     PromotionPolicy,
     decide,
 )
+from controller.operators import acting_operator_name
 from controller.services.allowlist import GuardSettings, guard_for
 from controller.services.channels import lock_channel, sharing
 from controller.services.claims import Aggregate, ChannelWriter, Claim, Key, claims_of, indicator_rows
@@ -164,7 +165,8 @@ class Sightings:
             if cand.state != "candidate":
                 raise InvalidInput(f"sighting {candidate_id} is {cand.state} already")
             if not promote_locked(s, cand, scope, ttl, max(cand.confidence, self.policy.min_confidence),
-                                  self.guard(), by="operator", why="promoted by the operator", now=now):
+                                  self.guard(), by=acting_operator_name(), why="promoted by the operator",
+                                  now=now):
                 raise InvalidInput(cand.reason or f"sighting {candidate_id} could not be promoted")
             return cand.value
 
@@ -174,7 +176,7 @@ class Sightings:
             cand = _locked_candidate(s, candidate_id)
             moved = s.exec(update(SightingCandidate).where(  # type: ignore[call-overload]
                 col(SightingCandidate.id) == cand.id, col(SightingCandidate.state) == "candidate",
-            ).values(state="dismissed", decided_by="operator", decided_at_ms=now_ms(),
+            ).values(state="dismissed", decided_by=acting_operator_name(), decided_at_ms=now_ms(),
                      reason="dismissed by the operator"))
             if moved.rowcount != 1:
                 hint = "; remove the indicator with `ioc remove`" if cand.state == "promoted" else ""

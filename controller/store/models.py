@@ -104,6 +104,13 @@ class Gateway(SQLModel, table=True):
     # Its agent trusts a key set and follows rotations (enrollment or a status report said so).
     rotation_aware: bool = Field(default=False, sa_column=Column(Boolean, nullable=False, default=False,
                                                                  server_default=false()))
+    # The CA that signed its current certificate (SHA-256, hex; "" on rows from before CA rollovers:
+    # the first CA), and whether its agent follows a CA rollover (controller/ca_set.py).
+    cert_ca: str = Field(
+        default="", sa_column=Column(String(64), nullable=False, default="", server_default="")
+    )
+    ca_rollover_aware: bool = Field(default=False, sa_column=Column(
+        Boolean, nullable=False, default=False, server_default=false()))
 
 
 class EnrollmentToken(SQLModel, table=True):

@@ -32,6 +32,10 @@ _TYPE_EXPECTED = {
 _SAFE_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 
 
+MAX_LISTED = 10  # in the one-line message
+MAX_KEPT = 100  # in InvalidInput.problems (they travel in gRPC trailing metadata: bounded)
+
+
 def one_line(text: str) -> str:
     return " ".join(text.split())
 
@@ -88,13 +92,14 @@ def _report(exc: ValidationError, line_of: LineOf) -> InvalidInput:
         line = line_of(loc, at_key, error["type"])
         problems.append((line or 0, path, message))
     problems.sort(key=lambda p: p[0])
-    line, path, message = problems[0]
-    text = f"{path}: {message}" if path else message
-    if line:
-        text = f"line {line}: {text}"
-    if len(problems) > 1:
-        text += f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})"
-    return InvalidInput(one_line(text))
+    texts = tuple(one_line((f"line {line}: " if line else "") + (f"{path}: {message}" if path else message))
+                  for line, path, message in problems)
+    if len(texts) == 1:
+        return InvalidInput(texts[0])
+    shown = "; ".join(texts[:MAX_LISTED])
+    more = f"; and {len(texts) - MAX_LISTED} more" if len(texts) > MAX_LISTED else ""
+    kept = texts[:MAX_KEPT] + ((f"and {len(texts) - MAX_KEPT} more",) if len(texts) > MAX_KEPT else ())
+    return InvalidInput(f"{len(texts)} problems: {shown}{more}", problems=kept)
 
 
 def validated(data: Any, line_of: LineOf) -> Policy:

@@ -16,7 +16,7 @@ import yaml
 from controller.domain.errors import InvalidInput
 from controller.domain.names import show, type_name
 from controller.domain.policy.model import Policy
-from controller.domain.policy.validation import one_line, validated
+from controller.domain.policy.validation import LineOf, one_line, validated
 
 MAX_POLICY_BYTES = 1 << 20
 MAX_YAML_DEPTH = 16
@@ -133,6 +133,12 @@ def _syntax_error(exc: yaml.YAMLError, text: str) -> InvalidInput:
 
 def parse_policy_yaml(text: str) -> Policy:
     """Parse and validate a policy document; any problem is one InvalidInput naming the line."""
+    data, line_of = read_policy_document(text)
+    return validated(data, line_of)
+
+
+def read_policy_document(text: str, what: str = "policy") -> tuple[dict[str, Any], LineOf]:
+    """The document as plain data (a mapping, not yet validated) and the YAML line of a path in it."""
     if isinstance(text, bytes):
         try:
             text = text.decode("utf-8")
@@ -146,10 +152,12 @@ def parse_policy_yaml(text: str) -> Policy:
         _check_events(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
         if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == _TAG + "null"):
-            raise InvalidInput("policy document is empty; the minimal policy is 'default_action: allow'")
+            raise InvalidInput(f"{what} document is empty; " + (
+                "the minimal policy is 'default_action: allow'" if what == "policy"
+                else "give at least one key such as 'rules' (or unset the override)"))
         if not isinstance(root, yaml.MappingNode):
             raise _YamlProblem(
-                _line(root), "policy must be a mapping with keys such as 'default_action' and 'rules'"
+                _line(root), f"{what} must be a mapping with keys such as 'default_action' and 'rules'"
             )
         data = _construct(root)
     except _YamlProblem as exc:
@@ -162,4 +170,4 @@ def parse_policy_yaml(text: str) -> Policy:
     def line_of(loc: tuple[Any, ...], at_key: bool, _kind: str) -> int:
         return _line(_locate(root, loc, at_key))
 
-    return validated(data, line_of)
+    return data, line_of

@@ -8,6 +8,8 @@ from sqlmodel import SQLModel
 import controller.store.account_models
 import controller.store.intel_models
 import controller.store.models
+import controller.store.operator_models
+import controller.store.policy_models
 import controller.store.sighting_models
 import controller.telemetry.models  # noqa: F401
 

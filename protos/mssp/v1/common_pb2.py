@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mssp/v1/common.proto\x12\x07mssp.v1\"H\n\x08Versions\x12\x12\n\nglobal_seq\x18\x01 \x01(\x04\x12\x12\n\ntenant_seq\x18\x02 \x01(\x04\x12\x14\n\x0c\x61lliance_seq\x18\x03 \x01(\x04\"o\n\x03Ioc\x12\x1e\n\x04type\x18\x01 \x01(\x0e\x32\x10.mssp.v1.IocType\x12\r\n\x05value\x18\x02 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x12\n\nconfidence\x18\x04 \x01(\r\x12\x0e\n\x06source\x18\x05 \x01(\t\"(\n\tPortRange\x12\r\n\x05\x66irst\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\r\"\x9e\x01\n\x04Rule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x0f.mssp.v1.Action\x12\r\n\x05\x63idrs\x18\x03 \x03(\t\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12!\n\x05ports\x18\x05 \x03(\x0b\x32\x12.mssp.v1.PortRange\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\":\n\x0fUploadThreshold\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x15\n\rbytes_per_day\x18\x02 \x01(\x04\"\xae\x02\n\x0cPolicyBundle\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\'\n\x0e\x64\x65\x66\x61ult_action\x18\x02 \x01(\x0e\x32\x0f.mssp.v1.Action\x12\x1c\n\x05rules\x18\x03 \x03(\x0b\x32\r.mssp.v1.Rule\x12\x33\n\x11upload_thresholds\x18\x04 \x03(\x0b\x32\x18.mssp.v1.UploadThreshold\x12\x39\n\ncategories\x18\x05 \x03(\x0b\x32%.mssp.v1.PolicyBundle.CategoriesEntry\x12\x0e\n\x06\x65xempt\x18\x06 \x03(\t\x1a\x46\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.mssp.v1.DomainList:\x02\x38\x01\"\x1d\n\nDomainList\x12\x0f\n\x07\x64omains\x18\x01 \x03(\t\"6\n\x07Refusal\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\nTrustedKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x15\n\rretires_at_ms\x18\x02 \x01(\x03\"F\n\x0bSigningKeys\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.mssp.v1.TrustedKey\x12\x14\n\x0cissued_at_ms\x18\x02 \x01(\x03*\x86\x01\n\x07IocType\x12\x18\n\x14IOC_TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rIOC_TYPE_IPV4\x10\x01\x12\x11\n\rIOC_TYPE_IPV6\x10\x02\x12\x12\n\x0eIOC_TYPE_CIDR4\x10\x03\x12\x12\n\x0eIOC_TYPE_CIDR6\x10\x04\x12\x13\n\x0fIOC_TYPE_DOMAIN\x10\x05*U\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_ALLOW\x10\x01\x12\x0f\n\x0b\x41\x43TION_DENY\x10\x02\x12\x10\n\x0c\x41\x43TION_ALERT\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x14mssp/v1/common.proto\x12\x07mssp.v1\"H\n\x08Versions\x12\x12\n\nglobal_seq\x18\x01 \x01(\x04\x12\x12\n\ntenant_seq\x18\x02 \x01(\x04\x12\x14\n\x0c\x61lliance_seq\x18\x03 \x01(\x04\"o\n\x03Ioc\x12\x1e\n\x04type\x18\x01 \x01(\x0e\x32\x10.mssp.v1.IocType\x12\r\n\x05value\x18\x02 \x01(\t\x12\x15\n\rexpires_at_ms\x18\x03 \x01(\x03\x12\x12\n\nconfidence\x18\x04 \x01(\r\x12\x0e\n\x06source\x18\x05 \x01(\t\"(\n\tPortRange\x12\r\n\x05\x66irst\x18\x01 \x01(\r\x12\x0c\n\x04last\x18\x02 \x01(\r\"\x9e\x01\n\x04Rule\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1f\n\x06\x61\x63tion\x18\x02 \x01(\x0e\x32\x0f.mssp.v1.Action\x12\r\n\x05\x63idrs\x18\x03 \x03(\t\x12\x10\n\x08protocol\x18\x04 \x01(\t\x12!\n\x05ports\x18\x05 \x03(\x0b\x32\x12.mssp.v1.PortRange\x12\x0f\n\x07\x64omains\x18\x06 \x03(\t\x12\x12\n\ncategories\x18\x07 \x03(\t\":\n\x0fUploadThreshold\x12\x10\n\x08\x63\x61tegory\x18\x01 \x01(\t\x12\x15\n\rbytes_per_day\x18\x02 \x01(\x04\"\xd8\x02\n\x0cPolicyBundle\x12\x0f\n\x07version\x18\x01 \x01(\x04\x12\'\n\x0e\x64\x65\x66\x61ult_action\x18\x02 \x01(\x0e\x32\x0f.mssp.v1.Action\x12\x1c\n\x05rules\x18\x03 \x03(\x0b\x32\r.mssp.v1.Rule\x12\x33\n\x11upload_thresholds\x18\x04 \x03(\x0b\x32\x18.mssp.v1.UploadThreshold\x12\x39\n\ncategories\x18\x05 \x03(\x0b\x32%.mssp.v1.PolicyBundle.CategoriesEntry\x12\x0e\n\x06\x65xempt\x18\x06 \x03(\t\x12(\n\x08gateways\x18\x07 \x03(\x0b\x32\x16.mssp.v1.GatewayBundle\x1a\x46\n\x0f\x43\x61tegoriesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\"\n\x05value\x18\x02 \x01(\x0b\x32\x13.mssp.v1.DomainList:\x02\x38\x01\"J\n\rGatewayBundle\x12\x12\n\ngateway_id\x18\x01 \x01(\t\x12%\n\x06\x62undle\x18\x02 \x01(\x0b\x32\x15.mssp.v1.PolicyBundle\"\x1d\n\nDomainList\x12\x0f\n\x07\x64omains\x18\x01 \x03(\t\"6\n\x07Refusal\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t\"7\n\nTrustedKey\x12\x12\n\npublic_key\x18\x01 \x01(\x0c\x12\x15\n\rretires_at_ms\x18\x02 \x01(\x03\"F\n\x0bSigningKeys\x12!\n\x04keys\x18\x01 \x03(\x0b\x32\x13.mssp.v1.TrustedKey\x12\x14\n\x0cissued_at_ms\x18\x02 \x01(\x03*\x86\x01\n\x07IocType\x12\x18\n\x14IOC_TYPE_UNSPECIFIED\x10\x00\x12\x11\n\rIOC_TYPE_IPV4\x10\x01\x12\x11\n\rIOC_TYPE_IPV6\x10\x02\x12\x12\n\x0eIOC_TYPE_CIDR4\x10\x03\x12\x12\n\x0eIOC_TYPE_CIDR6\x10\x04\x12\x13\n\x0fIOC_TYPE_DOMAIN\x10\x05*U\n\x06\x41\x63tion\x12\x16\n\x12\x41\x43TION_UNSPECIFIED\x10\x00\x12\x10\n\x0c\x41\x43TION_ALLOW\x10\x01\x12\x0f\n\x0b\x41\x43TION_DENY\x10\x02\x12\x10\n\x0c\x41\x43TION_ALERT\x10\x03\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,10 +33,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_POLICYBUNDLE_CATEGORIESENTRY']._loaded_options = None
   _globals['_POLICYBUNDLE_CATEGORIESENTRY']._serialized_options = b'8\001'
-  _globals['_IOCTYPE']._serialized_start=1005
-  _globals['_IOCTYPE']._serialized_end=1139
-  _globals['_ACTION']._serialized_start=1141
-  _globals['_ACTION']._serialized_end=1226
+  _globals['_IOCTYPE']._serialized_start=1123
+  _globals['_IOCTYPE']._serialized_end=1257
+  _globals['_ACTION']._serialized_start=1259
+  _globals['_ACTION']._serialized_end=1344
   _globals['_VERSIONS']._serialized_start=33
   _globals['_VERSIONS']._serialized_end=105
   _globals['_IOC']._serialized_start=107
@@ -48,15 +48,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADTHRESHOLD']._serialized_start=423
   _globals['_UPLOADTHRESHOLD']._serialized_end=481
   _globals['_POLICYBUNDLE']._serialized_start=484
-  _globals['_POLICYBUNDLE']._serialized_end=786
-  _globals['_POLICYBUNDLE_CATEGORIESENTRY']._serialized_start=716
-  _globals['_POLICYBUNDLE_CATEGORIESENTRY']._serialized_end=786
-  _globals['_DOMAINLIST']._serialized_start=788
-  _globals['_DOMAINLIST']._serialized_end=817
-  _globals['_REFUSAL']._serialized_start=819
-  _globals['_REFUSAL']._serialized_end=873
-  _globals['_TRUSTEDKEY']._serialized_start=875
-  _globals['_TRUSTEDKEY']._serialized_end=930
-  _globals['_SIGNINGKEYS']._serialized_start=932
-  _globals['_SIGNINGKEYS']._serialized_end=1002
+  _globals['_POLICYBUNDLE']._serialized_end=828
+  _globals['_POLICYBUNDLE_CATEGORIESENTRY']._serialized_start=758
+  _globals['_POLICYBUNDLE_CATEGORIESENTRY']._serialized_end=828
+  _globals['_GATEWAYBUNDLE']._serialized_start=830
+  _globals['_GATEWAYBUNDLE']._serialized_end=904
+  _globals['_DOMAINLIST']._serialized_start=906
+  _globals['_DOMAINLIST']._serialized_end=935
+  _globals['_REFUSAL']._serialized_start=937
+  _globals['_REFUSAL']._serialized_end=991
+  _globals['_TRUSTEDKEY']._serialized_start=993
+  _globals['_TRUSTEDKEY']._serialized_end=1048
+  _globals['_SIGNINGKEYS']._serialized_start=1050
+  _globals['_SIGNINGKEYS']._serialized_end=1120
 # @@protoc_insertion_point(module_scope)

@@ -92,7 +92,7 @@ class UploadThreshold(_message.Message):
     def __init__(self, category: _Optional[str] = ..., bytes_per_day: _Optional[int] = ...) -> None: ...
 
 class PolicyBundle(_message.Message):
-    __slots__ = ("version", "default_action", "rules", "upload_thresholds", "categories", "exempt")
+    __slots__ = ("version", "default_action", "rules", "upload_thresholds", "categories", "exempt", "gateways")
     class CategoriesEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -106,13 +106,23 @@ class PolicyBundle(_message.Message):
     UPLOAD_THRESHOLDS_FIELD_NUMBER: _ClassVar[int]
     CATEGORIES_FIELD_NUMBER: _ClassVar[int]
     EXEMPT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
     version: int
     default_action: Action
     rules: _containers.RepeatedCompositeFieldContainer[Rule]
     upload_thresholds: _containers.RepeatedCompositeFieldContainer[UploadThreshold]
     categories: _containers.MessageMap[str, DomainList]
     exempt: _containers.RepeatedScalarFieldContainer[str]
-    def __init__(self, version: _Optional[int] = ..., default_action: _Optional[_Union[Action, str]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., upload_thresholds: _Optional[_Iterable[_Union[UploadThreshold, _Mapping]]] = ..., categories: _Optional[_Mapping[str, DomainList]] = ..., exempt: _Optional[_Iterable[str]] = ...) -> None: ...
+    gateways: _containers.RepeatedCompositeFieldContainer[GatewayBundle]
+    def __init__(self, version: _Optional[int] = ..., default_action: _Optional[_Union[Action, str]] = ..., rules: _Optional[_Iterable[_Union[Rule, _Mapping]]] = ..., upload_thresholds: _Optional[_Iterable[_Union[UploadThreshold, _Mapping]]] = ..., categories: _Optional[_Mapping[str, DomainList]] = ..., exempt: _Optional[_Iterable[str]] = ..., gateways: _Optional[_Iterable[_Union[GatewayBundle, _Mapping]]] = ...) -> None: ...
+
+class GatewayBundle(_message.Message):
+    __slots__ = ("gateway_id", "bundle")
+    GATEWAY_ID_FIELD_NUMBER: _ClassVar[int]
+    BUNDLE_FIELD_NUMBER: _ClassVar[int]
+    gateway_id: str
+    bundle: PolicyBundle
+    def __init__(self, gateway_id: _Optional[str] = ..., bundle: _Optional[_Union[PolicyBundle, _Mapping]] = ...) -> None: ...
 
 class DomainList(_message.Message):
     __slots__ = ("domains",)

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from mssp.v1 import common_pb2 as mssp_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mssp/v1/enrollment.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\"\x8f\x01\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x17\n\x0fnats_public_key\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x16\n\x0e\x61lliance_aware\x18\x05 \x01(\x08\x12\x16\n\x0erotation_aware\x18\x06 \x01(\x08\"\x94\x02\n\x0e\x45nrollResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0btenant_name\x18\x02 \x01(\t\x12\x12\n\ngateway_id\x18\x03 \x01(\t\x12\x14\n\x0cgateway_name\x18\x04 \x01(\t\x12\x17\n\x0f\x63lient_cert_pem\x18\x05 \x01(\x0c\x12\x13\n\x0b\x63\x61_cert_pem\x18\x06 \x01(\x0c\x12\x18\n\x10gateway_endpoint\x18\x07 \x01(\t\x12\x11\n\tnats_urls\x18\x08 \x03(\t\x12\x15\n\rnats_user_jwt\x18\t \x01(\t\x12\x1a\n\x12signing_public_key\x18\n \x01(\x0c\x12\"\n\x07\x64\x65sired\x18\x0b \x01(\x0b\x32\x11.mssp.v1.Versions2N\n\x11\x45nrollmentService\x12\x39\n\x06\x45nroll\x12\x16.mssp.v1.EnrollRequest\x1a\x17.mssp.v1.EnrollResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18mssp/v1/enrollment.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\"\xaa\x01\n\rEnrollRequest\x12\r\n\x05token\x18\x01 \x01(\t\x12\x0f\n\x07\x63sr_pem\x18\x02 \x01(\x0c\x12\x17\n\x0fnats_public_key\x18\x03 \x01(\t\x12\x15\n\ragent_version\x18\x04 \x01(\t\x12\x16\n\x0e\x61lliance_aware\x18\x05 \x01(\x08\x12\x16\n\x0erotation_aware\x18\x06 \x01(\x08\x12\x19\n\x11\x63\x61_rollover_aware\x18\x07 \x01(\x08\"\x94\x02\n\x0e\x45nrollResponse\x12\x11\n\ttenant_id\x18\x01 \x01(\t\x12\x13\n\x0btenant_name\x18\x02 \x01(\t\x12\x12\n\ngateway_id\x18\x03 \x01(\t\x12\x14\n\x0cgateway_name\x18\x04 \x01(\t\x12\x17\n\x0f\x63lient_cert_pem\x18\x05 \x01(\x0c\x12\x13\n\x0b\x63\x61_cert_pem\x18\x06 \x01(\x0c\x12\x18\n\x10gateway_endpoint\x18\x07 \x01(\t\x12\x11\n\tnats_urls\x18\x08 \x03(\t\x12\x15\n\rnats_user_jwt\x18\t \x01(\t\x12\x1a\n\x12signing_public_key\x18\n \x01(\x0c\x12\"\n\x07\x64\x65sired\x18\x0b \x01(\x0b\x32\x11.mssp.v1.Versions2N\n\x11\x45nrollmentService\x12\x39\n\x06\x45nroll\x12\x16.mssp.v1.EnrollRequest\x1a\x17.mssp.v1.EnrollResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,9 +33,9 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'mssp.v1.enrollment_pb2', _g
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ENROLLREQUEST']._serialized_start=60
-  _globals['_ENROLLREQUEST']._serialized_end=203
-  _globals['_ENROLLRESPONSE']._serialized_start=206
-  _globals['_ENROLLRESPONSE']._serialized_end=482
-  _globals['_ENROLLMENTSERVICE']._serialized_start=484
-  _globals['_ENROLLMENTSERVICE']._serialized_end=562
+  _globals['_ENROLLREQUEST']._serialized_end=230
+  _globals['_ENROLLRESPONSE']._serialized_start=233
+  _globals['_ENROLLRESPONSE']._serialized_end=509
+  _globals['_ENROLLMENTSERVICE']._serialized_start=511
+  _globals['_ENROLLMENTSERVICE']._serialized_end=589
 # @@protoc_insertion_point(module_scope)

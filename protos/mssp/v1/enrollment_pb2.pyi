@@ -8,20 +8,22 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("token", "csr_pem", "nats_public_key", "agent_version", "alliance_aware", "rotation_aware")
+    __slots__ = ("token", "csr_pem", "nats_public_key", "agent_version", "alliance_aware", "rotation_aware", "ca_rollover_aware")
     TOKEN_FIELD_NUMBER: _ClassVar[int]
     CSR_PEM_FIELD_NUMBER: _ClassVar[int]
     NATS_PUBLIC_KEY_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     ALLIANCE_AWARE_FIELD_NUMBER: _ClassVar[int]
     ROTATION_AWARE_FIELD_NUMBER: _ClassVar[int]
+    CA_ROLLOVER_AWARE_FIELD_NUMBER: _ClassVar[int]
     token: str
     csr_pem: bytes
     nats_public_key: str
     agent_version: str
     alliance_aware: bool
     rotation_aware: bool
-    def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., nats_public_key: _Optional[str] = ..., agent_version: _Optional[str] = ..., alliance_aware: _Optional[bool] = ..., rotation_aware: _Optional[bool] = ...) -> None: ...
+    ca_rollover_aware: bool
+    def __init__(self, token: _Optional[str] = ..., csr_pem: _Optional[bytes] = ..., nats_public_key: _Optional[str] = ..., agent_version: _Optional[str] = ..., alliance_aware: _Optional[bool] = ..., rotation_aware: _Optional[bool] = ..., ca_rollover_aware: _Optional[bool] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("tenant_id", "tenant_name", "gateway_id", "gateway_name", "client_cert_pem", "ca_cert_pem", "gateway_endpoint", "nats_urls", "nats_user_jwt", "signing_public_key", "desired")

@@ -26,7 +26,7 @@ from mssp.v1 import common_pb2 as mssp_dot_v1_dot_common__pb2
 from mssp.v1 import push_pb2 as mssp_dot_v1_dot_push__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mssp/v1/gateway.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\x1a\x12mssp/v1/push.proto\"8\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\x17\n\x0fnats_public_key\x18\x02 \x01(\t\"U\n\rRenewResponse\x12\x17\n\x0f\x63lient_cert_pem\x18\x01 \x01(\x0c\x12\x15\n\rnats_user_jwt\x18\x02 \x01(\t\x12\x14\n\x0cnot_after_ms\x18\x03 \x01(\x03\"[\n\x0bSyncRequest\x12\"\n\x07\x61pplied\x18\x01 \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x16\n\x0e\x66orce_snapshot\x18\x02 \x01(\x08\x12\x10\n\x08\x61lliance\x18\x03 \x01(\x08\"\xcb\x02\n\x0cStatusReport\x12\"\n\x07\x61pplied\x18\x01 \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x14\n\x0c\x61pply_errors\x18\x05 \x01(\x04\x12\"\n\x08refusals\x18\x1e \x03(\x0b\x32\x10.mssp.v1.Refusal\x12\x16\n\x0erefusals_total\x18\x1f \x01(\r\x12\x12\n\nioc_budget\x18  \x01(\r\x12\x1a\n\x12left_out_by_budget\x18! \x01(\r\x12\x16\n\x0e\x61lliance_aware\x18\" \x01(\x08\x12\x10\n\x08\x61lliance\x18# \x01(\x08\x12\x16\n\x0erotation_aware\x18$ \x01(\x08\x12\x17\n\x0f\x63lock_offset_ms\x18% \x01(\x03\"K\n\tStatusAck\x12\"\n\x07\x64\x65sired\x18\x01 \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x1a\n\x12\x63ontroller_time_ms\x18\x02 \x01(\x03\"\x13\n\x11GetBrokersRequest\"l\n\x07\x42rokers\x12\x11\n\tnats_urls\x18\x01 \x03(\t\x12\x10\n\x08user_jwt\x18\x02 \x01(\t\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12*\n\x0csigning_keys\x18\x04 \x01(\x0b\x32\x14.mssp.v1.SigningKeys\"\xd4\x01\n\x08Sighting\x12\x11\n\tindicator\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03via\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12\x15\n\rfirst_seen_ms\x18\x05 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x06 \x01(\x03\x12\r\n\x05score\x18\x07 \x01(\r\x12\x0c\n\x04port\x18\x08 \x01(\r\x12\x19\n\x11median_interval_s\x18\t \x01(\x02\x12\x10\n\x08jitter_s\x18\n \x01(\x02\x12\x14\n\x0cmedian_bytes\x18\x0b \x01(\x04\"6\n\x0eSightingReport\x12$\n\tsightings\x18\x01 \x03(\x0b\x32\x11.mssp.v1.Sighting\"0\n\x0bSightingAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x0f\n\x07refused\x18\x02 \x01(\r2\xba\x02\n\x0eGatewayService\x12\x37\n\x04Sync\x12\x14.mssp.v1.SyncRequest\x1a\x17.mssp.v1.SignedEnvelope0\x01\x12\x39\n\x0cReportStatus\x12\x15.mssp.v1.StatusReport\x1a\x12.mssp.v1.StatusAck\x12:\n\nGetBrokers\x12\x1a.mssp.v1.GetBrokersRequest\x1a\x10.mssp.v1.Brokers\x12@\n\x0fReportSightings\x12\x17.mssp.v1.SightingReport\x1a\x14.mssp.v1.SightingAck\x12\x36\n\x05Renew\x12\x15.mssp.v1.RenewRequest\x1a\x16.mssp.v1.RenewResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15mssp/v1/gateway.proto\x12\x07mssp.v1\x1a\x14mssp/v1/common.proto\x1a\x12mssp/v1/push.proto\"8\n\x0cRenewRequest\x12\x0f\n\x07\x63sr_pem\x18\x01 \x01(\x0c\x12\x17\n\x0fnats_public_key\x18\x02 \x01(\t\"U\n\rRenewResponse\x12\x17\n\x0f\x63lient_cert_pem\x18\x01 \x01(\x0c\x12\x15\n\rnats_user_jwt\x18\x02 \x01(\t\x12\x14\n\x0cnot_after_ms\x18\x03 \x01(\x03\"[\n\x0bSyncRequest\x12\"\n\x07\x61pplied\x18\x01 \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x16\n\x0e\x66orce_snapshot\x18\x02 \x01(\x08\x12\x10\n\x08\x61lliance\x18\x03 \x01(\x08\"\xe6\x02\n\x0cStatusReport\x12\"\n\x07\x61pplied\x18\x01 \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x15\n\ragent_version\x18\x02 \x01(\t\x12\x0f\n\x07\x62\x61\x63kend\x18\x03 \x01(\t\x12\x12\n\nlast_error\x18\x04 \x01(\t\x12\x14\n\x0c\x61pply_errors\x18\x05 \x01(\x04\x12\"\n\x08refusals\x18\x1e \x03(\x0b\x32\x10.mssp.v1.Refusal\x12\x16\n\x0erefusals_total\x18\x1f \x01(\r\x12\x12\n\nioc_budget\x18  \x01(\r\x12\x1a\n\x12left_out_by_budget\x18! \x01(\r\x12\x16\n\x0e\x61lliance_aware\x18\" \x01(\x08\x12\x10\n\x08\x61lliance\x18# \x01(\x08\x12\x16\n\x0erotation_aware\x18$ \x01(\x08\x12\x17\n\x0f\x63lock_offset_ms\x18% \x01(\x03\x12\x19\n\x11\x63\x61_rollover_aware\x18& \x01(\x08\"K\n\tStatusAck\x12\"\n\x07\x64\x65sired\x18\x01 \x01(\x0b\x32\x11.mssp.v1.Versions\x12\x1a\n\x12\x63ontroller_time_ms\x18\x02 \x01(\x03\"\x13\n\x11GetBrokersRequest\"\x8a\x01\n\x07\x42rokers\x12\x11\n\tnats_urls\x18\x01 \x03(\t\x12\x10\n\x08user_jwt\x18\x02 \x01(\t\x12\x10\n\x08\x63hannels\x18\x03 \x03(\t\x12*\n\x0csigning_keys\x18\x04 \x01(\x0b\x32\x14.mssp.v1.SigningKeys\x12\x1c\n\x02\x63\x61\x18\x05 \x01(\x0b\x32\x10.mssp.v1.CaTrust\":\n\x07\x43\x61Trust\x12\x12\n\nbundle_pem\x18\x01 \x01(\x0c\x12\x1b\n\x13issuing_fingerprint\x18\x02 \x01(\t\"\xd4\x01\n\x08Sighting\x12\x11\n\tindicator\x18\x01 \x01(\t\x12\x0c\n\x04host\x18\x02 \x01(\t\x12\x0b\n\x03via\x18\x03 \x01(\t\x12\r\n\x05\x63ount\x18\x04 \x01(\x04\x12\x15\n\rfirst_seen_ms\x18\x05 \x01(\x03\x12\x14\n\x0clast_seen_ms\x18\x06 \x01(\x03\x12\r\n\x05score\x18\x07 \x01(\r\x12\x0c\n\x04port\x18\x08 \x01(\r\x12\x19\n\x11median_interval_s\x18\t \x01(\x02\x12\x10\n\x08jitter_s\x18\n \x01(\x02\x12\x14\n\x0cmedian_bytes\x18\x0b \x01(\x04\"6\n\x0eSightingReport\x12$\n\tsightings\x18\x01 \x03(\x0b\x32\x11.mssp.v1.Sighting\"0\n\x0bSightingAck\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\r\x12\x0f\n\x07refused\x18\x02 \x01(\r2\xba\x02\n\x0eGatewayService\x12\x37\n\x04Sync\x12\x14.mssp.v1.SyncRequest\x1a\x17.mssp.v1.SignedEnvelope0\x01\x12\x39\n\x0cReportStatus\x12\x15.mssp.v1.StatusReport\x1a\x12.mssp.v1.StatusAck\x12:\n\nGetBrokers\x12\x1a.mssp.v1.GetBrokersRequest\x1a\x10.mssp.v1.Brokers\x12@\n\x0fReportSightings\x12\x17.mssp.v1.SightingReport\x1a\x14.mssp.v1.SightingAck\x12\x36\n\x05Renew\x12\x15.mssp.v1.RenewRequest\x1a\x16.mssp.v1.RenewResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,19 +40,21 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SYNCREQUEST']._serialized_start=221
   _globals['_SYNCREQUEST']._serialized_end=312
   _globals['_STATUSREPORT']._serialized_start=315
-  _globals['_STATUSREPORT']._serialized_end=646
-  _globals['_STATUSACK']._serialized_start=648
-  _globals['_STATUSACK']._serialized_end=723
-  _globals['_GETBROKERSREQUEST']._serialized_start=725
-  _globals['_GETBROKERSREQUEST']._serialized_end=744
-  _globals['_BROKERS']._serialized_start=746
-  _globals['_BROKERS']._serialized_end=854
-  _globals['_SIGHTING']._serialized_start=857
-  _globals['_SIGHTING']._serialized_end=1069
-  _globals['_SIGHTINGREPORT']._serialized_start=1071
-  _globals['_SIGHTINGREPORT']._serialized_end=1125
-  _globals['_SIGHTINGACK']._serialized_start=1127
-  _globals['_SIGHTINGACK']._serialized_end=1175
-  _globals['_GATEWAYSERVICE']._serialized_start=1178
-  _globals['_GATEWAYSERVICE']._serialized_end=1492
+  _globals['_STATUSREPORT']._serialized_end=673
+  _globals['_STATUSACK']._serialized_start=675
+  _globals['_STATUSACK']._serialized_end=750
+  _globals['_GETBROKERSREQUEST']._serialized_start=752
+  _globals['_GETBROKERSREQUEST']._serialized_end=771
+  _globals['_BROKERS']._serialized_start=774
+  _globals['_BROKERS']._serialized_end=912
+  _globals['_CATRUST']._serialized_start=914
+  _globals['_CATRUST']._serialized_end=972
+  _globals['_SIGHTING']._serialized_start=975
+  _globals['_SIGHTING']._serialized_end=1187
+  _globals['_SIGHTINGREPORT']._serialized_start=1189
+  _globals['_SIGHTINGREPORT']._serialized_end=1243
+  _globals['_SIGHTINGACK']._serialized_start=1245
+  _globals['_SIGHTINGACK']._serialized_end=1293
+  _globals['_GATEWAYSERVICE']._serialized_start=1296
+  _globals['_GATEWAYSERVICE']._serialized_end=1610
 # @@protoc_insertion_point(module_scope)

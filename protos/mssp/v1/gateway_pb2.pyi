@@ -37,7 +37,7 @@ class SyncRequest(_message.Message):
     def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., force_snapshot: _Optional[bool] = ..., alliance: _Optional[bool] = ...) -> None: ...
 
 class StatusReport(_message.Message):
-    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget", "alliance_aware", "alliance", "rotation_aware", "clock_offset_ms")
+    __slots__ = ("applied", "agent_version", "backend", "last_error", "apply_errors", "refusals", "refusals_total", "ioc_budget", "left_out_by_budget", "alliance_aware", "alliance", "rotation_aware", "clock_offset_ms", "ca_rollover_aware")
     APPLIED_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     BACKEND_FIELD_NUMBER: _ClassVar[int]
@@ -51,6 +51,7 @@ class StatusReport(_message.Message):
     ALLIANCE_FIELD_NUMBER: _ClassVar[int]
     ROTATION_AWARE_FIELD_NUMBER: _ClassVar[int]
     CLOCK_OFFSET_MS_FIELD_NUMBER: _ClassVar[int]
+    CA_ROLLOVER_AWARE_FIELD_NUMBER: _ClassVar[int]
     applied: _common_pb2.Versions
     agent_version: str
     backend: str
@@ -64,7 +65,8 @@ class StatusReport(_message.Message):
     alliance: bool
     rotation_aware: bool
     clock_offset_ms: int
-    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., alliance_aware: _Optional[bool] = ..., alliance: _Optional[bool] = ..., rotation_aware: _Optional[bool] = ..., clock_offset_ms: _Optional[int] = ...) -> None: ...
+    ca_rollover_aware: bool
+    def __init__(self, applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., apply_errors: _Optional[int] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., alliance_aware: _Optional[bool] = ..., alliance: _Optional[bool] = ..., rotation_aware: _Optional[bool] = ..., clock_offset_ms: _Optional[int] = ..., ca_rollover_aware: _Optional[bool] = ...) -> None: ...
 
 class StatusAck(_message.Message):
     __slots__ = ("desired", "controller_time_ms")
@@ -79,16 +81,26 @@ class GetBrokersRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class Brokers(_message.Message):
-    __slots__ = ("nats_urls", "user_jwt", "channels", "signing_keys")
+    __slots__ = ("nats_urls", "user_jwt", "channels", "signing_keys", "ca")
     NATS_URLS_FIELD_NUMBER: _ClassVar[int]
     USER_JWT_FIELD_NUMBER: _ClassVar[int]
     CHANNELS_FIELD_NUMBER: _ClassVar[int]
     SIGNING_KEYS_FIELD_NUMBER: _ClassVar[int]
+    CA_FIELD_NUMBER: _ClassVar[int]
     nats_urls: _containers.RepeatedScalarFieldContainer[str]
     user_jwt: str
     channels: _containers.RepeatedScalarFieldContainer[str]
     signing_keys: _common_pb2.SigningKeys
-    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., signing_keys: _Optional[_Union[_common_pb2.SigningKeys, _Mapping]] = ...) -> None: ...
+    ca: CaTrust
+    def __init__(self, nats_urls: _Optional[_Iterable[str]] = ..., user_jwt: _Optional[str] = ..., channels: _Optional[_Iterable[str]] = ..., signing_keys: _Optional[_Union[_common_pb2.SigningKeys, _Mapping]] = ..., ca: _Optional[_Union[CaTrust, _Mapping]] = ...) -> None: ...
+
+class CaTrust(_message.Message):
+    __slots__ = ("bundle_pem", "issuing_fingerprint")
+    BUNDLE_PEM_FIELD_NUMBER: _ClassVar[int]
+    ISSUING_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    bundle_pem: bytes
+    issuing_fingerprint: str
+    def __init__(self, bundle_pem: _Optional[bytes] = ..., issuing_fingerprint: _Optional[str] = ...) -> None: ...
 
 class Sighting(_message.Message):
     __slots__ = ("indicator", "host", "via", "count", "first_seen_ms", "last_seen_ms", "score", "port", "median_interval_s", "jitter_s", "median_bytes")

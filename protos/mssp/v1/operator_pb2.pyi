@@ -7,6 +7,48 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class ShowCaRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class RolloverCaRequest(_message.Message):
+    __slots__ = ("overlap_seconds", "force")
+    OVERLAP_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FORCE_FIELD_NUMBER: _ClassVar[int]
+    overlap_seconds: int
+    force: bool
+    def __init__(self, overlap_seconds: _Optional[int] = ..., force: _Optional[bool] = ...) -> None: ...
+
+class CaCertificate(_message.Message):
+    __slots__ = ("fingerprint", "subject", "not_before_ms", "not_after_ms")
+    FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    SUBJECT_FIELD_NUMBER: _ClassVar[int]
+    NOT_BEFORE_MS_FIELD_NUMBER: _ClassVar[int]
+    NOT_AFTER_MS_FIELD_NUMBER: _ClassVar[int]
+    fingerprint: str
+    subject: str
+    not_before_ms: int
+    not_after_ms: int
+    def __init__(self, fingerprint: _Optional[str] = ..., subject: _Optional[str] = ..., not_before_ms: _Optional[int] = ..., not_after_ms: _Optional[int] = ...) -> None: ...
+
+class CaStatus(_message.Message):
+    __slots__ = ("current", "next", "previous", "overlap_ends_ms", "finished_at_ms", "gateways_enrolled", "gateways_on_old_ca")
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    NEXT_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_FIELD_NUMBER: _ClassVar[int]
+    OVERLAP_ENDS_MS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_ENROLLED_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_ON_OLD_CA_FIELD_NUMBER: _ClassVar[int]
+    current: CaCertificate
+    next: CaCertificate
+    previous: CaCertificate
+    overlap_ends_ms: int
+    finished_at_ms: int
+    gateways_enrolled: int
+    gateways_on_old_ca: int
+    def __init__(self, current: _Optional[_Union[CaCertificate, _Mapping]] = ..., next: _Optional[_Union[CaCertificate, _Mapping]] = ..., previous: _Optional[_Union[CaCertificate, _Mapping]] = ..., overlap_ends_ms: _Optional[int] = ..., finished_at_ms: _Optional[int] = ..., gateways_enrolled: _Optional[int] = ..., gateways_on_old_ca: _Optional[int] = ...) -> None: ...
+
 class ListSigningKeysRequest(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
@@ -212,28 +254,140 @@ class Gateway(_message.Message):
     def __init__(self, id: _Optional[str] = ..., tenant: _Optional[str] = ..., name: _Optional[str] = ..., status: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., enrolled_at_ms: _Optional[int] = ..., last_seen_ms: _Optional[int] = ..., online: _Optional[bool] = ..., desired: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., applied: _Optional[_Union[_common_pb2.Versions, _Mapping]] = ..., converged: _Optional[bool] = ..., agent_version: _Optional[str] = ..., backend: _Optional[str] = ..., last_error: _Optional[str] = ..., cert_serial: _Optional[str] = ..., refusals: _Optional[_Iterable[_Union[_common_pb2.Refusal, _Mapping]]] = ..., refusals_total: _Optional[int] = ..., ioc_budget: _Optional[int] = ..., left_out_by_budget: _Optional[int] = ..., cert_not_after_ms: _Optional[int] = ..., cert_renewed_at_ms: _Optional[int] = ..., renewal_overdue: _Optional[bool] = ..., clock_offset_ms: _Optional[int] = ...) -> None: ...
 
 class SetPolicyRequest(_message.Message):
-    __slots__ = ("tenant", "yaml")
+    __slots__ = ("tenant", "yaml", "gateway")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     YAML_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     yaml: str
-    def __init__(self, tenant: _Optional[str] = ..., yaml: _Optional[str] = ...) -> None: ...
+    gateway: str
+    def __init__(self, tenant: _Optional[str] = ..., yaml: _Optional[str] = ..., gateway: _Optional[str] = ...) -> None: ...
 
 class PolicyInfo(_message.Message):
-    __slots__ = ("tenant", "version", "yaml", "bundle", "updated_at_ms", "seq")
+    __slots__ = ("tenant", "version", "yaml", "bundle", "updated_at_ms", "seq", "gateway", "effective_yaml", "unchanged", "summary")
     TENANT_FIELD_NUMBER: _ClassVar[int]
     VERSION_FIELD_NUMBER: _ClassVar[int]
     YAML_FIELD_NUMBER: _ClassVar[int]
     BUNDLE_FIELD_NUMBER: _ClassVar[int]
     UPDATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     SEQ_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    EFFECTIVE_YAML_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
     tenant: str
     version: int
     yaml: str
     bundle: _common_pb2.PolicyBundle
     updated_at_ms: int
     seq: int
-    def __init__(self, tenant: _Optional[str] = ..., version: _Optional[int] = ..., yaml: _Optional[str] = ..., bundle: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., updated_at_ms: _Optional[int] = ..., seq: _Optional[int] = ...) -> None: ...
+    gateway: str
+    effective_yaml: str
+    unchanged: bool
+    summary: str
+    def __init__(self, tenant: _Optional[str] = ..., version: _Optional[int] = ..., yaml: _Optional[str] = ..., bundle: _Optional[_Union[_common_pb2.PolicyBundle, _Mapping]] = ..., updated_at_ms: _Optional[int] = ..., seq: _Optional[int] = ..., gateway: _Optional[str] = ..., effective_yaml: _Optional[str] = ..., unchanged: _Optional[bool] = ..., summary: _Optional[str] = ...) -> None: ...
+
+class PolicyTarget(_message.Message):
+    __slots__ = ("tenant", "gateway")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    gateway: str
+    def __init__(self, tenant: _Optional[str] = ..., gateway: _Optional[str] = ...) -> None: ...
+
+class PolicyVersionInfo(_message.Message):
+    __slots__ = ("version", "created_at_ms", "created_by", "summary", "rules", "default_action", "removed", "current")
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    CREATED_BY_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    RULES_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_ACTION_FIELD_NUMBER: _ClassVar[int]
+    REMOVED_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_FIELD_NUMBER: _ClassVar[int]
+    version: int
+    created_at_ms: int
+    created_by: str
+    summary: str
+    rules: int
+    default_action: str
+    removed: bool
+    current: bool
+    def __init__(self, version: _Optional[int] = ..., created_at_ms: _Optional[int] = ..., created_by: _Optional[str] = ..., summary: _Optional[str] = ..., rules: _Optional[int] = ..., default_action: _Optional[str] = ..., removed: _Optional[bool] = ..., current: _Optional[bool] = ...) -> None: ...
+
+class PolicyHistoryResponse(_message.Message):
+    __slots__ = ("tenant", "gateway", "versions")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    VERSIONS_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    gateway: str
+    versions: _containers.RepeatedCompositeFieldContainer[PolicyVersionInfo]
+    def __init__(self, tenant: _Optional[str] = ..., gateway: _Optional[str] = ..., versions: _Optional[_Iterable[_Union[PolicyVersionInfo, _Mapping]]] = ...) -> None: ...
+
+class DiffPolicyRequest(_message.Message):
+    __slots__ = ("target", "from_version", "to_version")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    target: PolicyTarget
+    from_version: int
+    to_version: int
+    def __init__(self, target: _Optional[_Union[PolicyTarget, _Mapping]] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ...) -> None: ...
+
+class PolicyDiff(_message.Message):
+    __slots__ = ("tenant", "gateway", "from_version", "to_version", "unified_diff", "rules_added", "rules_removed", "rules_changed", "rules_reordered", "default_before", "default_after")
+    TENANT_FIELD_NUMBER: _ClassVar[int]
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    FROM_VERSION_FIELD_NUMBER: _ClassVar[int]
+    TO_VERSION_FIELD_NUMBER: _ClassVar[int]
+    UNIFIED_DIFF_FIELD_NUMBER: _ClassVar[int]
+    RULES_ADDED_FIELD_NUMBER: _ClassVar[int]
+    RULES_REMOVED_FIELD_NUMBER: _ClassVar[int]
+    RULES_CHANGED_FIELD_NUMBER: _ClassVar[int]
+    RULES_REORDERED_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_BEFORE_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_AFTER_FIELD_NUMBER: _ClassVar[int]
+    tenant: str
+    gateway: str
+    from_version: int
+    to_version: int
+    unified_diff: str
+    rules_added: _containers.RepeatedScalarFieldContainer[str]
+    rules_removed: _containers.RepeatedScalarFieldContainer[str]
+    rules_changed: _containers.RepeatedScalarFieldContainer[str]
+    rules_reordered: bool
+    default_before: str
+    default_after: str
+    def __init__(self, tenant: _Optional[str] = ..., gateway: _Optional[str] = ..., from_version: _Optional[int] = ..., to_version: _Optional[int] = ..., unified_diff: _Optional[str] = ..., rules_added: _Optional[_Iterable[str]] = ..., rules_removed: _Optional[_Iterable[str]] = ..., rules_changed: _Optional[_Iterable[str]] = ..., rules_reordered: _Optional[bool] = ..., default_before: _Optional[str] = ..., default_after: _Optional[str] = ...) -> None: ...
+
+class PolicyImpact(_message.Message):
+    __slots__ = ("gateway", "has_override", "shadows")
+    GATEWAY_FIELD_NUMBER: _ClassVar[int]
+    HAS_OVERRIDE_FIELD_NUMBER: _ClassVar[int]
+    SHADOWS_FIELD_NUMBER: _ClassVar[int]
+    gateway: str
+    has_override: bool
+    shadows: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, gateway: _Optional[str] = ..., has_override: _Optional[bool] = ..., shadows: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class PolicyPreview(_message.Message):
+    __slots__ = ("diff", "gateways", "unchanged")
+    DIFF_FIELD_NUMBER: _ClassVar[int]
+    GATEWAYS_FIELD_NUMBER: _ClassVar[int]
+    UNCHANGED_FIELD_NUMBER: _ClassVar[int]
+    diff: PolicyDiff
+    gateways: _containers.RepeatedCompositeFieldContainer[PolicyImpact]
+    unchanged: bool
+    def __init__(self, diff: _Optional[_Union[PolicyDiff, _Mapping]] = ..., gateways: _Optional[_Iterable[_Union[PolicyImpact, _Mapping]]] = ..., unchanged: _Optional[bool] = ...) -> None: ...
+
+class RollbackPolicyRequest(_message.Message):
+    __slots__ = ("target", "version")
+    TARGET_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    target: PolicyTarget
+    version: int
+    def __init__(self, target: _Optional[_Union[PolicyTarget, _Mapping]] = ..., version: _Optional[int] = ...) -> None: ...
 
 class AddIocRequest(_message.Message):
     __slots__ = ("value", "scope", "ttl_seconds", "source", "confidence", "has_confidence", "has_ttl")

@@ -108,6 +108,36 @@ class OperatorServiceStub:
                 request_serializer=mssp_dot_v1_dot_operator__pb2.TenantRef.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
                 _registered_method=True)
+        self.DiffProposedPolicy = channel.unary_unary(
+                '/mssp.v1.OperatorService/DiffProposedPolicy',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.SetPolicyRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyPreview.FromString,
+                _registered_method=True)
+        self.GetGatewayPolicy = channel.unary_unary(
+                '/mssp.v1.OperatorService/GetGatewayPolicy',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
+                _registered_method=True)
+        self.UnsetPolicy = channel.unary_unary(
+                '/mssp.v1.OperatorService/UnsetPolicy',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
+                _registered_method=True)
+        self.ListPolicyVersions = channel.unary_unary(
+                '/mssp.v1.OperatorService/ListPolicyVersions',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.PolicyTarget.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyHistoryResponse.FromString,
+                _registered_method=True)
+        self.DiffPolicy = channel.unary_unary(
+                '/mssp.v1.OperatorService/DiffPolicy',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.DiffPolicyRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyDiff.FromString,
+                _registered_method=True)
+        self.RollbackPolicy = channel.unary_unary(
+                '/mssp.v1.OperatorService/RollbackPolicy',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.RollbackPolicyRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
+                _registered_method=True)
         self.AddIoc = channel.unary_unary(
                 '/mssp.v1.OperatorService/AddIoc',
                 request_serializer=mssp_dot_v1_dot_operator__pb2.AddIocRequest.SerializeToString,
@@ -137,6 +167,16 @@ class OperatorServiceStub:
                 '/mssp.v1.OperatorService/RotateSigningKey',
                 request_serializer=mssp_dot_v1_dot_operator__pb2.RotateSigningKeyRequest.SerializeToString,
                 response_deserializer=mssp_dot_v1_dot_operator__pb2.SigningKeyList.FromString,
+                _registered_method=True)
+        self.ShowCa = channel.unary_unary(
+                '/mssp.v1.OperatorService/ShowCa',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.ShowCaRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.CaStatus.FromString,
+                _registered_method=True)
+        self.RolloverCa = channel.unary_unary(
+                '/mssp.v1.OperatorService/RolloverCa',
+                request_serializer=mssp_dot_v1_dot_operator__pb2.RolloverCaRequest.SerializeToString,
+                response_deserializer=mssp_dot_v1_dot_operator__pb2.CaStatus.FromString,
                 _registered_method=True)
 
 
@@ -237,6 +277,47 @@ class OperatorServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DiffProposedPolicy(self, request, context):
+        """A dry run of SetPolicy: validated and compared with the current version, with the gateways
+        that would get a new policy; nothing is stored or pushed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetGatewayPolicy(self, request, context):
+        """A gateway's override (yaml, "" when none) and the effective document it enforces.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnsetPolicy(self, request, context):
+        """Removes a gateway's override (a new version); it enforces the tenant's policy again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListPolicyVersions(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DiffPolicy(self, request, context):
+        """Missing associated documentation comment in .proto file."""
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RollbackPolicy(self, request, context):
+        """Stores an earlier version's document as a new version, pushed like any set.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def AddIoc(self, request, context):
         """Missing associated documentation comment in .proto file."""
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -272,6 +353,21 @@ class OperatorServiceServicer:
         """A new push-signing key: announced to every gateway in a push signed by the
         current key, then used for every push; the current key is refused by
         gateways once overlap_seconds have passed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ShowCa(self, request, context):
+        """The controller's CA, and a rollover under way (controller/ca_set.py).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RolloverCa(self, request, context):
+        """A new CA: gateways trust both and renew onto the new one during the overlap; the old one is
+        dropped at the first controller start after the overlap has ended.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -350,6 +446,36 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.TenantRef.FromString,
                     response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.SerializeToString,
             ),
+            'DiffProposedPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffProposedPolicy,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.SetPolicyRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyPreview.SerializeToString,
+            ),
+            'GetGatewayPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetGatewayPolicy,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.SerializeToString,
+            ),
+            'UnsetPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnsetPolicy,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.GatewayRef.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.SerializeToString,
+            ),
+            'ListPolicyVersions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListPolicyVersions,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.PolicyTarget.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyHistoryResponse.SerializeToString,
+            ),
+            'DiffPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.DiffPolicy,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.DiffPolicyRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyDiff.SerializeToString,
+            ),
+            'RollbackPolicy': grpc.unary_unary_rpc_method_handler(
+                    servicer.RollbackPolicy,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.RollbackPolicyRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.PolicyInfo.SerializeToString,
+            ),
             'AddIoc': grpc.unary_unary_rpc_method_handler(
                     servicer.AddIoc,
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.AddIocRequest.FromString,
@@ -379,6 +505,16 @@ def add_OperatorServiceServicer_to_server(servicer, server):
                     servicer.RotateSigningKey,
                     request_deserializer=mssp_dot_v1_dot_operator__pb2.RotateSigningKeyRequest.FromString,
                     response_serializer=mssp_dot_v1_dot_operator__pb2.SigningKeyList.SerializeToString,
+            ),
+            'ShowCa': grpc.unary_unary_rpc_method_handler(
+                    servicer.ShowCa,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.ShowCaRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.CaStatus.SerializeToString,
+            ),
+            'RolloverCa': grpc.unary_unary_rpc_method_handler(
+                    servicer.RolloverCa,
+                    request_deserializer=mssp_dot_v1_dot_operator__pb2.RolloverCaRequest.FromString,
+                    response_serializer=mssp_dot_v1_dot_operator__pb2.CaStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -774,6 +910,168 @@ class OperatorService:
             _registered_method=True)
 
     @staticmethod
+    def DiffProposedPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/DiffProposedPolicy',
+            mssp_dot_v1_dot_operator__pb2.SetPolicyRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.PolicyPreview.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetGatewayPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/GetGatewayPolicy',
+            mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnsetPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/UnsetPolicy',
+            mssp_dot_v1_dot_operator__pb2.GatewayRef.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListPolicyVersions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/ListPolicyVersions',
+            mssp_dot_v1_dot_operator__pb2.PolicyTarget.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.PolicyHistoryResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DiffPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/DiffPolicy',
+            mssp_dot_v1_dot_operator__pb2.DiffPolicyRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.PolicyDiff.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RollbackPolicy(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/RollbackPolicy',
+            mssp_dot_v1_dot_operator__pb2.RollbackPolicyRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.PolicyInfo.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def AddIoc(request,
             target,
             options=(),
@@ -925,6 +1223,60 @@ class OperatorService:
             '/mssp.v1.OperatorService/RotateSigningKey',
             mssp_dot_v1_dot_operator__pb2.RotateSigningKeyRequest.SerializeToString,
             mssp_dot_v1_dot_operator__pb2.SigningKeyList.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ShowCa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/ShowCa',
+            mssp_dot_v1_dot_operator__pb2.ShowCaRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.CaStatus.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RolloverCa(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mssp.v1.OperatorService/RolloverCa',
+            mssp_dot_v1_dot_operator__pb2.RolloverCaRequest.SerializeToString,
+            mssp_dot_v1_dot_operator__pb2.CaStatus.FromString,
             options,
             channel_credentials,
             insecure,
