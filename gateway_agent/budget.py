@@ -19,9 +19,9 @@ import json
 from pathlib import Path
 
 from gateway_agent.backends.base import EnforcementBackend, WrappedBackend
+from gateway_agent.clock import enforcement_ms
 from gateway_agent.state import ChannelState, DesiredState, IocKey, StateChange
 from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
-from mssp.common.clock import now_ms
 from mssp.v1 import common_pb2
 
 PER_MIB = 400
@@ -66,7 +66,7 @@ def budget_for(state_dir: Path, flag: int | None = None) -> int:
 
 def within_budget(state: DesiredState, budget: int, at_ms: int | None = None) -> tuple[DesiredState, int]:
     """The state the backend is given (the same object when it fits) and how many were left out."""
-    at = now_ms() if at_ms is None else at_ms
+    at = enforcement_ms() if at_ms is None else at_ms
     live = [(name, key, ioc) for name, ch in state.channels.items() for key, ioc in ch.iocs.items()
             if not ioc.expires_at_ms or ioc.expires_at_ms > at]
     if len(live) <= budget:

@@ -13,11 +13,13 @@ import json
 import logging
 import signal
 import sys
+import time
 from pathlib import Path
 
 from gateway_agent import __version__, renewal, status_view
 from gateway_agent.backends import BACKENDS, make_backend, nft_available
 from gateway_agent.budget import BudgetedBackend, budget_for
+from gateway_agent.clock import before_trust
 from gateway_agent.enroll import enroll
 from gateway_agent.errors import AgentError
 from gateway_agent.identity import AgentIdentity
@@ -67,6 +69,9 @@ def _run(args: argparse.Namespace, state_dir: Path, identity: AgentIdentity) -> 
     except ValueError as exc:
         raise CliError(str(exc)) from None
     backend = BudgetedBackend(make_backend(args.backend, state_dir), budget)
+    clock_problem = before_trust(identity.ca_path.read_bytes(), time.time())
+    if clock_problem:  # the agent runs anyway: the clock may be set (NTP) while it retries
+        logging.getLogger("mssp.agent").error("%s: %s", identity.label, clock_problem)
     agent = GatewayAgent(identity, backend, heartbeat_interval=args.heartbeat)
 
     async def main() -> None:
@@ -114,12 +119,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     })
     now = now_ms()
     if args.output == "json":
-        print(json.dumps({**status, **status_view.freshness(status, now)}, indent=2))
+        print(json.dumps({**status, **status_view.freshness(status, now, state_dir / LOCK_FILE)}, indent=2))
         return 0
     for key in ("tenant", "gateway", "gateway_id", "controller", "gateway_endpoint", "backend"):
         if key in status:
             print(f"{key:>20}: {status[key]}")
-    for label, text in status_view.lines(status, now):
+    for label, text in status_view.lines(status, now, state_dir / LOCK_FILE):
         print(f"{label:>20}: {text}")
     for key in ("applied", "policy_version", "ioc_count", "ioc_budget", "left_out_by_budget",
                 "certificate_expires", "certificate", "signing_keys", "last_error", "counters"):

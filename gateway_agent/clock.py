@@ -9,17 +9,35 @@ status answer with its time (over mTLS); the agent keeps the offset and, once it
 uses the controller's time for those judgements. The offset is reported, so fleet status shows the
 router's clock is wrong.
 
+Expiries on the router (nft element timeouts, sinkholed domains, which indicators the budget counts
+as live) are judged by `enforcement_ms()`: the system clock corrected by the offset the agent that
+reads the system clock last measured. A router whose clock runs two days ahead would otherwise drop a
+7-day indicator five days early, silently.
+
 TLS is the limit: a clock outside the certificates' validity (the epoch, say) fails the handshake
 itself, before any time can be learnt from the controller: such a router needs its clock set (NTP).
+`mssp-agent run` says so at start (`before_trust`) instead of leaving only TLS errors to read.
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from collections.abc import Callable
+
+from cryptography import x509
 
 from mssp.common.clock import CLOCK_TOLERANCE_MS as FAR_MS
 from mssp.common.clock import now_ms as system_ms
+
+
+class _Enforcement:
+    offset_ms = 0  # system clock minus the controller's, when far off; else 0
+
+
+def enforcement_ms() -> int:
+    """The time expiries on this router are judged by (see the module docstring)."""
+    return system_ms() - _Enforcement.offset_ms
 
 
 class AgentClock:
@@ -34,6 +52,8 @@ class AgentClock:
             return  # an older controller, or the local clock jumped meanwhile
         self.offset_ms = (sent_local_ms + received_local_ms) // 2 - controller_ms
         self.known.set()
+        if self.local is system_ms:  # a clock of this host's (a test's made-up clock is not)
+            _Enforcement.offset_ms = self.offset_ms if self.far_off else 0
 
     @property
     def measured(self) -> bool:
@@ -49,3 +69,20 @@ class AgentClock:
 
     def now_s(self) -> float:
         return self.now_ms() / 1000
+
+
+def before_trust(ca_pem: bytes, now_s: float) -> str | None:
+    """Why TLS cannot work on this router, when its clock is earlier than every CA it trusts was
+    made (a router booted at the epoch): the handshake fails before the controller can tell us the
+    time, so the operator must be told to set the clock. None when the clock may well be right."""
+    try:
+        starts = [c.not_valid_before_utc.timestamp() for c in x509.load_pem_x509_certificates(ca_pem)]
+    except ValueError:
+        return None
+    if not starts or now_s >= min(starts):
+        return None
+    when = dt.datetime.fromtimestamp(now_s, dt.UTC).isoformat(timespec="seconds")
+    made = dt.datetime.fromtimestamp(min(starts), dt.UTC).isoformat(timespec="seconds")
+    return (f"this router's clock says {when}, before the controller's CA was made ({made}): TLS to the "
+            "controller and the broker fails until the clock is set (enable NTP, or set it by hand)")
+

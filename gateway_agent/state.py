@@ -12,9 +12,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from gateway_agent.clock import enforcement_ms
 from gateway_agent.errors import AgentError
 from mssp.common.channels import ALLIANCE_CHANNEL, GLOBAL_CHANNEL
-from mssp.common.clock import now_ms
 from mssp.common.parts import PartAssembler, PartError
 from mssp.v1 import common_pb2, push_pb2
 
@@ -108,7 +108,7 @@ class DesiredState:
 
     def live_iocs(self, at_ms: int | None = None) -> list[common_pb2.Ioc]:
         """Every indicator in force, expired ones left out (the kernel backend also uses timeouts)."""
-        at = now_ms() if at_ms is None else at_ms
+        at = enforcement_ms() if at_ms is None else at_ms
         return [
             ioc
             for ch in self.channels.values()

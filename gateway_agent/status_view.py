@@ -4,6 +4,9 @@ status.json still runs (a stale file must not read as the present)."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
+
+from mssp.common.dirlock import is_held
 
 
 def ago(ms: object, now_ms: int) -> str:
@@ -16,7 +19,12 @@ def ago(ms: object, now_ms: int) -> str:
     return f"{seconds}s ago"
 
 
-def running(pid: object) -> bool:
+def running(pid: object, lock: Path | None = None) -> bool:
+    """The state dir's lock says it for sure; the recorded pid only when the lock cannot be read
+    (a dead agent's pid may have been given to another process since)."""
+    held = is_held(lock) if lock is not None else None
+    if held is not None:
+        return held
     if not isinstance(pid, int) or pid <= 0:
         return False
     try:
@@ -28,21 +36,21 @@ def running(pid: object) -> bool:
     return True
 
 
-def freshness(status: dict[str, object], now_ms: int) -> dict[str, object]:
+def freshness(status: dict[str, object], now_ms: int, lock: Path | None = None) -> dict[str, object]:
     """What JSON readers get besides the file: is the writer alive, and how old is what it wrote."""
     updated = status.get("updated_at_ms")
-    return {"agent_running": running(status.get("pid")),
+    return {"agent_running": running(status.get("pid"), lock),
             "status_age_ms": now_ms - updated if isinstance(updated, int) else None}
 
 
-def lines(status: dict[str, object], now_ms: int) -> list[tuple[str, str]]:
+def lines(status: dict[str, object], now_ms: int, lock: Path | None = None) -> list[tuple[str, str]]:
     """(label, text) rows for the facts that change; the static ones are printed as they are."""
     rows: list[tuple[str, str]] = []
     written = ago(status.get("updated_at_ms"), now_ms)
     if "pid" in status:
         pid = status["pid"]
-        rows.append(("agent", f"running (pid {pid}), status written {written}" if running(pid)
-                     else f"NOT running (pid {pid} is gone); what follows is from {written}"))
+        rows.append(("agent", f"running (pid {pid}), status written {written}" if running(pid, lock)
+                     else f"NOT running (was pid {pid}); what follows is from {written}"))
     else:
         rows.append(("agent", "has not run with this state dir yet"))
     since = status.get("since_ms") if isinstance(status.get("since_ms"), dict) else {}

@@ -7,14 +7,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from controller.simulation import wait_until
 from gateway_agent import cli, status_view
 from mssp.common.clock import now_ms
+from mssp.common.dirlock import lock_dir
 from mssp.v1 import operator_pb2
 from tests.support.fleet import RunningController
 
@@ -89,3 +92,15 @@ def test_status_view_says_how_old_and_whether_the_agent_runs() -> None:
     fresh = status_view.freshness(status, now)
     assert fresh == {"agent_running": False, "status_age_ms": 3 * 3600_000}
     assert dict(status_view.lines({}, now))["agent"] == "has not run with this state dir yet"
+
+
+def test_status_asks_the_state_dir_lock_not_a_pid_that_may_be_reused(tmp_path: Path) -> None:
+    lock = tmp_path / cli.LOCK_FILE
+    status: dict[str, object] = {"pid": os.getpid(), "updated_at_ms": now_ms()}  # a live pid
+    assert status_view.running(os.getpid())  # the pid alone would say "running"
+    assert status_view.running(os.getpid(), lock)  # no lock file to ask: the pid is all there is
+    lock.write_text(f"{os.getpid()}\n")
+    assert status_view.freshness(status, now_ms(), lock)["agent_running"] is False  # nobody holds it
+    with lock_dir(tmp_path, holder="agent", name=cli.LOCK_FILE):
+        assert dict(status_view.lines(status, now_ms(), lock))["agent"].startswith("running")
+    assert dict(status_view.lines(status, now_ms(), lock))["agent"].startswith("NOT running")

@@ -14,7 +14,7 @@ import sqlalchemy as sa
 from alembic import command
 from alembic.script import ScriptDirectory
 
-from controller.backup import dbdump
+from controller.backup import dbdump, fileset
 from controller.backup.archive import backup, restore
 from controller.backup.crypto import DecryptingReader
 from controller.backup.errors import DAMAGED, BackupError
@@ -286,3 +286,40 @@ def test_an_archive_moves_a_controller_from_sqlite_to_postgresql(tmp_path: Path,
     finally:
         source.dispose()
         target.dispose()
+
+
+def test_a_forced_commit_that_fails_half_way_puts_every_old_file_back(tmp_path: Path) -> None:
+    data_dir = tmp_path / "ctl"
+    make_data_dir(data_dir)
+    before = {rel: (data_dir / rel).read_bytes() for rel in FILES}
+    (data_dir / "pki" / "zz.key").mkdir()  # an empty dir where the archive has a file: rename fails
+    staging = fileset.Staging(data_dir)
+    for rel in ("pki/ca.key", "pki/zz.key"):
+        with staging.open(rel, 0o600) as out:
+            out.write(b"NEW")
+    with pytest.raises(IsADirectoryError):
+        staging.commit(clear=True)
+    assert {rel: (data_dir / rel).read_bytes() for rel in FILES} == before
+    assert (data_dir / "nats" / "jwt" / "account.jwt").exists()  # cleared trees come back too
+    assert not (data_dir / fileset.ASIDE).exists()
+
+
+def test_a_restore_first_puts_back_what_a_crashed_restore_moved_aside(
+        db: Database, db_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    seed(db)
+    make_data_dir(tmp_path / "old")
+    archive = tmp_path / "ctl.bak"
+    backup(settings_for(tmp_path / "old", db_url), archive, PASS)
+    data_dir = tmp_path / "crashed"
+    make_data_dir(data_dir)
+    aside = data_dir / fileset.ASIDE / "pki"
+    aside.mkdir(parents=True)
+    for name in ("ca.key", "signing.key"):  # a commit killed between moving aside and moving in
+        os.replace(data_dir / "pki" / name, aside / name)
+    (data_dir / "nats" / "operator.nk").unlink()
+    (data_dir / "operator.token").unlink()
+    target = settings_for(data_dir, other_url(request, db_url, tmp_path, "t.db"))
+    with pytest.raises(BackupError, match=r"holds a controller.s keys \(pki/ca.key, pki/signing.key\)"):
+        restore(target, archive, PASS)
+    assert (data_dir / "pki" / "ca.key").read_bytes() == b"CA KEY"
+    assert not (data_dir / fileset.ASIDE).exists()

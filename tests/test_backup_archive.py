@@ -114,6 +114,12 @@ def test_absurd_kdf_parameters_are_refused_without_running_them() -> None:
     blob[10] = 40  # log2(N) = 40: 2^40 scrypt iterations would never finish
     with pytest.raises(BackupError, match=DAMAGED):
         DecryptingReader(io.BytesIO(bytes(blob)), PASS)
+    blob[10], blob[11] = 22, 8  # in range, but 128·r·N = 4 GiB of memory
+    with pytest.raises(BackupError, match=r"would need 4096 MiB of memory, more than the 256 MiB"):
+        DecryptingReader(io.BytesIO(bytes(blob)), PASS)
+    blob[10], blob[11] = 18, 8  # 256 MiB: the most allowed; a wrong header byte, so no key fits
+    with pytest.raises(BackupError, match=DAMAGED):
+        DecryptingReader(io.BytesIO(bytes(blob)), PASS).read(1)
 
 
 @pytest.mark.parametrize("passphrase", ["", "short", "elevenchars"])

@@ -158,10 +158,38 @@ def test_audit_of_overrides_and_rollbacks_has_their_target_and_before(controller
     assert_ok(run("policy", "set", "audit-pol/gw1", "-f", str(override_doc)))
     assert_ok(run("policy", "set", "audit-pol/gw1", "-f", str(tenant_doc)))
     first = as_json(run("policy", "history", "audit-pol", "-o", "json"))["versions"][-1]["version"]  # type: ignore[index]
+    tenant_doc.write_text("default_action: deny\nrules: []\n")
+    assert_ok(run("policy", "set", "audit-pol", "-f", str(tenant_doc)))
     assert_ok(run("policy", "rollback", "audit-pol", str(first)))
+    again = run("policy", "rollback", "audit-pol", str(first))  # in force already: changes nothing
+    assert_ok(again)
+    assert "nothing changed" in again.stdout
     events = as_json(run("audit", "list", "--tenant", "audit-pol", "-o", "json"))["events"]  # type: ignore[index]
     sets = [e for e in reversed(events) if e["action"] == "SetPolicy"]
-    assert [e["target"] for e in sets] == ["audit-pol", "audit-pol/gw1", "audit-pol/gw1"]
+    assert [e["target"] for e in sets] == ["audit-pol", "audit-pol/gw1", "audit-pol/gw1", "audit-pol"]
     assert sets[2]["before"]["yaml"] == "default_action: deny\n"  # the override it replaced
-    rollback = next(e for e in events if e["action"] == "RollbackPolicy")
-    assert rollback["target"] == "audit-pol" and rollback["before"]["tenant"] == "audit-pol"
+    rollbacks = [e for e in events if e["action"] == "RollbackPolicy"]
+    assert len(rollbacks) == 1  # the second rollback changed nothing: not recorded
+    assert rollbacks[0]["target"] == "audit-pol" and rollbacks[0]["before"]["tenant"] == "audit-pol"
+
+
+def test_api_key_rotation_and_revocation_are_audited_under_their_tenant(
+        controller_proc: ControllerProc) -> None:
+    run = controller_proc.run
+    assert_ok(run("tenant", "create", "audit-key"))
+    created = as_json(run("apikey", "create", "audit-key", "-o", "json"))
+    assert isinstance(created, dict)
+    key_id = created["api_key"]["id"]
+    rotated = as_json(run("apikey", "rotate", key_id, "--overlap", "0", "-o", "json"))
+    assert isinstance(rotated, dict)
+    new_id = rotated["api_key"]["id"]
+    assert new_id != key_id
+    assert_ok(run("apikey", "revoke", new_id))
+    raw = run("audit", "list", "--tenant", "audit-key", "-o", "json")
+    for secret in (created.get("key"), rotated.get("key")):
+        assert secret and secret not in raw.stdout  # the keys themselves are never kept
+    events = {e["action"]: e for e in as_json(raw)["events"]}  # type: ignore[index]
+    assert {"CreateApiKey", "RotateApiKey", "RevokeApiKey"} <= set(events)
+    assert events["RotateApiKey"]["before"]["id"] == key_id
+    assert events["RevokeApiKey"]["before"]["id"] == new_id
+    assert all(events[a]["tenant"] == "audit-key" for a in ("RotateApiKey", "RevokeApiKey"))

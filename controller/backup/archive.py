@@ -187,6 +187,7 @@ def restore(settings: Settings, path: Path, passphrase: bytes, *, force: bool = 
     except DirLocked as exc:
         raise BackupError(f"{exc} (restore needs the controller stopped)") from None
     with lock:
+        fileset.recover(data_dir)
         _refuse_identity(data_dir, force)
         db_file = _sqlite_file(settings)
         created_file = db_file is not None and not db_file.exists()

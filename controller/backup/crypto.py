@@ -33,6 +33,9 @@ _HEADER = struct.Struct(">8sBBBBB16s4sI")
 _AAD = struct.Struct(">QB")
 # scrypt N = 2^15, r = 8: 32 MiB and ~0.1 s per derivation; stored, so it can be raised later.
 DEFAULT_LOG2_N, DEFAULT_R, DEFAULT_P = 15, 8, 1
+# scrypt needs 128·r·N bytes: a header asking for more is refused before it is run (a crafted
+# archive must not take the machine's memory); eight times today's default leaves room to raise it.
+MAX_KDF_MEMORY = 256 << 20
 
 
 def check_passphrase(passphrase: str) -> bytes:
@@ -110,6 +113,10 @@ class DecryptingReader:
                               "(made by a newer version?)")
         if not (10 <= log2_n <= 22 and 1 <= r <= 32 and 1 <= p <= 16 and 1024 <= chunk_size <= 1 << 26):
             raise BackupError(DAMAGED)
+        if (need := 128 * r * (1 << log2_n)) > MAX_KDF_MEMORY:
+            raise BackupError(f"the archive's key derivation would need {need >> 20} MiB of memory, "
+                              f"more than the {MAX_KDF_MEMORY >> 20} MiB this msspctl allows: "
+                              "damaged, or not made by msspctl")
         self.header = header
         self._aead = AESGCM(_derive(passphrase, salt, log2_n, r, p))
         self._prefix = prefix

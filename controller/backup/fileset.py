@@ -31,6 +31,7 @@ IDENTITY = ("pki/ca.key", "pki/signing.key", "nats/operator.nk", "operator.token
 # identity survives beside ours (a stale signing.next.key would be taken for a rotation under way;
 # jwt/ holds its accounts; nats.conf names its operator).
 CLEARED = ("nats/jwt", "nats/nats.conf")
+ASIDE = ".restore.old"  # where a commit keeps the files it replaces until ours are all in place
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,7 @@ class Staging:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.root = data_dir / ".restore.tmp"
+        self.aside = data_dir / ASIDE
         shutil.rmtree(self.root, ignore_errors=True)
         self.root.mkdir(mode=0o700)
         self.paths: list[str] = []
@@ -131,25 +133,56 @@ class Staging:
         self.paths.append(rel)
 
     def commit(self, *, clear: bool) -> None:
-        if clear:
-            for entry in collect(self.data_dir):
-                (self.data_dir / entry.path).unlink()
-            for rel in CLEARED:
-                victim = self.data_dir / rel
-                if victim.is_dir() and not victim.is_symlink():
-                    shutil.rmtree(victim)
-                else:
-                    with contextlib.suppress(FileNotFoundError):
-                        victim.unlink()
-        for rel in self.paths:
-            target = self.data_dir / rel
-            _mkdirs(target.parent, self.data_dir)
-            os.replace(self.root / rel, target)
-            fsync_dir(target.parent)
+        """Old files move aside (never unlinked) before ours move in, and come back if anything
+        fails on the way, so a failed commit leaves the data dir as it was."""
+        shutil.rmtree(self.aside, ignore_errors=True)
+        self.aside.mkdir(mode=0o700)
+        placed: list[Path] = []
+        try:
+            self._move_aside(clear)
+            for rel in self.paths:
+                target = self.data_dir / rel
+                _mkdirs(target.parent, self.data_dir)
+                os.replace(self.root / rel, target)
+                placed.append(target)
+                fsync_dir(target.parent)
+        except BaseException:
+            for target in placed:
+                with contextlib.suppress(OSError):
+                    target.unlink()
+            recover(self.data_dir)
+            raise
+        shutil.rmtree(self.aside, ignore_errors=True)
         self.discard()
+
+    def _move_aside(self, clear: bool) -> None:
+        victims = [e.path for e in collect(self.data_dir)] + list(CLEARED) if clear else list(self.paths)
+        for rel in victims:
+            source = self.data_dir / rel
+            if not source.exists() and not source.is_symlink():
+                continue
+            _mkdirs((self.aside / rel).parent, self.aside)
+            os.replace(source, self.aside / rel)
+        fsync_dir(self.data_dir)
 
     def discard(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def recover(data_dir: Path) -> None:
+    """Every file a commit moved aside returns to its place, over whatever stands there now: after
+    a failed commit, or first thing in the next restore when a crash cut the commit short."""
+    aside = data_dir / ASIDE
+    if not aside.is_dir():
+        return
+    for dirpath, _dirnames, filenames in os.walk(aside):
+        for name in filenames:
+            moved = Path(dirpath) / name
+            target = data_dir / moved.relative_to(aside)
+            _mkdirs(target.parent, data_dir)
+            os.replace(moved, target)
+            fsync_dir(target.parent)
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def _mkdirs(directory: Path, top: Path) -> None:

@@ -120,11 +120,11 @@ class OperatorAccess(grpc.aio.ServerInterceptor):
 
     async def _audit(self, call: _Call, actor: Actor, request: Any, before: Any, response: Any) -> None:
         req = MessageToDict(request, preserving_proto_field_name=True) if isinstance(request, Message) else {}
-        if not call.write or trail.is_dry_run(req):
+        if not call.write or trail.is_dry_run(req) or trail.changed_nothing(response):
             return
         entry = AuditEntry(
             operator=actor.name, role=actor.role, action=call.method,
-            tenant=trail.tenant_of(call.method, req), target=trail.target_of(req),
+            tenant=trail.tenant_of(call.method, req, before), target=trail.target_of(req),
             request=trail.as_json(trail.scrub(req)),
             before=trail.as_json(before), after=trail.as_json(trail.plain(response)),
         )

@@ -22,6 +22,7 @@ from controller.service import ControllerService
 REDACTED = frozenset({"enrollment_token", "key", "token", "secret", "passphrase"})
 OMITTED = frozenset({"data", "bundle"})
 _TENANT_BY_NAME = frozenset({"CreateTenant", "SetTenantPlan", "SetTenantSharing", "DeleteTenant"})
+_TENANT_FROM_BEFORE = frozenset({"RevokeApiKey", "RotateApiKey"})  # the request names a key id only
 _TARGET_FIELDS = ("value", "name", "id", "key_id", "period", "url")
 
 Reader = Callable[[ControllerService, Any], Message | None]
@@ -49,6 +50,12 @@ def _operator(s: ControllerService, r: Any) -> Message | None:
     return operator_info(found[0]) if found else None
 
 
+def _api_key(s: ControllerService, r: Any) -> Message:
+    from controller.grpc_api.apikeys import api_key  # apikeys imports access, which imports this
+
+    return api_key(s.apikeys.get(r.id))
+
+
 BEFORE: dict[str, Reader] = {
     **{name: (lambda s, r: convert.tenant(s.get_tenant(r.name))) for name in _TENANT_BY_NAME},
     **{name: _gateway for name in ("AddGateway", "RevokeGateway", "IssueGatewayToken", "DeleteGateway")},
@@ -58,6 +65,8 @@ BEFORE: dict[str, Reader] = {
     "AddIoc": _ioc,
     "RemoveIoc": _ioc,
     "RevokeOperator": _operator,
+    "RevokeApiKey": _api_key,
+    "RotateApiKey": _api_key,
 }
 
 
@@ -91,7 +100,10 @@ def before(service: ControllerService, action: str, request: Message) -> Any:
         return None
 
 
-def tenant_of(action: str, req: dict[str, Any]) -> str:
+def tenant_of(action: str, req: dict[str, Any], before: Any = None) -> str:
+    """From the request; for a call naming only an id (an API key), from the state before it."""
+    if action in _TENANT_FROM_BEFORE:
+        return str(before.get("tenant", "")) if isinstance(before, dict) else ""
     if action in _TENANT_BY_NAME:
         return str(req.get("name", ""))
     if isinstance(req.get("target"), dict):  # RollbackPolicy: {target: {tenant, gateway}}
@@ -115,6 +127,14 @@ def target_of(req: dict[str, Any]) -> str:
         if req.get(field):
             return str(req[field])
     return str(tenant or "")
+
+
+def changed_nothing(response: Message | None) -> bool:
+    """An answer that says nothing was stored (RollbackPolicy to the document in force already)."""
+    if response is None:
+        return False
+    field = response.DESCRIPTOR.fields_by_name.get("unchanged")
+    return field is not None and field.type == field.TYPE_BOOL and bool(response.unchanged)
 
 
 def is_dry_run(req: dict[str, Any]) -> bool:

@@ -130,6 +130,11 @@ class ApiKeys:
             query = query.order_by(col(ApiKey.created_at_ms), col(ApiKey.id))
             return [_info(row, tname or "", now) for row, tname in s.exec(query)]
 
+    def get(self, key_id: str) -> ApiKeyInfo:
+        with self.db.session(readonly=True) as s:
+            row, tenant = self._row(s, _check_id(key_id))
+            return _info(row, tenant.name if tenant else "", self.clock())
+
     def _row(self, s: Session, key_id: str) -> tuple[ApiKey, rows.Tenant | None]:
         """The key and its tenant (None for a partner); NotFound for unknown ids and deleted tenants."""
         row = s.get(ApiKey, key_id)

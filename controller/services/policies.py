@@ -16,7 +16,7 @@ from controller.domain.policy.yaml_reader import DEFAULT_POLICY_YAML, parse_poli
 from controller.services.fleet import gateway_row
 from controller.services.policy_bundles import exempt_values, tenant_policy
 from controller.services.policy_versions import latest, store_version
-from controller.services.tenants import tenant_row
+from controller.services.tenants import hold_tenant, tenant_row
 from controller.store import models as rows
 from controller.store.db import Database
 from controller.store.policy_models import PolicyOverride
@@ -84,6 +84,7 @@ class Policies:
     def unset_override(self, tenant_name: str, gateway_name: str) -> PolicyInfo:
         with self.db.session() as s:
             tenant, gateway = gateway_row(s, tenant_name, gateway_name)
+            hold_tenant(s, tenant)  # before the read: two unsets (or an unset and a set) serialize here
             if s.get(PolicyOverride, gateway.id) is None:
                 raise NotFound(f"gateway {tenant.name}/{gateway.name} has no policy override")
             stored = store_version(s, tenant, gateway.id, "")

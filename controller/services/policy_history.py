@@ -28,7 +28,7 @@ from controller.services.policy_bundles import (
     tenant_policy,
 )
 from controller.services.policy_versions import latest, store_version
-from controller.services.tenants import tenant_row
+from controller.services.tenants import hold_tenant, tenant_row
 from controller.store import models as rows
 from controller.store.db import Database
 from controller.store.policy_models import PolicyOverride, PolicyVersion
@@ -113,6 +113,7 @@ class PolicyHistory:
     def rollback(self, tenant_name: str, gateway_name: str, version: int) -> PolicyInfo:
         with self.db.session() as s:
             tenant, gateway = _target(s, tenant_name, gateway_name)
+            hold_tenant(s, tenant)  # "nothing changed" is decided against a current version that holds
             row = _version_row(s, tenant, gateway, version)
             gateway_id = gateway.id if gateway is not None else ""
             current = latest(s, tenant.id, gateway_id)

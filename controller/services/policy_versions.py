@@ -20,6 +20,7 @@ from controller.domain.policy.model import Policy
 from controller.operators import acting_operator_name
 from controller.services.channels import append_push
 from controller.services.policy_bundles import compile_tenant_bundle, overrides_of
+from controller.services.tenants import hold_tenant
 from controller.store import models as rows
 from controller.store.policy_models import PolicyOverride, PolicyVersion
 from mssp.common.channels import tenant_channel
@@ -96,7 +97,10 @@ def _facts(row: PolicyVersion | None, gateway_id: str) -> Facts | None:
 
 
 def drop_override(s: Session, tenant: rows.Tenant, gateway: rows.Gateway) -> bool:
-    """Inside a gateway's deletion: its override goes (a version, pushed). False when it had none."""
+    """Inside a gateway's deletion: its override goes (a version, pushed). False when it had none.
+    The tenant row is locked before the override is read, so a concurrent `policy set` of that override
+    either commits first (and is dropped here) or waits (and finds the gateway deleted)."""
+    hold_tenant(s, tenant)
     if s.get(PolicyOverride, gateway.id) is None:
         return False
     store_version(s, tenant, gateway.id, "", note="gateway deleted; ")

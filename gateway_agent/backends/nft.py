@@ -29,6 +29,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from gateway_agent.backends.base import ApplyError, EnforcementBackend
+from gateway_agent.clock import enforcement_ms
 from gateway_agent.counters import CounterSample
 from gateway_agent.dns.config import DnsError, DnsPlan, DnsSettings
 from gateway_agent.dns.dnsmasq import DnsmasqManager
@@ -43,7 +44,6 @@ from gateway_agent.nft.runner import NftError, NftRunner
 from gateway_agent.nft.validate import Network, parse_address
 from gateway_agent.refusals import Refusal, RefusalBook
 from gateway_agent.state import DesiredState, StateChange
-from mssp.common.clock import now_ms
 from mssp.common.names import valid_domain
 from mssp.v1 import common_pb2
 
@@ -175,7 +175,7 @@ class NftBackend(EnforcementBackend):
     def apply_full(self, state: DesiredState) -> None:
         with self.lock:
             config = self.config()
-            compiled = compile_state(state, config, now_ms())
+            compiled = compile_state(state, config, enforcement_ms())
             refused = list(compiled.rejected)
             for reason in compiled.rejected:
                 log.warning("skipped: %s", reason)
@@ -227,7 +227,7 @@ class NftBackend(EnforcementBackend):
             if applied is None:
                 self.apply_full(state)
                 return
-            now = now_ms()
+            now = enforcement_ms()
             delta = compile_delta(state, change, applied.config, now, applied.cidr_sets)
             for reason in delta.rejected:
                 log.warning("skipped: %s", reason)

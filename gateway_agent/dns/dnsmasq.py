@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from gateway_agent.clock import enforcement_ms
 from gateway_agent.dns.config import DnsError, DnsPlan, DnsSettings, render_main, render_servers, render_sink
 from gateway_agent.dns.process import DnsmasqProcess
-from mssp.common.clock import now_ms
 from mssp.common.names import valid_domain
 
 log = logging.getLogger("mssp.agent.dns")
@@ -62,7 +62,7 @@ class DnsmasqManager:
         """Render and check the configuration (``dnsmasq --test``) without touching the running one."""
         d = self.settings.directory
         d.mkdir(parents=True, exist_ok=True, mode=0o700)
-        servers = render_servers(self.settings, plan.sinkholes, now_ms())
+        servers = render_servers(self.settings, plan.sinkholes, enforcement_ms())
         check_servers = d / "servers.check"
         check_main = d / "dnsmasq.check"
         try:
@@ -116,7 +116,7 @@ class DnsmasqManager:
             self._reload_servers()
 
     def _reload_servers(self) -> None:
-        text = render_servers(self.settings, self.sinkholes, now_ms())
+        text = render_servers(self.settings, self.sinkholes, enforcement_ms())
         current = self.servers_path.read_text() if self.servers_path.exists() else None
         if text != current:
             _write(self.servers_path, text)
@@ -130,7 +130,7 @@ class DnsmasqManager:
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        now = now_ms()
+        now = enforcement_ms()
         upcoming = [e for e in self.sinkholes.values() if e > now]
         if not upcoming or self._closed:
             return
@@ -143,7 +143,7 @@ class DnsmasqManager:
         with self.lock:
             if self._closed:
                 return
-            now = now_ms()
+            now = enforcement_ms()
             self.sinkholes = {d: e for d, e in self.sinkholes.items() if not e or e > now}
             self._reload_servers()
 

@@ -84,3 +84,22 @@ def lock_dir(directory: Path, *, holder: str, name: str = ".lock") -> DirLock:
         os.close(fd)
         raise
     return DirLock(path, fd)
+
+
+def is_held(path: Path) -> bool | None:
+    """Whether some process holds the lock at `path` now (None: cannot tell, e.g. no such file).
+    A probe with a shared lock, dropped at once: unlike a recorded pid, it cannot be fooled by
+    the pid being reused after the holder died."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None  # never made (an agent older than the lock, or one not run by `mssp-agent run`)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return None
+    finally:
+        os.close(fd)  # closing drops the probe's own shared lock
+    return False
