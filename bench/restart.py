@@ -5,8 +5,10 @@ listener on port 0, so the ports come from listen.json on the restart) in its ow
 agents run spread over worker processes. The controller is stopped (SIGTERM), left down for
 --outage seconds and started again on the same data dir; with --move its broker comes back on
 another port (MSSP_NATS_LISTEN), which the agents learn from GetBrokers. "Back" is the moment an
-agent's NATS connection is up again, from the moment the restarted controller wrote controller.json;
-then one IOC is pushed and its latency to every agent measured (CLOCK_MONOTONIC is shared).
+agent's NATS connection is up again, from the moment the restarted controller wrote controller.json
+(with --move, also when it held the new URLs);
+then one IOC is pushed and its latency to every agent measured (CLOCK_MONOTONIC is shared), next to
+the same push made just before the restart (the floor: nothing else in its way).
 
     python bench/restart.py [--agents 1000] [--outage 30] [--move] [--workers 4]
 """
@@ -56,15 +58,18 @@ async def worker_main() -> None:
             print(json.dumps({"down": True}), flush=True)
         elif cmd["op"] == "back":  # seconds from controller up to each agent's NATS connection
             back: dict[int, float] = {}
+            learned: dict[int, float] = {}  # when the agent held the broker's new URLs (GetBrokers)
             deadline = time.monotonic() + cmd["within"]
             while len(back) < len(agents) and time.monotonic() < deadline:
                 now = time.monotonic()
                 for i, a in enumerate(agents):
+                    if i not in learned and a.agent.identity.nats_urls == cmd["urls"]:
+                        learned[i] = now - cmd["t_up"]
                     if i not in back and a.agent.nats_connected:
                         back[i] = now - cmd["t_up"]
                 await asyncio.sleep(0.005)
-            print(json.dumps({"back_s": list(back.values()), "missing": len(agents) - len(back)}),
-                  flush=True)
+            print(json.dumps({"back_s": list(back.values()), "learned_s": list(learned.values()),
+                              "missing": len(agents) - len(back)}), flush=True)
         elif cmd["op"] == "wait":
             key = ("global", cmd["seq"])
             await wait_until(lambda k=key: all(k in a.applied_at for a in agents), within=120,
@@ -93,6 +98,16 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+async def push_latencies(op: OperatorApi, procs: list[Worker], value: str) -> tuple[list[float], float]:
+    """One `ioc add`: ms from just before the call to each agent's apply, and the call's own ms."""
+    t0 = time.monotonic()
+    ioc = await op.add_ioc(value)
+    add_ms = (time.monotonic() - t0) * 1000
+    for w in procs:
+        w.send({"op": "wait", "seq": ioc.seq, "t0": t0})
+    return [x for w in procs for x in w.recv()["latencies_ms"]], add_ms  # type: ignore[union-attr]
+
+
 async def measure(n: int, outage: float, move: bool, workers: int, root: Path) -> dict[str, object]:
     data_dir = root / "controller"
     controller, _ = start_controller(data_dir, {"MSSP_NATS_LISTEN": "127.0.0.1:0"})
@@ -106,7 +121,6 @@ async def measure(n: int, outage: float, move: bool, workers: int, root: Path) -
         for t in range(tenants):
             await op.create_tenant(f"tenant-{t:03d}")
         tokens = [await op.add_gateway(f"tenant-{i % tenants:03d}", f"gw-{i:04d}") for i in range(n)]
-        await op.close()
         for w, chunk in enumerate(tokens[i::workers] for i in range(workers)):
             if not chunk:
                 continue
@@ -118,6 +132,9 @@ async def measure(n: int, outage: float, move: bool, workers: int, root: Path) -
             procs.append(worker)
         for w in procs:
             w.recv()
+        await asyncio.sleep(3)  # the fleet's first reports and telemetry settle
+        before = await push_latencies(op, procs, "198.51.100.2")  # the same push with nothing in its way
+        await op.close()
         stop_controller(controller)
         for w in procs:
             w.send({"op": "down"})
@@ -128,15 +145,12 @@ async def measure(n: int, outage: float, move: bool, workers: int, root: Path) -
         controller, t_up = start_controller(data_dir, env)
         after = json.loads((data_dir / "controller.json").read_text())
         for w in procs:
-            w.send({"op": "back", "t_up": t_up, "within": 120})
+            w.send({"op": "back", "t_up": t_up, "within": 120, "urls": after["nats_urls"]})
         backs = [w.recv() for w in procs]
         back = [x for b in backs for x in b["back_s"]]  # type: ignore[union-attr]
+        learned = [x for b in backs for x in b["learned_s"]]  # type: ignore[union-attr]
         op = OperatorApi(after["grpc"], ca_pem, token)
-        t0 = time.monotonic()
-        ioc = await op.add_ioc("198.51.100.1")
-        for w in procs:
-            w.send({"op": "wait", "seq": ioc.seq, "t0": t0})
-        latencies = [x for w in procs for x in w.recv()["latencies_ms"]]  # type: ignore[union-attr]
+        latencies, add_ms = await push_latencies(op, procs, "198.51.100.1")
         await op.close()
         return {
             "agents": n,
@@ -147,7 +161,12 @@ async def measure(n: int, outage: float, move: bool, workers: int, root: Path) -
             "worker_processes": len(procs),
             "not_back": sum(int(b["missing"]) for b in backs),  # type: ignore[call-overload]
             "back_on_push_s": {k: round(v, 3) for k, v in percentiles(back).items()},
+            "broker_urls_learned_s": {k: round(v, 3) for k, v in percentiles(learned).items()}
+            if move and learned else None,
             "first_push_latency_ms": {k: round(v, 1) for k, v in percentiles(latencies).items()},
+            "of_which_add_ioc_call_ms": round(add_ms, 1),  # the operator's call, answered once committed
+            "push_before_restart_ms": {k: round(v, 1) for k, v in percentiles(before[0]).items()},
+            "before_add_ioc_call_ms": round(before[1], 1),
         }
     finally:
         for w in procs:

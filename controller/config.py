@@ -100,8 +100,10 @@ class Settings(BaseSettings):
     api_rate_window_seconds: int = Field(default=60, ge=1)
     # How long an open month's usage and security report may be served from memory (0: never).
     api_cache_seconds: float = Field(default=30.0, ge=0, le=3600)
-    # Load the PDF stack at start-up (in a thread) so a tenant's first report is not ~0.5 s slower.
+    # Load the PDF stack after start-up (in a thread) so a tenant's first report is not ~0.5 s slower;
+    # the delay keeps its seconds of imports off the CPU while a restarted fleet reconnects.
     api_warm_reports: bool = True
+    api_warm_reports_after_seconds: float = Field(default=30.0, ge=0, le=3600)
     plans_file: Path | None = None  # default: <data dir>/plans.yaml, else the built-in plans
     # Housekeeping (controller/housekeeping.py): each job's period, run once per period across all
     # controllers sharing the database. IOC expiry is frequent: its removal pushes go out at once.

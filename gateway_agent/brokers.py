@@ -35,7 +35,7 @@ MAX_URLS = 16
 MAX_URL_LENGTH = 256
 URL_SCHEMES = ("nats", "tls")
 RECONNECT_BASE = 0.25  # first wait after a broken connection (seconds, before jitter)
-RECONNECT_CAP = 2.0  # a returning broker is found within this long
+RECONNECT_CAP = 1.0  # a returning broker is found within this long (jitter: half to all of it)
 CHANNEL_WAIT = 4.0  # while the controller is away, GetBrokers is tried at least this often
 ANSWERED_BASE = 1.0  # the controller answered but NATS is still down: ask again after this...
 ANSWERED_CAP = 30.0  # ...doubling up to this (a broker outage of its own needs no stampede)
@@ -226,10 +226,14 @@ class BrokerFollower:
             return
         servers, tls = await asyncio.to_thread(pinned_options, urls, ident.ca_path)
         old = ident.nats_urls
-        ident.nats_urls = urls
-        await asyncio.to_thread(ident.save)  # atomic (write_private)
-        log.info("%s: broker URLs now %s (were %s)", ident.label, ",".join(urls), ",".join(old))
         nc = self.client()
-        if nc is not None and not nc.is_closed:
+        if nc is not None and not nc.is_closed:  # first, so the next reconnect does not wait on a disk
             nc.options.update(tls)  # the CA pinned at enrollment, when the new list is tls://
             nc.set_server_pool(servers)  # the next reconnect attempt uses the new list
+        ident.nats_urls = urls
+        try:
+            await asyncio.to_thread(ident.save)  # atomic (write_private)
+        except OSError:
+            ident.nats_urls = old  # the next answer tries again
+            raise
+        log.info("%s: broker URLs now %s (were %s)", ident.label, ",".join(urls), ",".join(old))

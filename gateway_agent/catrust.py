@@ -110,6 +110,7 @@ class CaFollower:
     def __init__(self, agent: GatewayAgent) -> None:
         self.agent = agent
         self.issuing = ""  # the CA that signs gateway certificates now, as the last answer said
+        self._taken: tuple[bytes, str] | None = None  # the last answer taken: the same again is a no-op
         agent.renewer.early = self.on_replaced_ca  # renewal.py asks before waiting for 60-70%
 
     def on_replaced_ca(self) -> bool:
@@ -119,12 +120,16 @@ class CaFollower:
     async def apply(self, answer: gateway_pb2.CaTrust) -> None:
         agent = self.agent
         label = agent.identity.label
+        taken = (answer.bundle_pem, answer.issuing_fingerprint)
+        if taken == self._taken:  # every GetBrokers repeats it: no certificate checks a second time
+            return
         try:
             changed = await asyncio.to_thread(adopt, agent.identity.ca_path, answer)
         except (TrustRefused, OSError) as exc:
             agent.away.warning("%s: keeping the CAs we trust: %s", label, exc, kind="ca")
             return
         self.issuing = answer.issuing_fingerprint
+        self._taken = taken
         if changed:
             log.info("%s: trusted CAs now %s", label, ", ".join(
                 fingerprint(c)[:16] for c in parse_bundle(answer.bundle_pem)))

@@ -182,7 +182,7 @@ class GatewayAgent(FactsMixin):
         self.nats_connected = True
         self.request_resync()  # anything published before we subscribed
         if self.telemetry is not None:
-            self.telemetry.wake()  # replay what was spooled while the broker was away
+            self.telemetry.wake(spread=True)  # replay what was spooled while the broker was away
 
     async def _on_message(self, msg: Msg) -> None:
         self._queue.put_nowait(msg.data)
@@ -191,7 +191,7 @@ class GatewayAgent(FactsMixin):
         self.nats_connected = True  # then the next beacons show whether we missed a push
         self.reconnect_check.start(self.state.beaconed_channels())  # gateway_agent/reconnect.py
         if self.telemetry is not None:
-            self.telemetry.wake()
+            self.telemetry.wake(spread=True)
 
     async def _on_disconnected(self) -> None:
         self.nats_connected = False

@@ -31,6 +31,18 @@ async def _ignore(exc: Exception) -> None:
     pass
 
 
+class _PoolRecorder:
+    """The two things TlsUpgrade changes on a nats-py client, recorded."""
+
+    def __init__(self) -> None:
+        self.is_closed = False
+        self.options: dict[str, object] = {}
+        self.pool: list[str] | None = None
+
+    def set_server_pool(self, servers: list[str]) -> None:
+        self.pool = servers
+
+
 async def test_agent_with_stored_nats_urls_reaches_a_tls_first_broker(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -125,6 +137,12 @@ async def test_probe_only_says_yes_to_our_tls_first_broker(broker_dir: Path) -> 
         upgrade = nats_connect.TlsUpgrade([with_tls_scheme(plain_url)], ca.cert_pem)
         assert not upgrade.applies()  # tls:// is never touched, so never turned into nats://
         assert not nats_connect.TlsUpgrade([plain_url], None).applies()  # no pinned CA, no upgrade
+        client = _PoolRecorder()
+        stored = nats_connect.TlsUpgrade([tls_url.replace("tls://", "nats://", 1)], ca.cert_pem)
+        await stored.on_error(client, ConnectionRefusedError())  # nothing listens: no probe, no move
+        assert not stored.upgraded and client.pool is None
+        await stored.on_error(client, TimeoutError())  # no INFO in time: the probe finds our TLS broker
+        assert stored.upgraded and client.pool == [tls_url]
     finally:
         await tls.stop()
         await plain.stop()

@@ -3,6 +3,7 @@ deltas and resets, dnsmasq query-log parsing, and the publisher's drain order ov
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import Callable
@@ -438,6 +439,36 @@ async def test_publisher_run_loop_ticks_and_wakes(tmp_path: Path) -> None:
         await publisher.stop()
     seqs = [seq for _, seq, _ in js.log]
     assert seqs == sorted(seqs) and len(set(seqs)) == len(seqs)
+
+
+async def test_replay_after_an_outage_is_spread_not_at_once(tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    windows: list[tuple[float, float]] = []
+
+    def latest(low: float, high: float) -> float:
+        windows.append((low, high))
+        return high
+
+    spool = TelemetrySpool(tmp_path / "spool")
+    js = FakeJetStream()
+    nc = FakeNats(js, is_connected=False)
+    publisher = TelemetryPublisher(make_collector(tmp_path / "c"), spool, lambda: nc, interval=30)  # type: ignore
+    await publisher.tick()  # spooled while the broker was away
+    publisher.start()
+    try:
+        nc.is_connected = True
+        monkeypatch.setattr("gateway_agent.telemetry.publisher.random.uniform", latest)
+        publisher.wake(spread=True)  # NATS is back: the replay waits its turn in a 10 s window
+        assert windows == [(0, 10.0)]
+        await asyncio.sleep(0.3)
+        assert js.log == [] and len(spool) == 1
+        publisher.wake()  # an explicit drain goes now, and replaces the pending one
+        await eventually_fast(lambda: len(js.log) == 1)
+        assert publisher._replay is None
+        publisher.wake(spread=True)
+    finally:
+        await publisher.stop()
+    assert publisher._replay is not None and publisher._replay.cancelled()  # nothing left behind
 
 
 def test_spool_files_are_private(tmp_path: Path) -> None:

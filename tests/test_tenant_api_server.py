@@ -4,6 +4,7 @@ ControllerApp (controller.json, listen.json)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import socket
 import ssl
@@ -55,7 +56,8 @@ async def test_controller_settings_refuse_before_binding(world: World, tmp_path:
 
 
 async def test_report_warm_up_loads_the_pdf_stack_and_stops_cleanly(world: World, tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "d", api_listen="127.0.0.1:0", api_warm_reports=True)
+    settings = Settings(data_dir=tmp_path / "d", api_listen="127.0.0.1:0", api_warm_reports=True,
+                        api_warm_reports_after_seconds=0)
     server = await start_api(settings, world.service, ListenState(tmp_path / "d"))
     assert server is not None and server.warm_up is not None
     try:
@@ -67,6 +69,13 @@ async def test_report_warm_up_loads_the_pdf_stack_and_stops_cleanly(world: World
     cold = await start_api(off, world.service, ListenState(tmp_path / "e"))
     assert cold is not None and cold.warm_up is None
     await cold.stop()
+    later = Settings(data_dir=tmp_path / "f", api_listen="127.0.0.1:0", api_warm_reports=True,
+                     api_warm_reports_after_seconds=3600)
+    waiting = await start_api(later, world.service, ListenState(tmp_path / "f"))
+    assert waiting is not None and waiting.warm_up is not None
+    task = waiting.warm_up
+    await asyncio.wait_for(waiting.stop(), 30)  # a warm-up still waiting is cancelled, not awaited
+    assert task.cancelled() and waiting.warm_up is None
 
 
 async def test_real_server_on_a_free_port_and_a_taken_one(world: World) -> None:

@@ -99,7 +99,8 @@ class ApiServer:
         self.port = 0
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
-        self.warm_up: asyncio.Task[bool] | None = None  # see start_api
+        self.warm_up: asyncio.Task[bool] | None = None  # see warm_reports_after
+        self._warming = False
 
     @property
     def address(self) -> str:
@@ -143,8 +144,20 @@ class ApiServer:
         log.info("tenant API listening on %s", self.url)
         return self.address
 
+    def warm_reports_after(self, delay: float) -> None:
+        self._warming = False
+
+        async def warm() -> bool:
+            await asyncio.sleep(delay)  # stop() cancels this wait; the thread it cannot
+            self._warming = True
+            return await asyncio.to_thread(_warm_reports)
+
+        self.warm_up = asyncio.create_task(warm(), name="report-warm-up")
+
     async def stop(self) -> None:
         if self.warm_up is not None:  # a thread cannot be cancelled: let it finish, leave nothing behind
+            if not self._warming:
+                self.warm_up.cancel()
             await asyncio.gather(self.warm_up, return_exceptions=True)
             self.warm_up = None
         if self._server is None or self._task is None:
@@ -181,7 +194,7 @@ async def start_api(settings: Any, service: Any, listen: Any) -> ApiServer | Non
         raise ListenError(f"{exc}{listen.what('api', '')}") from None
     listen.record("api", server.port)
     if settings.api_warm_reports:
-        server.warm_up = asyncio.create_task(asyncio.to_thread(_warm_reports), name="report-warm-up")
+        server.warm_reports_after(settings.api_warm_reports_after_seconds)
     return server
 
 

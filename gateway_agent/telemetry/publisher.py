@@ -34,6 +34,8 @@ log = logging.getLogger("mssp.agent.telemetry")
 
 DEFAULT_INTERVAL = 30.0
 DEFAULT_ACK_TIMEOUT = 5.0
+REPLAY_SPREAD = 10.0  # a fleet back from an outage replays its spools over this long (at most a third
+# of the interval), not into a restarted controller in the same second
 MSG_ID_HEADER = "Nats-Msg-Id"
 
 
@@ -79,6 +81,7 @@ class TelemetryPublisher:
         self.subject = batch_subject(collector.tenant_id, collector.gateway_id)
         self.stats = PublisherStats()
         self._wake = asyncio.Event()
+        self._replay: asyncio.TimerHandle | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()  # one tick or drain at a time: the spool is not shared
 
@@ -89,12 +92,22 @@ class TelemetryPublisher:
             self._task = asyncio.create_task(self.run(), name="telemetry")
 
     async def stop(self) -> None:
+        if self._replay is not None:
+            self._replay.cancel()
         await cancel_and_wait(self._task)
         self._task = None
 
-    def wake(self) -> None:
-        """Drain now (call it from the NATS reconnected callback)."""
-        self._wake.set()
+    def wake(self, *, spread: bool = False) -> None:
+        """Drain now; with `spread` (NATS is back after an outage) at a random moment within
+        REPLAY_SPREAD, so the whole fleet's spooled batches do not all land at once."""
+        if self._replay is not None:
+            self._replay.cancel()
+            self._replay = None
+        window = min(REPLAY_SPREAD, self.interval / 3)
+        if not spread or window <= 0:
+            self._wake.set()
+            return
+        self._replay = asyncio.get_running_loop().call_later(random.uniform(0, window), self._wake.set)
 
     async def run(self) -> None:
         # A random phase: gateways started together (a fleet after an outage, a bench) must not

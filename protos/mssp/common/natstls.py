@@ -122,8 +122,8 @@ class TlsUpgrade:
         """`nc` is a nats-py Client (not imported here). A failed plain attempt (typically no INFO
         within connect_timeout) while we hold a CA: probe the hosts with TLS, and switch the client
         over (its options and server pool, which every reconnect reads) if one is our broker."""
-        if not self.applies() or nc.is_closed:
-            return
+        if not self.applies() or nc.is_closed or isinstance(exc, ConnectionRefusedError):
+            return  # nothing listens there (a broker down or moved): a TLS probe would be refused too
         assert self.ca_pem is not None
         for url in self.urls:
             if await speaks_pinned_tls(url, self.ca_pem):
