@@ -23,14 +23,13 @@ from controller.ca_announce import CaAnnouncer
 from controller.ca_set import CaSet
 from controller.config import Settings
 from controller.domain.decay import DecayModel
-from controller.domain.errors import ListenError
 from controller.grpc_api.access import OperatorAccess, token_digest
 from controller.grpc_api.admin import AdminServicer
 from controller.grpc_api.apikeys import ApiKeyServicer
 from controller.grpc_api.billing import BillingServicer
-from controller.grpc_api.ca import gateway_credentials
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer, Renewal
+from controller.grpc_api.gateway_listener import GatewayListener, bind
 from controller.grpc_api.intel import IntelServicer
 from controller.grpc_api.operator import OperatorServicer
 from controller.grpc_api.signing import KeyRotation
@@ -76,18 +75,6 @@ GRPC_OPTIONS = [
 ]
 
 
-def bind(server: grpc.aio.Server, address: str, creds: grpc.ServerCredentials, what: str) -> int:
-    """add_secure_port, failing loudly: depending on the version gRPC returns 0 or raises."""
-    try:
-        port = server.add_secure_port(address, creds)
-    except RuntimeError:
-        port = 0
-    if not port:
-        raise ListenError(f"cannot listen on {address} ({what}): the address is in use "
-                          "(another server?) or not available here")
-    return port
-
-
 def _split(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
@@ -115,6 +102,7 @@ class ControllerApp:
         self.telemetry: TelemetryConsumer | None = None
         self.gateway_executor: ThreadPoolExecutor | None = None
         self.servers: list[grpc.aio.Server] = []
+        self.gateway_listener: GatewayListener | None = None
         self.api: ApiServer | None = None  # the tenant API (controller/api/), None when off
         self.metrics = ControllerMetrics()  # this controller's own registry (never the global one)
         self.metrics_server: MetricsServer | None = None  # /metrics (metrics_listen), None when off
@@ -179,10 +167,10 @@ class ControllerApp:
         bound_api = bind(api, f"{grpc_host}:{grpc_port}", api_creds,
                          self.listen.what("grpc", "enrollment + operator API"))
         # Gateway API: mutual TLS, client certificates from our CA only.
-        gw = grpc.aio.server(options=GRPC_OPTIONS, interceptors=[self.metrics.grpc_interceptor("gateway")])
-        gw_creds = gateway_credentials(ca, key_pem, chain_pem)  # both CAs during a rollover (ca_set.py)
-        self.servers.append(gw)
-        bound_gw = bind(gw, f"{gw_host}:{gw_port}", gw_creds, self.listen.what("gateway", "gateway API"))
+        self.gateway_listener = GatewayListener(  # both CAs during a rollover (ca_set.py)
+            gw_host, ca, key_pem, chain_pem, what=self.listen.what("gateway", "gateway API"),
+            options=GRPC_OPTIONS, interceptors=[self.metrics.grpc_interceptor("gateway")])
+        bound_gw = self.gateway_listener.bind(gw_port)
         self.listen.record("grpc", bound_api)
         self.listen.record("gateway", bound_gw)
         self.grpc_address = f"{_display_host(grpc_host)}:{bound_api}"
@@ -205,6 +193,7 @@ class ControllerApp:
             OperatorServicer(
                 self.service, ca, operator_digest,
                 on_change=self.publisher.wake, on_revoke=self.revoke_nats_user,
+                on_ca_change=self.gateway_listener.reload,
                 rotation=KeyRotation(signing_key, self.publisher.announce_keys,
                                      s.signing_key_overlap_seconds, self.service.gateways.unable_to_rotate),
             ),
@@ -233,23 +222,26 @@ class ControllerApp:
             ),
             api,
         )
-        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(
-            GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder,
-                            nats_urls=self._agent_nats_urls,
-                            mint_gateway_jwt=self.identity.gateway_user_jwt,
-                            on_change=self.publisher.wake,
-                            renewal=Renewal(ca, lifetime, self.revoke_nats_user), metrics=self.metrics), gw
-        )
-        for server in (api, gw):
-            health_servicer = health.aio.HealthServicer()
-            await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
-            health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-            await server.start()
+        gateways = GatewayServicer(self.service, signing_key, self.gateway_executor, self.status_recorder,
+                                   nats_urls=self._agent_nats_urls,
+                                   mint_gateway_jwt=self.identity.gateway_user_jwt,
+                                   on_change=self.publisher.wake,
+                                   renewal=Renewal(ca, lifetime, self.revoke_nats_user), metrics=self.metrics)
+
+        async def serve_gateways(server: grpc.aio.Server) -> None:
+            gateway_pb2_grpc.add_GatewayServiceServicer_to_server(gateways, server)
+            await _serve_health(server)
+
+        await _serve_health(api)
+        await api.start()
+        listener = self.gateway_listener
+        await listener.start(serve_gateways)
         self.api = await start_api(s, self.service, self.listen)
         self.metrics_server = await serve_metrics(s.metrics_listen, self.metrics, self.service.fleet_status,
                                                   self.telemetry, self.listen)
         self.publisher.start()
-        self.ca_announcer = CaAnnouncer(ca, signing_key, self.publisher.announce_keys)  # ca_announce.py
+        self.ca_announcer = CaAnnouncer(ca, signing_key, self.publisher.announce_keys,  # ca_announce.py
+                                        served=lambda: listener.generation)
         self.ca_announcer.start()
         self.status_recorder.start()
         self.publisher.wake()  # anything committed but unpublished before a crash
@@ -369,6 +361,8 @@ class ControllerApp:
         for server in self.servers:
             await server.stop(grace=1.0)
         self.servers = []
+        if self.gateway_listener is not None:
+            await self.gateway_listener.stop()
         if self.status_recorder is not None:
             await self.status_recorder.stop()
         if self.gateway_executor is not None:
@@ -393,6 +387,12 @@ class ControllerApp:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+async def _serve_health(server: grpc.aio.Server) -> None:
+    health_servicer = health.aio.HealthServicer()
+    await health_servicer.set("", health_pb2.HealthCheckResponse.SERVING)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
 
 
 def _display_host(host: str) -> str:

@@ -30,8 +30,10 @@ POLL = 1.0
 class CaAnnouncer:
     def __init__(self, cas: CaSet, keys: SigningKeys,
                  announce: Callable[[Ed25519PrivateKey, common_pb2.SigningKeys], Awaitable[bool]],
-                 every: float = EVERY) -> None:
+                 every: float = EVERY, served: Callable[[], int] | None = None) -> None:
         self.cas, self.keys, self.announce, self.every = cas, keys, announce, every
+        # The generation the gateway listener trusts: announce only once it takes the new CAs.
+        self.served = served or (lambda: cas.generation)
         self.sent = 0
         self._task: asyncio.Task[None] | None = None
 
@@ -48,9 +50,10 @@ class CaAnnouncer:
     async def _run(self) -> None:
         generation, at = -1, 0.0
         while True:
-            if self.cas.rollover is not None and (
-                    self.cas.generation != generation or time.monotonic() - at >= self.every):
-                generation, at = self.cas.generation, time.monotonic()
+            served = self.served()
+            if self.cas.rollover is not None and served == self.cas.generation and (
+                    served != generation or time.monotonic() - at >= self.every):
+                generation, at = served, time.monotonic()
                 if await self.announce(self.keys.active, self.keys.trusted()):
                     self.sent += 1
                     log.info("CA rollover under way: asked every gateway to fetch the CA bundle")

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections import Counter
 from pathlib import Path
 
 from nats.aio.client import Client as NatsClient
 
 from controller.nats.auth import GATEWAY_MAX_SUBS
-from controller.nats.conn_limit import ConnectionLimiter, over_limit
+from controller.nats.conn_limit import MIN_GAP, ConnectionLimiter, over_limit
 from controller.simulation import wait_until
 from tests.support.fleet import controller_settings, start_controller
 from tests.support.nats import NatsBroker
 
 HOSTILE_CONNECTIONS = 20
+BURST = 20
 
 
 async def _per_user(system: NatsClient, account: str) -> Counter[str]:
@@ -69,6 +71,17 @@ async def test_one_credential_ends_up_with_at_most_the_limit(nats_broker: NatsBr
         late = await nats_broker.connect(hostile_creds, allow_reconnect=False)
         await wait_until(lambda: not late.is_connected, within=30)
         assert (await _per_user(system, account))[hostile_key] == 2
+
+        # A burst of CONNECTs (a fleet back after a restart) costs a pass per MIN_GAP, not one each.
+        checks, started = limiter.stats.checks, time.monotonic()
+        burst = [await nats_broker.connect(nats_broker.gateway_creds("acme", f"gw-{i}")[0],
+                                           allow_reconnect=False) for i in range(BURST)]
+        await wait_until(lambda: limiter.stats.checks > checks, within=30)
+        await asyncio.sleep(1.0)
+        passes = limiter.stats.checks - checks
+        assert passes <= (time.monotonic() - started) / MIN_GAP + 2 < BURST
+        for nc in burst:
+            await nc.close()
     finally:
         await limiter.stop()
     assert 2 * GATEWAY_MAX_SUBS < HOSTILE_CONNECTIONS * GATEWAY_MAX_SUBS

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
-from controller.app import ControllerApp, ListenError
+from controller.app import ControllerApp
 from controller.config import Settings
+from controller.domain.errors import ListenError
 from controller.listen_state import LISTEN_FILE
 from controller.service import ControllerService
 from controller.simulation import SimulatedAgent, enroll_agent, wait_until

@@ -1,10 +1,9 @@
-"""The CA calls of OperatorService (show, roll over), and the gateway listener's TLS, whose trusted
-client CAs change when a rollover begins (gRPC asks on every handshake; no restart needed)."""
+"""The CA calls of OperatorService (show, roll over), and what GetBrokers says about the CAs."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
@@ -20,25 +19,6 @@ from mssp.v1 import gateway_pb2, operator_pb2
 
 if TYPE_CHECKING:
     from controller.service import ControllerService
-
-
-def gateway_credentials(cas: CaSet, key_pem: bytes, chain_pem: bytes) -> grpc.ServerCredentials:
-    """mTLS, client certificates from the CAs trusted now (both during a rollover's overlap)."""
-
-    def config() -> grpc.ServerCertificateConfiguration:
-        return grpc.ssl_server_certificate_configuration([(key_pem, chain_pem)],
-                                                         root_certificates=cas.client_roots_pem)
-
-    seen = [cas.generation]
-
-    def fetch() -> grpc.ServerCertificateConfiguration | None:
-        generation = cas.generation
-        if generation == seen[0]:
-            return None  # unchanged: gRPC keeps the configuration it has
-        seen[0] = generation
-        return config()
-
-    return grpc.dynamic_ssl_server_credentials(config(), fetch, require_client_authentication=True)
 
 
 def ca_trust(ca: CertificateAuthority | CaSet) -> gateway_pb2.CaTrust:
@@ -76,6 +56,7 @@ class CaCalls:
     ca: CertificateAuthority | CaSet
     service: ControllerService
     authenticate: Callable[[grpc.aio.ServicerContext], None]
+    on_ca_change: Callable[[], Awaitable[None]] | None
 
     @maps_domain_errors
     async def ShowCa(
@@ -99,4 +80,6 @@ class CaCalls:
                 f"({', '.join(unable[:5])}{more}): they would be cut off when the old CA is dropped; "
                 "upgrade them first, or force it")
         await asyncio.to_thread(cas.begin_rollover, request.overlap_seconds or DEFAULT_OVERLAP_S)
+        if self.on_ca_change is not None:  # before the answer: renewals onto the next CA may follow at once
+            await self.on_ca_change()
         return await asyncio.to_thread(ca_status, cas, fleet)

@@ -41,12 +41,14 @@ class OperatorServicer(PolicyCalls, SigningKeyCalls, CaCalls, operator_pb2_grpc.
         on_change: Callable[[], None],
         on_revoke: Callable[[str], Awaitable[None]],
         rotation: KeyRotation | None = None,
+        on_ca_change: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.service = service
         self.ca = ca
         self._digest = operator_token_digest
         self.on_change = on_change
         self.on_revoke = on_revoke
+        self.on_ca_change = on_ca_change  # the gateway listener takes the new trust (gateway_listener.py)
         self.rotation = rotation
 
     def authenticate(self, context: Ctx) -> None:

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 MAX_CONNECTIONS_PER_GATEWAY = 2
 CONNZ_PAGE = 1024
 REQUEST_TIMEOUT = 5.0
+MIN_GAP = 2.0  # seconds between two passes, however many CONNECT events come in
 
 
 @dataclass
@@ -62,6 +63,7 @@ class ConnectionLimiter:
         *,
         max_per_user: int = MAX_CONNECTIONS_PER_GATEWAY,
         period: float = 10.0,
+        min_gap: float = MIN_GAP,
     ) -> None:
         if max_per_user < 1:
             raise ValueError("max_per_user must be at least 1")
@@ -71,6 +73,7 @@ class ConnectionLimiter:
         self.creds = creds
         self.max_per_user = max_per_user
         self.period = period
+        self.min_gap = min_gap
         self.stats = ConnLimitStats()
         self._system = SystemConnection(connect_options, creds, "mssp-controller-connlimit",
                                         on_open=self._subscribe)
@@ -138,4 +141,7 @@ class ConnectionLimiter:
             task = asyncio.current_task()
             if task is not None and task.cancelling():  # nats-py can swallow a cancel (while flushing)
                 raise asyncio.CancelledError
-            await wait_event(self._wake, self.period)
+            # A fleet reconnecting after a restart sends a CONNECT event per gateway: one CONNZ pass
+            # (the whole account, parsed here) per gap then, not one after another while they last.
+            await asyncio.sleep(self.min_gap)
+            await wait_event(self._wake, max(0.0, self.period - self.min_gap))
