@@ -26,7 +26,7 @@ from nats import errors as nats_errors
 from nats.aio.client import Client as NatsClient
 
 from gateway_agent.identity import AgentIdentity
-from mssp.common.natstls import pinned_options, wants_tls, with_tls_scheme
+from mssp.common.natstls import connect_options, pinned_options, wants_tls, with_tls_scheme
 from mssp.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = logging.getLogger("mssp.agent")
@@ -224,7 +224,10 @@ class BrokerFollower:
             urls = [with_tls_scheme(u) for u in urls]
         if urls == ident.nats_urls:
             return
-        servers, tls = await asyncio.to_thread(pinned_options, urls, ident.ca_path)
+        if wants_tls(urls):  # the pinned CA is read from disk
+            servers, tls = await asyncio.to_thread(pinned_options, urls, ident.ca_path)
+        else:  # nothing to read: no wait in the thread pool between the answer and the next reconnect
+            servers, tls = connect_options(urls, None)
         old = ident.nats_urls
         nc = self.client()
         if nc is not None and not nc.is_closed:  # first, so the next reconnect does not wait on a disk
