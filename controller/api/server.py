@@ -145,8 +145,6 @@ class ApiServer:
         return self.address
 
     def warm_reports_after(self, delay: float) -> None:
-        self._warming = False
-
         async def warm() -> bool:
             await asyncio.sleep(delay)  # stop() cancels this wait; the thread it cannot
             self._warming = True

@@ -68,9 +68,7 @@ class GatewayListener:
         """`register` adds the servicers to a server (again on every reload)."""
         assert self.server is not None, "bind() first"
         self._register = register
-        await register(self.server)
-        await self.server.start()
-        self.generation = self._bound_generation
+        await self._serve()
 
     async def reload(self) -> None:
         """After the trusted CAs changed: the same port, the new CAs. No-op when they did not."""
@@ -79,19 +77,8 @@ class GatewayListener:
                 return
             await self.server.stop(grace=STOP_GRACE)  # the port is free again (no SO_REUSEPORT)
             self.server = None
-            for attempt in range(REBIND_TRIES):
-                try:
-                    self.server, _ = self._bound(self.port)
-                    break
-                except ListenError:
-                    if attempt == REBIND_TRIES - 1:
-                        raise
-                    log.warning("gateway API: port %d not free again yet; retrying", self.port)
-                    await asyncio.sleep(0.5)
-            assert self.server is not None
-            await self._register(self.server)
-            await self.server.start()
-            self.generation = self._bound_generation
+            self.server = await self._rebound()
+            await self._serve()
             log.info("gateway API on port %d now trusts client certificates from %d CAs", self.port,
                      self.cas.client_roots_pem.count(b"BEGIN CERTIFICATE"))
 
@@ -100,6 +87,22 @@ class GatewayListener:
             if self.server is not None:
                 await self.server.stop(grace=STOP_GRACE)
                 self.server = None
+
+    async def _serve(self) -> None:
+        assert self.server is not None and self._register is not None
+        await self._register(self.server)
+        await self.server.start()
+        self.generation = self._bound_generation
+
+    async def _rebound(self) -> grpc.aio.Server:
+        """The same port again, retried briefly: the old socket may take a moment to go."""
+        for _ in range(REBIND_TRIES - 1):
+            try:
+                return self._bound(self.port)[0]
+            except ListenError:
+                log.warning("gateway API: port %d not free again yet; retrying", self.port)
+                await asyncio.sleep(0.5)
+        return self._bound(self.port)[0]
 
     def _bound(self, port: int) -> tuple[grpc.aio.Server, int]:
         self._bound_generation = self.cas.generation
