@@ -41,6 +41,7 @@ protos-check: $(TEST_STAMP)
 
 lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ansible-lint --offline --profile production playbooks/
 
 test: install-test protos-check lint
 	$(VENV)/bin/pytest

@@ -24,13 +24,10 @@ from controller.ca_set import CaSet
 from controller.config import Settings
 from controller.domain.decay import DecayModel
 from controller.grpc_api.access import OperatorAccess, token_digest
-from controller.grpc_api.admin import AdminServicer
-from controller.grpc_api.apikeys import ApiKeyServicer
-from controller.grpc_api.billing import BillingServicer
 from controller.grpc_api.enrollment import EnrollmentServicer
 from controller.grpc_api.gateway import GatewayServicer, Renewal
 from controller.grpc_api.gateway_listener import GatewayListener, bind
-from controller.grpc_api.intel import IntelServicer
+from controller.grpc_api.mount import mount_operator_services, provisioner
 from controller.grpc_api.operator import OperatorServicer
 from controller.grpc_api.signing import KeyRotation
 from controller.grpc_api.telemetry import TelemetryServicer
@@ -54,11 +51,8 @@ from controller.telemetry.consumer import TelemetryConsumer
 from mssp.common.dirlock import DirLock, lock_dir
 from mssp.common.files import write_private
 from mssp.v1 import (
-    accounts_pb2_grpc,
-    admin_pb2_grpc,
     enrollment_pb2_grpc,
     gateway_pb2_grpc,
-    intel_pb2_grpc,
     operator_pb2_grpc,
     telemetry_pb2_grpc,
 )
@@ -199,13 +193,9 @@ class ControllerApp:
             ),
             api,
         )
-        accounts_pb2_grpc.add_ApiKeyServiceServicer_to_server(
-            ApiKeyServicer(self.service, operator_digest), api)
-        admin_pb2_grpc.add_AdminServiceServicer_to_server(AdminServicer(self.service, operator_digest), api)
-        accounts_pb2_grpc.add_BillingServiceServicer_to_server(
-            BillingServicer(self.service, operator_digest), api)
-        intel_pb2_grpc.add_IntelServiceServicer_to_server(
-            IntelServicer(self.service, operator_digest, on_change=self.publisher.wake), api)
+        runs = provisioner(self.service, ca, s.data_dir, f"{advertise}:{bound_api}", self.grpc_address)
+        mount_operator_services(api, self.service, operator_digest, on_change=self.publisher.wake,
+                                on_revoke=self.revoke_nats_user, provisioning=runs)
         self.gateway_executor = ThreadPoolExecutor(max_workers=8, thread_name_prefix="gateway-api")
         self.status_recorder = StatusRecorder(self.service, self.gateway_executor)
         self.telemetry = TelemetryConsumer(self.db, self.nc, thresholds_of=self.service.upload_thresholds,

@@ -26,6 +26,7 @@ from gateway_agent.identity import AgentIdentity
 from gateway_agent.runtime import GatewayAgent
 from gateway_agent.statefile import StateFile
 from gateway_agent.status_file import STATUS_FILE
+from gateway_agent.uninstall import uninstall
 from mssp.common.clock import now_ms
 from mssp.common.dirlock import DirLocked, lock_dir
 
@@ -36,7 +37,18 @@ class CliError(AgentError):
     """A bad argument, an unreadable file named on the command line, or a state dir in use."""
 
 
+def read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read --token-file {path}: {getattr(exc, 'strerror', None) or exc}") from exc
+    if not token:
+        raise CliError(f"--token-file {path} is empty: it should hold the token from `msspctl gateway add`")
+    return token
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
+    token = args.token if args.token is not None else read_token(args.token_file)
     ca = None
     if args.ca_cert:
         try:
@@ -45,9 +57,11 @@ def cmd_enroll(args: argparse.Namespace) -> int:
             raise CliError(f"cannot read --ca-cert {args.ca_cert}: {exc.strerror}") from exc
     identity = asyncio.run(
         enroll(
-            args.controller, args.token, Path(args.state_dir), ca_cert=ca, server_name=args.tls_server_name
+            args.controller, token, Path(args.state_dir), ca_cert=ca, server_name=args.tls_server_name
         )
     )
+    if args.token_file:  # one-time and now consumed: no copy of it stays on the router
+        Path(args.token_file).unlink(missing_ok=True)
     print(f"enrolled as {identity.label} (gateway id {identity.gateway_id}); state in {identity.state_dir}")
     return 0
 
@@ -133,6 +147,15 @@ def cmd_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_uninstall(args: argparse.Namespace) -> int:
+    removed = uninstall(Path(args.state_dir), LOCK_FILE)
+    for line in removed:
+        print(line)
+    if not removed:
+        print("nothing to remove: no table inet mssp, no agent dnsmasq")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mssp-agent", description="MSSP gateway agent")
     parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
@@ -141,7 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("enroll", help="enroll this router with the controller (once)")
     p.add_argument("--controller", required=True, help="HOST:PORT of the controller's enrollment API")
-    p.add_argument("--token", required=True, help="one-time token from `msspctl gateway add`")
+    token = p.add_mutually_exclusive_group(required=True)
+    token.add_argument("--token", help="one-time token from `msspctl gateway add`")
+    token.add_argument("--token-file", help="a file holding the token; deleted once enrolled")
     p.add_argument("--state-dir", required=True)
     p.add_argument("--ca-cert", help="controller CA certificate (default: trust the CA pinned in the token)")
     p.add_argument("--tls-server-name", default="", help="override the TLS name checked on the controller")
@@ -160,6 +185,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--state-dir", required=True)
     p.add_argument("-o", "--output", default="table", choices=["table", "json"])
     p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("uninstall", help="take enforcement down: delete table inet mssp, stop dnsmasq")
+    p.add_argument("--state-dir", required=True)
+    p.set_defaults(func=cmd_uninstall)
     return parser
 
 

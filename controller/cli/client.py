@@ -17,7 +17,13 @@ import grpc
 import typer
 
 from controller.config import default_data_dir
-from mssp.v1 import accounts_pb2_grpc, admin_pb2_grpc, intel_pb2_grpc, operator_pb2_grpc
+from mssp.v1 import (
+    accounts_pb2_grpc,
+    admin_pb2_grpc,
+    intel_pb2_grpc,
+    operator_pb2_grpc,
+    provisioning_pb2_grpc,
+)
 
 DEFAULT_TIMEOUT = 15.0
 
@@ -28,6 +34,7 @@ STUBS: dict[str, Any] = {
     "BillingService": accounts_pb2_grpc.BillingServiceStub,
     "IntelService": intel_pb2_grpc.IntelServiceStub,
     "AdminService": admin_pb2_grpc.AdminServiceStub,
+    "ProvisioningService": provisioning_pb2_grpc.ProvisioningServiceStub,
 }
 
 
@@ -233,10 +240,11 @@ def call(ctx: typer.Context, method: str, request: Any, *, service: str = "Opera
         return client.call(method, request, timeout=max(timeout or 0, client.target.timeout))
 
 
-def stream(ctx: typer.Context, method: str, request: Any, *, service: str) -> Iterator[Any]:
+def stream(ctx: typer.Context, method: str, request: Any, *, service: str,
+           timeout: float = 600.0) -> Iterator[Any]:
     opts = ctx.find_object(Options) or Options()
     with OperatorClient(resolve_target(opts), service) as client:
-        yield from client.stream(method, request, timeout=max(600.0, client.target.timeout))
+        yield from client.stream(method, request, timeout=max(timeout, client.target.timeout))
 
 
 def controller_address(ctx: typer.Context) -> str:

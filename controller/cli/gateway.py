@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import time
+
 import typer
 from rich.text import Text
 
 from controller.cli import output
 from controller.cli.args import parse_gateway_ref, parse_ttl_seconds
-from controller.cli.client import call, controller_address
+from controller.cli.client import CliError, OperatorClient, Options, call, controller_address, resolve_target
 from controller.cli.fleet import budget_cell, cert_cell, clock_text, converged_cell, refusal_lines
 from controller.cli.output import Format, Output
 from mssp.v1 import operator_pb2
@@ -149,6 +151,62 @@ def delete(
             f"deleted gateway {output.esc(gw.tenant)}/{output.esc(gw.name)} (revoked; its certificate "
             "stays refused)"
         )
+
+
+@app.command("wait")
+def wait(
+    ctx: typer.Context, ref: str = typer.Argument(..., metavar="TENANT/NAME", help=REF_HELP),
+    agent_version: str = typer.Option("", "--agent-version", help="also wait until it runs this version"),
+    timeout: float = typer.Option(120.0, "--timeout", min=0.0, help="seconds to wait at most"),
+    interval: float = typer.Option(1.0, "--interval", min=0.05, help="seconds between polls"),
+    fmt: Output = Format.table,
+) -> None:
+    """Wait until the gateway is enrolled, online and converged (and on --agent-version): what
+    provisioning and upgrades wait for. Exit 1 naming what was missing when --timeout passes;
+    a revoked gateway fails at once."""
+    tenant, name = parse_gateway_ref(ref)
+    started = time.monotonic()
+    deadline = started + timeout
+    opts = ctx.find_object(Options) or Options()
+    with OperatorClient(resolve_target(opts)) as client:  # one channel for every poll
+        while True:
+            gw = client.call("GetGateway", operator_pb2.GatewayRef(tenant=tenant, name=name))
+            if gw.status == "revoked":
+                raise CliError(f"{tenant}/{name} is revoked (re-enroll it with `msspctl gateway token "
+                               f"{tenant}/{name}` and provision it again)")
+            missing = missing_for_ready(gw, agent_version)
+            if not missing:
+                break
+            left = deadline - time.monotonic()
+            if left <= 0:
+                first, details = missing[0][0], "; ".join(detail for _, detail in missing)
+                raise CliError(f"{tenant}/{name} {first} after {timeout:g} s: {details}")
+            time.sleep(min(interval, left))
+    if fmt is Format.json:
+        output.print_json(gw)
+        return
+    output.console().print(
+        f"{output.esc(gw.tenant)}/{output.esc(gw.name)} enrolled, online, converged at "
+        f"{output.versions(gw.applied)}, agent {output.esc(gw.agent_version or '?')} "
+        f"(after {time.monotonic() - started:.0f} s)"
+    )
+
+
+def missing_for_ready(gw: operator_pb2.Gateway, agent_version: str) -> list[tuple[str, str]]:
+    """(headline, detail) of each thing `gateway wait` still waits for, in the order they happen."""
+    missing: list[tuple[str, str]] = []
+    if gw.status != "enrolled":
+        missing.append(("not enrolled", f"status {gw.status or 'unknown'}"))
+    if not gw.online:
+        missing.append(("not online", f"last seen {output.relative(gw.last_seen_ms)}"))
+    if not gw.converged:
+        refused = f", {gw.refusals_total} refused" if gw.refusals_total else ""
+        missing.append(("not converged", f"applied {output.versions(gw.applied)}, desired "
+                        f"{output.versions(gw.desired)}{refused}"))
+    if agent_version and gw.agent_version != agent_version:
+        missing.append((f"not on agent version {agent_version}",
+                        f"agent version {gw.agent_version or 'unknown'}, wanted {agent_version}"))
+    return missing
 
 
 def gateway_details(gw: operator_pb2.Gateway) -> object:

@@ -15,6 +15,7 @@ from pathlib import Path
 import typer
 
 from controller.cli import (
+    agent,
     apikey,
     backup,
     billing,
@@ -33,6 +34,7 @@ from controller.cli import (
     tenant,
 )
 from controller.cli import ioc_files as ioc_files  # registers ioc import/export
+from controller.cli import provision as provision  # registers gateway provision/upgrade/decommission
 from controller.cli.client import CliError, Options
 from mssp.common.text import clean_line
 
@@ -81,6 +83,7 @@ app.add_typer(apikey.app, name="apikey")
 app.add_typer(apikey.partner_app, name="partner")
 app.add_typer(billing.app, name="billing")
 app.add_typer(gateway.app, name="gateway")
+app.add_typer(agent.app, name="agent")
 app.add_typer(policy.app, name="policy")
 app.add_typer(ioc.app, name="ioc")
 app.add_typer(feeds.feed_app, name="feed")

@@ -19,7 +19,7 @@ from controller.grpc_api import convert
 from controller.service import ControllerService
 
 # Secrets (shown once, never stored) and bulk bytes (a file being imported, a compiled bundle).
-REDACTED = frozenset({"enrollment_token", "key", "token", "secret", "passphrase"})
+REDACTED = frozenset({"enrollment_token", "key", "token", "secret", "passphrase", "private_key"})
 OMITTED = frozenset({"data", "bundle"})
 _TENANT_BY_NAME = frozenset({"CreateTenant", "SetTenantPlan", "SetTenantSharing", "DeleteTenant"})
 _TENANT_FROM_BEFORE = frozenset({"RevokeApiKey", "RotateApiKey"})  # the request names a key id only

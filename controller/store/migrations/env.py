@@ -10,6 +10,7 @@ import controller.store.intel_models
 import controller.store.models
 import controller.store.operator_models
 import controller.store.policy_models
+import controller.store.provisioning_models
 import controller.store.sighting_models
 import controller.telemetry.models  # noqa: F401
 
