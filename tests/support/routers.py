@@ -211,6 +211,10 @@ class RouterFleet:
         if r.sshd is not None:
             _kill(r.sshd)
             r.sshd = None
+        for pid in run("ip", "netns", "pids", r.ns, check=False).split():  # its open sessions too
+            with contextlib.suppress(OSError, ValueError):
+                if Path(f"/proc/{pid}/comm").read_text().strip() == "sshd":
+                    os.kill(int(pid), signal.SIGKILL)
 
     def start_sshd(self, i: int) -> None:
         if self.routers[i].sshd is None:
