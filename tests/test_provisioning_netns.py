@@ -34,6 +34,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield s
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:  # gone meanwhile
+        return ""
+
+
 def test_bulk_provision_enforces_and_a_second_run_changes_nothing(site: Site) -> None:
     code, summary = site.provision()
     hosts = by_host(summary)
@@ -91,13 +98,34 @@ def test_each_failure_stays_with_its_host(site: Site, tmp_path: Path) -> None:
     assert code == 0 and all(h["state"] == "ok" for h in by_host(summary).values()), summary
 
 
+def test_a_router_behind_a_bastion_is_reached_through_it(site: Site) -> None:
+    fleet = site.fleet
+    r2 = fleet.routers[2]
+    # The controller's namespace may no longer reach r2's sshd itself: only r1 (the bastion) can.
+    rules = f"table inet jumptest {{ chain out {{ type filter hook output priority 0; ip daddr {r2.wan} " \
+            "tcp dport 22 reject with tcp reset; }; }"
+    fleet.exec(fleet.ctl, "nft", "-f", "-", input=rules)
+    one = ("gateway", "provision", "acme/r2", "--host", r2.wan, "--prefix", str(fleet.prefix(2)), "--key",
+           str(fleet.client_key), "--bundle", str(site.bundle), "--service", "supervisor", "--router-options",
+           str(site.router_options), "-o", "json")
+    try:
+        direct = site.ctl(*one)
+        assert direct.returncode == 1 and by_host(json.loads(direct.stdout))["r2"]["state"] == "unreachable"
+        jumped = site.ctl(*one, "--jump", f"root@{fleet.routers[1].wan}")
+        assert jumped.returncode == 0, jumped.stdout + jumped.stderr
+        assert by_host(json.loads(jumped.stdout))["r2"]["state"] == "ok"
+    finally:
+        fleet.exec(fleet.ctl, "nft", "delete", "table", "inet", "jumptest", check=False)
+
+
 def test_upgrade_goes_one_router_at_a_time(site: Site, tmp_path: Path) -> None:
     newer = build_bundle(tmp_path / "bundle-0.1.1", "0.1.1", tmp_path)
     done = site.ctl("gateway", "upgrade", "--tenant", "acme", "--batch", "1", "--key",
                     str(site.fleet.client_key), "--bundle", str(newer), "--service", "supervisor",
                     "--wait", "120", "-o", "json")
-    assert done.returncode == 0, f"{done.stdout}\n{done.stderr}\n{site.log_tail()}"
-    summary = json.loads(done.stdout)
+    summary = json.loads(done.stdout) if done.stdout else {"hosts": []}
+    states = {h["gateway"]: (h["state"], h["task"], h["message"]) for h in summary["hosts"]}
+    assert done.returncode == 0, f"{states}\n{done.stderr}"
     assert all(h["state"] == "changed" for h in by_host(summary).values())
     assert {g["agent_version"] for g in site.gateways().values()} == {"0.1.1"}
     run_dir = site.data_dir / "provisioning" / "runs" / summary["id"]
@@ -117,7 +145,8 @@ def test_decommission_leaves_nothing_and_the_gateway_is_refused(site: Site, tmp_
     assert not fleet.prefix(3).exists()
     listed = fleet.exec(fleet.routers[3].ns, "nft", "list", "tables")
     assert "mssp" not in listed
-    assert run("ip", "netns", "pids", fleet.routers[3].ns).split() == []  # no agent, no dnsmasq left
+    left = [_cmdline(pid) for pid in run("ip", "netns", "pids", fleet.routers[3].ns).split()]
+    assert [c for c in left if "mssp-agent" in c or "dnsmasq" in c] == []  # only its sshd is left
     assert fleet.probe(3, C2)  # the router no longer blocks anything: it is ours no more
     assert site.gateways()["r3"]["status"] == "revoked"
     probe = fleet.exec(fleet.ctl, sys.executable, "-c", REVOKED_PROBE, str(kept))

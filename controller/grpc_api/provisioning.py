@@ -147,7 +147,11 @@ class ProvisioningServicer(OperatorCalls, provisioning_pb2_grpc.ProvisioningServ
         if revoke is not None and result.status == "ok":
             await self._revoke(*revoke)
         record = await asyncio.to_thread(self.provisioner.records.get_run, result.run_id)
-        yield provisioning_pb2.ProvisionEvent(done=summary(record))
+        done = summary(record)
+        if result.hosts:  # as the run saw them: with the time each part of the role took
+            del done.hosts[:]
+            done.hosts.extend(host_progress(h) for h in result.hosts)
+        yield provisioning_pb2.ProvisionEvent(done=done)
 
     async def _revoke(self, tenant: str, name: str) -> None:
         try:

@@ -7,9 +7,9 @@
 Addresses come only from the documentation ranges:
 
     ctl       br0 192.0.2.1/24, lo 203.0.113.66 (TCP 80 "ok": the C2 stand-in)   mssp-t-ctl-<suffix>
-    router i  wan0 192.0.2.(10+i)/24 on br0, lan0 198.51.100.(16i+1)/28, sshd on wan0:22
+    router i  wan0 192.0.2.(10+i)/24 on br0, lan0 198.51.100.(8i+1)/29, sshd on wan0:22
                                                                                    mssp-t-r<i>-<suffix>
-    LAN i     eth0 198.51.100.(16i+10)/28, default via router i                   mssp-t-l<i>-<suffix>
+    LAN i     eth0 198.51.100.(8i+2)/29, default via router i                    mssp-t-l<i>-<suffix>
 
 Ansible and the controller run inside ctl, so SSH really crosses a network; the routers share this
 machine's filesystem, so each gets its own install prefix (prefix(i)). sshd logs in as root with a
@@ -38,7 +38,7 @@ from tests.support.netns import missing_requirements as netns_missing
 C2 = "203.0.113.66"
 CTL = "192.0.2.1"
 SSHD = "/usr/sbin/sshd"
-MAX_ROUTERS = 14  # 198.51.100.0/24 holds that many /28 LANs after the first
+MAX_ROUTERS = 31  # 198.51.100.0/24 holds that many /29 LANs after the first
 
 
 def missing_requirements() -> str | None:
@@ -66,15 +66,15 @@ class Router:
 
     @property
     def lan_gateway(self) -> str:
-        return f"198.51.100.{16 * self.index + 1}"
+        return f"198.51.100.{8 * self.index + 1}"
 
     @property
     def lan_host(self) -> str:
-        return f"198.51.100.{16 * self.index + 10}"
+        return f"198.51.100.{8 * self.index + 2}"
 
     @property
     def lan_net(self) -> str:
-        return f"198.51.100.{16 * self.index}/28"
+        return f"198.51.100.{8 * self.index}/29"
 
     @property
     def host_key(self) -> Path:
@@ -143,11 +143,11 @@ class RouterFleet:
             "netns", r.ns)
         self.exec(r.ns, "ip", "addr", "add", f"{r.wan}/24", "dev", "wan0")
         self.exec(r.ns, "ip", "link", "set", "wan0", "up")
-        self.exec(r.ns, "ip", "addr", "add", f"{r.lan_gateway}/28", "dev", "lan0")
+        self.exec(r.ns, "ip", "addr", "add", f"{r.lan_gateway}/29", "dev", "lan0")
         self.exec(r.ns, "ip", "link", "set", "lan0", "up")
         self.exec(r.ns, "ip", "route", "add", "default", "via", CTL)
         self.exec(r.ns, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-        self.exec(r.lan_ns, "ip", "addr", "add", f"{r.lan_host}/28", "dev", "eth0")
+        self.exec(r.lan_ns, "ip", "addr", "add", f"{r.lan_host}/29", "dev", "eth0")
         self.exec(r.lan_ns, "ip", "link", "set", "eth0", "up")
         self.exec(r.lan_ns, "ip", "route", "add", "default", "via", r.lan_gateway)
         self.exec(self.ctl, "ip", "route", "add", r.lan_net, "via", r.wan)
