@@ -136,7 +136,8 @@ class PlaybookRun:
             private_data_dir=str(self.private_data_dir), playbook=str(self.playbook),
             inventory=self.inventory, extravars=self.extravars, envvars={**self.envvars, "PATH": path},
             ident=self.ident,
-            forks=self.forks, quiet=True, rotate_artifacts=ARTIFACTS_KEPT, suppress_env_files=True,
+            forks=self.forks, quiet=True,
+            rotate_artifacts=ARTIFACTS_KEPT, suppress_env_files=True,
             event_handler=fold, cancel_callback=cancelled,
         )
         thread.join()
