@@ -24,6 +24,7 @@ from controller.store.policy_models import PolicyOverride, PolicyVersion
 from mssp.v1 import common_pb2
 from tests.support.fleet import RunningController
 from tests.support.policy_cli import async_cli, enforced, failed, ok, ok_json, rule_names, write
+from tests.support.schema import tables_in
 
 V1 = "default_action: allow\nrules:\n  - name: block-ai\n    action: deny\n    categories: [ai_tools]\n"
 V2 = V1 + "  - name: block-smb\n    action: deny\n    protocol: tcp\n    ports: [445]\n"
@@ -40,18 +41,9 @@ def test_migration_creates_exactly_the_model_tables(db: Database) -> None:
     assert policy_models.PolicyVersion.__tablename__ in SQLModel.metadata.tables
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-    mine = [d for d in diffs if OURS & set(_tables_in(d))]
+    mine = [d for d in diffs if OURS & set(tables_in(d))]
     assert mine == []
 
-
-def _tables_in(diff: object) -> list[str]:
-    found: list[str] = []
-    for part in diff if isinstance(diff, list) else [diff]:
-        for item in part if isinstance(part, tuple) else [part]:
-            name = getattr(item, "name", None) if not isinstance(item, str) else item
-            table = getattr(item, "table", None)
-            found += [n for n in (name, getattr(table, "name", None)) if isinstance(n, str)]
-    return found
 
 
 def test_migration_backfills_current_policies(db_url: str) -> None:

@@ -18,7 +18,7 @@ from controller.provisioning.runner import HostOutcome
 from controller.provisioning.targets import Target, parse_jump
 from controller.service import ControllerService
 from controller.store.db import Database
-from tests.test_policy_history import _tables_in
+from tests.support.schema import tables_in
 
 OURS = {"ssh_target", "provision_run", "provision_run_host"}
 KEY_A = "AAAAC3NzaC1lZDI1NTE5AAAAIHd4Ytc4bhNvXB2U6V3QLiTR9fGdjLzF9P6Wa5U2VdT+"
@@ -40,7 +40,7 @@ def test_migration_creates_exactly_the_model_tables(db: Database) -> None:
     assert OURS <= set(SQLModel.metadata.tables)
     with db.engine.connect() as conn:
         diffs = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
-    assert [d for d in diffs if OURS & set(_tables_in(d))] == []
+    assert [d for d in diffs if OURS & set(tables_in(d))] == []
 
 
 def test_targets_are_per_tenant_and_a_moved_router_loses_its_pinned_key(records: ProvisioningRecords) -> None:

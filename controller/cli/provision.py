@@ -17,7 +17,13 @@ from controller.cli.client import CliError, call, stream
 from controller.cli.gateway import REF_HELP, app
 from controller.cli.output import Format, Output
 from controller.domain.errors import InvalidInput
-from controller.provisioning.targets import DEFAULT_PREFIX, parse_hosts_csv, parse_jump, target
+from controller.provisioning.targets import (
+    DEFAULT_PREFIX,
+    check_private_key,
+    parse_hosts_csv,
+    parse_jump,
+    target,
+)
 from mssp.v1 import operator_pb2, provisioning_pb2
 
 SERVICE = "ProvisioningService"
@@ -44,8 +50,10 @@ def _access(key: Path, become: bool, jump: str) -> provisioning_pb2.SshAccess:
         data = key.read_bytes()
     except OSError as exc:
         raise CliError(f"cannot read --key {key}: {exc.strerror}") from None
-    if b"PRIVATE KEY-----" not in data:
-        raise CliError(f"--key {key} is not an SSH private key")
+    try:
+        check_private_key(data)
+    except InvalidInput:
+        raise CliError(f"--key {key} is not an SSH private key (OpenSSH or PEM format)") from None
     return provisioning_pb2.SshAccess(private_key=data, become=become, jump=jump)
 
 

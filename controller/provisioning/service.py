@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import re
+import shlex
 import shutil
 import tempfile
 from collections.abc import Callable
@@ -23,7 +24,7 @@ from controller.provisioning import hostkeys
 from controller.provisioning.bundle import Bundle
 from controller.provisioning.records import Known, ProvisioningRecords
 from controller.provisioning.runner import HostOutcome, PlaybookRun
-from controller.provisioning.targets import Jump, Target
+from controller.provisioning.targets import Jump, Target, check_private_key
 from controller.services.gateways import Gateways
 
 RUNS_KEPT = 30
@@ -87,11 +88,6 @@ def check_options(options: RunOptions) -> None:
         raise InvalidInput(f"batch {options.batch!r}: give a host count (1, 5) or a percentage (10%)")
 
 
-def check_key(key: bytes) -> None:
-    if b"PRIVATE KEY-----" not in key:
-        raise InvalidInput("the SSH key is not a private key in OpenSSH or PEM format")
-
-
 class Provisioner:
     """`token` makes the full enrollment token of a secret (it pins the CA of the moment) and
     `ca_pin` says that CA's fingerprint: both asked at each run, as a CA rollover moves them."""
@@ -110,7 +106,7 @@ class Provisioner:
                   operator: str, on_host: OnHost, cancelled: Callable[[], bool]) -> RunResult:
         """Gateways that do not exist are created; each one not enrolled gets a fresh token."""
         check_options(options)
-        check_key(access.private_key)
+        check_private_key(access.private_key)
         if not targets:
             raise InvalidInput("no routers to provision")
         tokens = self._tokens(tenant, targets)
@@ -121,7 +117,7 @@ class Provisioner:
     def upgrade(self, tenant: str, names: list[str] | None, access: SshAccess, options: RunOptions, *,
                 operator: str, on_host: OnHost, cancelled: Callable[[], bool]) -> RunResult:
         check_options(options)
-        check_key(access.private_key)
+        check_private_key(access.private_key)
         known = [k for k in self.records.known(tenant, names) if k.status == GatewayStatus.ENROLLED]
         if not known:
             raise InvalidInput(f"tenant {tenant} has no enrolled gateway provisioned over SSH to upgrade")
@@ -131,7 +127,7 @@ class Provisioner:
                      operator: str, on_host: OnHost, cancelled: Callable[[], bool]) -> RunResult:
         """The router cleaned; revoking the gateway is the caller's (it tells the broker too)."""
         check_options(replace(options, bundle=options.bundle or _NO_BUNDLE))
-        check_key(access.private_key)
+        check_private_key(access.private_key)
         known = self.records.known(tenant, [name])
         result = self._run("decommission", tenant, known, access, options, operator, on_host, cancelled, {})
         if result.status == "ok":
@@ -177,7 +173,7 @@ class Provisioner:
                                    self._extravars(options), self._envvars(control, run_dir), run_id,
                                    forks=min(50, len(known)))
             outcomes = playbook.run({k.target.name: k.target.host for k in known}, on_host, cancelled)
-            self._pin(tenant, known, known_hosts, outcomes)
+            self._pin(tenant, known, pinned, known_hosts, outcomes)
         finally:
             shutil.rmtree(secrets, ignore_errors=True)
             shutil.rmtree(control, ignore_errors=True)
@@ -200,7 +196,7 @@ class Provisioner:
             ssh += ["-o", f"ProxyCommand=ssh {inner}"]
         host_vars: dict[str, Any] = {
             "ansible_host": t.host, "ansible_port": t.port, "ansible_user": t.user,
-            "ansible_ssh_private_key_file": str(key_file), "ansible_ssh_common_args": _quote(ssh),
+            "ansible_ssh_private_key_file": str(key_file), "ansible_ssh_common_args": shlex.join(ssh),
             "ansible_become": access.become, "ansible_python_interpreter": "auto_silent",
             "mssp_tenant": tenant, "mssp_gateway": t.name, "mssp_prefix": t.prefix,
             "mssp_controller": self.site.enroll_address, "mssp_ca_pin": self.ca_pin(),
@@ -226,14 +222,15 @@ class Provisioner:
             "ANSIBLE_NOCOLOR": "1", "ANSIBLE_TIMEOUT": "15", "ANSIBLE_DEPRECATION_WARNINGS": "False",
         }
 
-    def _pin(self, tenant: str, known: list[Known], known_hosts: Path, outcomes: list[HostOutcome]) -> None:
-        pinned = {k.host_key.endpoint: k.host_key for k in known if k.host_key}
+    def _pin(self, tenant: str, known: list[Known], pinned: dict[str, hostkeys.HostKey], known_hosts: Path,
+             outcomes: list[HostOutcome]) -> None:
         fresh = hostkeys.newly_seen(known_hosts, pinned)
         by_endpoint = {k.target.endpoint: k for k in known}
         self.records.pin_host_keys(tenant, {by_endpoint[e].target.name: key for e, key in fresh.items()
                                             if e in by_endpoint})
+        by_name = {k.target.name: k for k in known}
         for o in outcomes:
-            k = next(k for k in known if k.target.name == o.gateway)
+            k = by_name[o.gateway]
             if o.state == "unreachable" and k.host_key and hostkeys.is_key_change(o.message):
                 o.message = (f"host key of {k.target.endpoint} changed: the store pinned "
                              f"{k.host_key.fingerprint}; if the router was reinstalled, run `msspctl gateway "
@@ -245,12 +242,6 @@ def _secret(path: Path, data: bytes) -> Path:
     with os.fdopen(fd, "wb") as f:
         f.write(data if data.endswith(b"\n") or path.name != "ssh_key" else data + b"\n")
     return path
-
-
-def _quote(args: list[str]) -> str:
-    import shlex
-
-    return " ".join(shlex.quote(a) for a in args)
 
 
 def _rotate(runs: Path, keep: int) -> None:

@@ -77,6 +77,11 @@ def check_prefix(value: str) -> str:
     return value.rstrip("/")
 
 
+def check_private_key(key: bytes) -> None:
+    if b"PRIVATE KEY-----" not in key:
+        raise InvalidInput("the SSH key is not a private key in OpenSSH or PEM format")
+
+
 def target(name: str, host: str, port: str | int = 22, user: str = DEFAULT_USER,
            prefix: str = DEFAULT_PREFIX) -> Target:
     return Target(validate_gateway_name(name), check_host(host), check_port(port), check_user(user),
